@@ -1,0 +1,92 @@
+"""`mcucoder bench`: throughput at 224x224, batch 1, and peak memory (figures printed)."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import tempfile
+import time
+
+import numpy as np
+
+from .codec import bitstream
+from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
+from .codec.model import DECODER_FILE, DecoderModel, EncoderModel, default_model_dir
+
+
+def _rate(fn, seconds: float) -> float:
+    fn()  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _paper_decoder_onnx(path: str) -> bool:
+    """Export the paper's decoder (random weights: speed only) if torch is installed."""
+    try:
+        import torch
+
+        from .training.models import PaperDecoder
+    except ModuleNotFoundError:
+        return False
+    m = PaperDecoder().eval()
+    torch.onnx.export(m, torch.zeros(1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), path, input_names=["latent"],
+                      output_names=["image"], opset_version=17, dynamo=False)
+    return True
+
+
+def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0) -> dict:
+    d = model_dir or default_model_dir()
+    frame = _sample_frame()
+    enc = EncoderModel.load(d)
+    res = {"frame_size": [IMAGE_SIZE, IMAGE_SIZE], "batch": 1, "cpu": platform.processor() or platform.machine(),
+           "cpu_count": os.cpu_count(), "onnxruntime_threads": threads or "default"}
+    res["int8_encoder_fps"] = _rate(lambda: enc.latent(frame), seconds)
+    res["encoder_fps"] = _rate(lambda: bitstream.pack(enc.encode(frame, LATENT_CHANNELS)), seconds)
+    print(f"INT8 encoder (numpy reference): {res['int8_encoder_fps']:.1f} frames/s; "
+          f"with quantisation + rANS + bitstream: {res['encoder_fps']:.1f} frames/s")
+    data = bitstream.pack(enc.encode(frame, LATENT_CHANNELS))
+    dec = DecoderModel.load(d, "fast", threads)
+    latent = dec.latent(bitstream.unpack(data))
+    res["entropy_decode_fps"] = _rate(lambda: dec.latent(bitstream.unpack(data)), seconds)
+    res["decoder_network_fps"] = _rate(lambda: dec.reconstruct(latent), seconds)
+    res["decoder_fps"] = _rate(lambda: dec.decode(bitstream.unpack(data)), seconds)
+    res["architectures"] = {"fast": {"network_fps": res["decoder_network_fps"], "decode_fps": res["decoder_fps"],
+                                     "onnx": str(dec.onnx_path)}}
+    print(f"fast decoder: network {res['decoder_network_fps']:.1f} frames/s, full decode (rANS + network) "
+          f"{res['decoder_fps']:.1f} frames/s")
+    res["peak_rss_mb"] = _peak_rss_mb()
+    print(f"peak resident memory (encoder + fast decoder, this process): {res['peak_rss_mb']:.0f} MB")
+    with tempfile.TemporaryDirectory() as tmp:
+        paper = os.path.join(d, DECODER_FILE.format(arch="paper"))
+        note = "shipped weights"
+        if not os.path.exists(paper):
+            paper = os.path.join(tmp, "decoder_paper.onnx")
+            note = "random weights (speed only; no trained paper decoder is shipped)"
+            if not _paper_decoder_onnx(paper):
+                paper = None
+        if paper:
+            pdec = DecoderModel(enc.arrays, paper, threads)
+            fps = _rate(lambda: pdec.reconstruct(latent), max(1.0, seconds / 2))
+            res["architectures"]["paper"] = {"network_fps": fps, "note": note}
+            print(f"paper decoder (N=196): network {fps:.2f} frames/s ({note})")
+        else:
+            res["architectures"]["paper"] = {"network_fps": None, "note": "torch not installed: cannot export it"}
+    return res
+
+
+def _sample_frame() -> np.ndarray:
+    """A real photo (bundled sample) so that rANS timings reflect real latents."""
+    from .codec.images import load_rgb, resize_224
+    from .codec.vectors import sample_frames
+
+    frames = sample_frames()
+    if frames:
+        return resize_224(load_rgb(frames[0]))
+    return np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)

@@ -1,0 +1,155 @@
+"""Static-table rANS coding of one latent channel, with a causal context model.
+
+Each channel is coded on its own (its chunk decodes without any other channel).
+Per symbol, in raster order:
+  a = left, b = top, c = top-left neighbour (symbol `edge` outside the channel)
+  pred     = MED(a, b, c)  (LOCO-I median edge detector)
+  residual = (symbol - pred) mod 64
+  context  = activity bucket of |a-c| + |b-c|   (NUM_CONTEXTS buckets)
+residuals are coded by byte-wise rANS (32-bit state, 12-bit probabilities) with a
+frequency table per (channel, context), trained offline and shipped with the model.
+Integer-only and table-driven: what a Cortex-M encoder can run.
+
+Chunk layout: the final encoder state (4 bytes, big endian) followed by the
+renormalisation bytes; the decoder checks that it ends in the initial state
+having consumed every byte, so truncated or corrupted chunks are detected.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import LATENT_SIZE, NUM_SYMBOLS
+
+PROB_BITS = 12
+PROB_SCALE = 1 << PROB_BITS
+RANS_L = 1 << 23
+ACTIVITY_THRESHOLDS = (0, 1, 2, 4, 7, 12, 20)   # activity <= t -> bucket index
+NUM_CONTEXTS = len(ACTIVITY_THRESHOLDS) + 1
+SYMBOLS_PER_CHANNEL = LATENT_SIZE * LATENT_SIZE
+MAX_CHUNK_BYTES = 4 + (SYMBOLS_PER_CHANNEL * PROB_BITS + 7) // 8 + 4
+
+
+class EntropyError(ValueError):
+    """A channel chunk is truncated, has trailing bytes or does not decode consistently."""
+
+
+def _bucket(activity: np.ndarray | int):
+    return np.searchsorted(np.asarray(ACTIVITY_THRESHOLDS), activity, side="left")
+
+
+_BUCKET_LUT = [int(_bucket(a)) for a in range(2 * NUM_SYMBOLS)]
+
+
+def _med(a, b, c):
+    mn, mx = np.minimum(a, b), np.maximum(a, b)
+    return np.where(c >= mx, mn, np.where(c <= mn, mx, a + b - c))
+
+
+def residuals_and_contexts(sym: np.ndarray, edge: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised model for a whole 28x28 channel (the encoder knows every symbol)."""
+    s = sym.astype(np.int32)
+    p = np.pad(s, ((1, 0), (1, 0)), constant_values=edge)
+    a, b, c = p[1:, :-1], p[:-1, 1:], p[:-1, :-1]
+    pred = _med(a, b, c)
+    res = (s - pred) & (NUM_SYMBOLS - 1)
+    ctx = _bucket(np.abs(a - c) + np.abs(b - c))
+    return res.ravel(), ctx.ravel()
+
+
+def normalize_frequencies(counts: np.ndarray) -> np.ndarray:
+    """Counts -> integer frequencies summing to PROB_SCALE, every symbol >= 1."""
+    counts = np.asarray(counts, np.float64) + 0.5   # keep unseen symbols codable
+    f = np.maximum(1, np.floor(counts / counts.sum() * PROB_SCALE)).astype(np.int64)
+    while f.sum() != PROB_SCALE:   # hand the rounding error to / take it from the largest
+        i = int(np.argmax(f))
+        f[i] += PROB_SCALE - f.sum()
+        if f[i] < 1:
+            f[i] = 1
+            j = int(np.argmax(f))
+            f[j] -= f.sum() - PROB_SCALE
+    return f.astype(np.uint16)
+
+
+class ChannelCoder:
+    """rANS coder for one channel, given its [NUM_CONTEXTS, 64] frequency table."""
+
+    def __init__(self, freqs: np.ndarray, edge: int):
+        freqs = np.asarray(freqs, np.int64)
+        if freqs.shape != (NUM_CONTEXTS, NUM_SYMBOLS) or np.any(freqs < 1) or np.any(freqs.sum(1) != PROB_SCALE):
+            raise ValueError("frequency table must be [contexts, 64], >= 1, rows summing to 4096")
+        self.edge = int(edge)
+        self.freq = [list(map(int, row)) for row in freqs]
+        cum = np.concatenate([np.zeros((NUM_CONTEXTS, 1), np.int64), np.cumsum(freqs, 1)], 1)
+        self.cum = [list(map(int, row)) for row in cum]
+        # slot -> symbol lookup per context (host-side decoding only)
+        self.slot2sym = [np.repeat(np.arange(NUM_SYMBOLS), freqs[k]).tolist() for k in range(NUM_CONTEXTS)]
+
+    def encode(self, sym: np.ndarray) -> bytes:
+        res, ctx = residuals_and_contexts(sym, self.edge)
+        freq, cum = self.freq, self.cum
+        out = bytearray()
+        x = RANS_L
+        xmax_base = (RANS_L >> PROB_BITS) << 8
+        for r, k in zip(reversed(res.tolist()), reversed(ctx.tolist())):
+            f = freq[k][r]
+            xmax = xmax_base * f
+            while x >= xmax:
+                out.append(x & 0xFF)
+                x >>= 8
+            x = ((x // f) << PROB_BITS) + (x % f) + cum[k][r]
+        out += bytes(((x >> 0) & 0xFF, (x >> 8) & 0xFF, (x >> 16) & 0xFF, (x >> 24) & 0xFF))
+        out.reverse()
+        return bytes(out)
+
+    def decode(self, chunk: bytes) -> np.ndarray:
+        n = len(chunk)
+        if n < 4:
+            raise EntropyError(f"channel chunk too short ({n} bytes)")
+        if n > MAX_CHUNK_BYTES:
+            raise EntropyError(f"channel chunk too long ({n} bytes > {MAX_CHUNK_BYTES})")
+        x = int.from_bytes(chunk[:4], "big")
+        pos = 4
+        freq, cum, s2s = self.freq, self.cum, self.slot2sym
+        mask = PROB_SCALE - 1
+        size = LATENT_SIZE
+        edge = self.edge
+        bucket = _BUCKET_LUT
+        out = [0] * (size * size)
+        for y in range(size):
+            row = y * size
+            for xx in range(size):
+                a = out[row + xx - 1] if xx else edge
+                if y:
+                    b = out[row - size + xx]
+                    c = out[row - size + xx - 1] if xx else edge
+                else:
+                    b = c = edge
+                if a < b:
+                    mn, mx = a, b
+                else:
+                    mn, mx = b, a
+                pred = mn if c >= mx else (mx if c <= mn else a + b - c)
+                k = bucket[abs(a - c) + abs(b - c)]
+                slot = x & mask
+                r = s2s[k][slot]
+                x = freq[k][r] * (x >> PROB_BITS) + slot - cum[k][r]
+                while x < RANS_L:
+                    if pos >= n:
+                        raise EntropyError("channel chunk truncated")
+                    x = (x << 8) | chunk[pos]
+                    pos += 1
+                out[row + xx] = (r + pred) & (NUM_SYMBOLS - 1)
+        if x != RANS_L or pos != n:
+            raise EntropyError("channel chunk corrupted (rANS state check failed)")
+        return np.asarray(out, np.uint8).reshape(size, size)
+
+
+def fit_tables(symbols: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """symbols: uint8 [N, C, 28, 28] from training frames -> freqs [C, NUM_CONTEXTS, 64]."""
+    n, c = symbols.shape[:2]
+    counts = np.zeros((c, NUM_CONTEXTS, NUM_SYMBOLS), np.int64)
+    for ch in range(c):
+        for i in range(n):
+            res, ctx = residuals_and_contexts(symbols[i, ch], int(edges[ch]))
+            np.add.at(counts[ch], (ctx, res), 1)
+    return np.stack([[normalize_frequencies(counts[ch, k]) for k in range(NUM_CONTEXTS)] for ch in range(c)])

@@ -1,0 +1,137 @@
+"""A shipped codec model: INT8 encoder + latent quantiser + entropy tables (one npz,
+everything the camera side needs) and an ONNX decoder.  Thin encode/decode API."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .bitstream import Frame
+from .entropy import ChannelCoder, EntropyError
+from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
+from .images import resize_224
+from .int8_encoder import Int8Encoder
+from .latent_quant import LatentQuantizer
+
+ENCODER_FILE = "encoder_int8.npz"
+DECODER_FILE = "decoder_{arch}.onnx"
+
+
+class ModelError(RuntimeError):
+    """A model folder is missing, incomplete or does not match the bitstream."""
+
+
+def default_model_dir() -> Path:
+    """$MCUCODER_MODEL_DIR, else the checkout's models/default, else <prefix>/share."""
+    env = os.environ.get("MCUCODER_MODEL_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "models" / "default"
+    if (here / ENCODER_FILE).exists():
+        return here
+    return Path(sys.prefix) / "share" / "mcucoder_ros" / "models" / "default"
+
+
+def model_id_of(arrays: dict) -> int:
+    """u32 identity of the coding parameters (anything that changes the bits changes it)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        if k == "model_id":
+            continue
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode()), h.update(str(a.dtype).encode()), h.update(a.tobytes())
+    return int.from_bytes(h.digest()[:4], "little")
+
+
+class EncoderModel:
+    """uint8 RGB frame -> Frame (bitstream chunks of the first k channels)."""
+
+    def __init__(self, arrays):
+        self.arrays = {k: np.asarray(arrays[k]) for k in arrays}
+        self.int8 = Int8Encoder.from_arrays(self.arrays)
+        self.quantizer = LatentQuantizer(self.arrays["latent_lo"], self.arrays["latent_hi"],
+                                         self.int8.latent_scale, self.int8.latent_zero_point)
+        self.edges = self.arrays["edge_symbols"].astype(int)
+        self.coders = [ChannelCoder(self.arrays["freqs"][c], self.edges[c]) for c in range(LATENT_CHANNELS)]
+        self.model_id = int(self.arrays["model_id"])
+
+    @classmethod
+    def load(cls, model_dir=None) -> "EncoderModel":
+        path = Path(model_dir or default_model_dir()) / ENCODER_FILE
+        if not path.exists():
+            raise ModelError(f"encoder model not found: {path} (run `mcucoder export` or set MCUCODER_MODEL_DIR)")
+        with np.load(path) as z:
+            return cls({k: z[k] for k in z.files})
+
+    def latent(self, rgb: np.ndarray) -> np.ndarray:
+        """Any-size uint8 RGB frame -> int8 latent [12, 28, 28] (frame resized to 224x224)."""
+        return self.int8(resize_224(rgb))
+
+    def symbols(self, rgb: np.ndarray) -> np.ndarray:
+        return self.quantizer.quantize(self.latent(rgb))
+
+    def encode(self, rgb: np.ndarray, channels: int = LATENT_CHANNELS, sequence: int = 0) -> Frame:
+        if not 0 <= channels <= LATENT_CHANNELS:
+            raise ValueError(f"channels must be in 0..{LATENT_CHANNELS}, got {channels}")
+        latent = self.latent(rgb)[:channels]     # only the budgeted channels are quantised and coded
+        sym = self.quantizer.quantize(latent)
+        chunks = [self.coders[c].encode(sym[c]) for c in range(channels)]
+        return Frame(self.model_id, sequence % 2**32, list(range(channels)), chunks)
+
+
+class DecoderModel:
+    """Frame (any subset of channels) -> uint8 RGB 224x224 through onnxruntime."""
+
+    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0):
+        import onnxruntime as ort
+
+        enc = EncoderModel(encoder_arrays)
+        self.model_id = enc.model_id
+        self.quantizer = enc.quantizer
+        self.coders = enc.coders
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.onnx_path = Path(onnx_path)
+
+    @classmethod
+    def load(cls, model_dir=None, arch: str = "fast", threads: int = 0) -> "DecoderModel":
+        d = Path(model_dir or default_model_dir())
+        onnx_path = d / DECODER_FILE.format(arch=arch)
+        if not onnx_path.exists():
+            raise ModelError(f"decoder model not found: {onnx_path}")
+        enc = d / ENCODER_FILE
+        if not enc.exists():
+            raise ModelError(f"encoder parameters not found: {enc}")
+        with np.load(enc) as z:
+            return cls({k: z[k] for k in z.files}, onnx_path, threads)
+
+    def latent(self, frame: Frame) -> np.ndarray:
+        """Decode the entropy-coded chunks -> float latent [1,12,28,28], missing channels zero."""
+        if frame.model_id != self.model_id:
+            raise ModelError(f"frame was coded with model {frame.model_id:#010x}, this decoder has "
+                             f"{self.model_id:#010x}")
+        z = np.zeros((1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), np.float32)
+        for c, chunk in zip(frame.channel_indices, frame.chunks):
+            try:
+                sym = self.coders[c].decode(chunk)
+            except EntropyError as e:
+                raise EntropyError(f"channel {c}: {e}") from None
+            z[0, c] = self.quantizer.dequantize(sym[None], [c])[0]
+        return z
+
+    def reconstruct(self, latent: np.ndarray) -> np.ndarray:
+        y = self.session.run(None, {self.input_name: latent.astype(np.float32)})[0][0]
+        return (np.clip(y, 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+
+    def decode(self, frame: Frame) -> np.ndarray:
+        return self.reconstruct(self.latent(frame))
+
+
+assert IMAGE_SIZE == 8 * LATENT_SIZE

@@ -1,0 +1,153 @@
+"""Rate-distortion evaluation of MCUCoder against M-JPEG on 224x224 frames.
+
+bpp always counts the real bytes of the coded frame (the whole bitstream frame,
+header included; the whole JPEG file), divided by 224*224 pixels.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .codec import bitstream
+from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
+from .codec.images import ImageError, load_rgb, resize_224
+from .codec.jpeg import DEFAULT_QUALITIES, jpeg_roundtrip
+from .codec.metrics import ms_ssim, ms_ssim_db, psnr
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+
+def iter_video(path: str, max_frames: int | None = None):
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImageError(f"cannot open video: {path}")
+    n = 0
+    try:
+        while max_frames is None or n < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            n += 1
+            yield f"{Path(path).name}#{n - 1}", np.ascontiguousarray(bgr[..., ::-1])
+    finally:
+        cap.release()
+    if n == 0:
+        raise ImageError(f"no frames could be read from video: {path}")
+
+
+def collect_frames(paths, max_frames: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """Images, folders of images and videos -> [(name, 224x224 RGB uint8)]."""
+    frames = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ImageError(f"no such file or folder: {p}")
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+        for f in files:
+            if f.suffix.lower() in VIDEO_EXTS:
+                left = None if max_frames is None else max_frames - len(frames)
+                frames += [(n, resize_224(im)) for n, im in iter_video(f, left)]
+            else:
+                frames.append((f.name, resize_224(load_rgb(f))))
+            if max_frames is not None and len(frames) >= max_frames:
+                return frames[:max_frames]
+    if not frames:
+        raise ImageError(f"no images or videos found in {list(map(str, paths))}")
+    return frames
+
+
+def _bd(r1, d1, r2, d2, name, notes):
+    """BD-rate of curve 2 against anchor curve 1 (pchip); None if they do not overlap."""
+    import bjontegaard as bd
+
+    lo, hi = max(min(d1), min(d2)), min(max(d1), max(d2))
+    if hi <= lo:
+        notes.append(f"{name}: the RD curves do not overlap in quality; BD-rate undefined")
+        return None
+    overlap = (hi - lo) / (max(d1) - min(d1))
+    if overlap < 0.5:
+        notes.append(f"{name}: curves overlap on only {overlap:.0%} of JPEG's quality range")
+    return float(bd.bd_rate(r1, d1, r2, d2, method="pchip", require_matching_points=False))
+
+
+def _monotone(rates, dists):
+    """Points sorted by rate with strictly increasing quality (what BD integration needs)."""
+    pts = sorted(zip(rates, dists))
+    out = []
+    for r, d in pts:
+        if not out or d > out[-1][1]:
+            out.append((r, d))
+    return [p[0] for p in out], [p[1] for p in out]
+
+
+def evaluate(paths, encoder, decoder, max_frames=None, qualities=DEFAULT_QUALITIES, progress=True) -> dict:
+    frames = collect_frames(paths, max_frames)
+    ks = range(1, LATENT_CHANNELS + 1)
+    acc = {k: [] for k in ks}
+    jacc = {q: [] for q in qualities}
+    for i, (name, rgb) in enumerate(tqdm(frames, desc="eval", unit="frame", disable=not progress)):
+        latent = encoder.latent(rgb)
+        sym = encoder.quantizer.quantize(latent)
+        chunks = [encoder.coders[c].encode(sym[c]) for c in range(LATENT_CHANNELS)]
+        for k in ks:   # the first k chunks are exactly what encode(rgb, k) produces
+            frame = bitstream.Frame(encoder.model_id, i, list(range(k)), chunks[:k])
+            data = bitstream.pack(frame)
+            out = decoder.decode(bitstream.unpack(data))
+            acc[k].append((len(data) * 8 / PIXELS, psnr(rgb, out), ms_ssim(rgb, out)))
+        for q in qualities:
+            data, out = jpeg_roundtrip(rgb, q)
+            jacc[q].append((len(data) * 8 / PIXELS, psnr(rgb, out), ms_ssim(rgb, out)))
+
+    def row(vals):
+        a = np.array(vals)
+        return {"bpp": float(a[:, 0].mean()), "psnr": float(a[:, 1].mean()), "ms_ssim": float(a[:, 2].mean()),
+                "ms_ssim_db": ms_ssim_db(float(a[:, 2].mean()))}
+
+    mc = [{"k": k, **row(acc[k])} for k in ks]
+    jp = [{"quality": q, **row(jacc[q])} for q in qualities]
+    notes = []
+    res = {"frames": len(frames), "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "resize": "cv2.INTER_AREA",
+           "model_id": f"{encoder.model_id:#010x}", "decoder": str(getattr(decoder, "onnx_path", "")),
+           "mcucoder": mc, "jpeg": jp}
+    for metric, key in (("ms_ssim", "ms_ssim_db"), ("psnr", "psnr")):
+        jr, jd = _monotone([p["bpp"] for p in jp], [p[key] for p in jp])
+        mr, md = _monotone([p["bpp"] for p in mc], [p[key] for p in mc])
+        res[f"bd_rate_{metric}"] = _bd(jr, jd, mr, md, metric, notes)
+    res["notes"] = notes
+    return res
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], "ms_ssim_db", "MS-SSIM (dB)"), (axes[1], "psnr", "PSNR (dB)")):
+        ax.plot([p["bpp"] for p in res["mcucoder"]], [p[key] for p in res["mcucoder"]], "o-", label="MCUCoder (k=1..12)")
+        ax.plot([p["bpp"] for p in res["jpeg"]], [p[key] for p in res["jpeg"]], "s--", label="OpenCV JPEG")
+        for p in res["mcucoder"]:
+            ax.annotate(str(p["k"]), (p["bpp"], p[key]), fontsize=7, xytext=(2, -8), textcoords="offset points")
+        ax.set_xlabel("bits per pixel (real bytes, 224x224)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    bd1, bd2 = res.get("bd_rate_ms_ssim"), res.get("bd_rate_psnr")
+    fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
+    fig.suptitle(f"{res['frames']} frames at 224x224 - BD-rate vs JPEG: MS-SSIM {fmt(bd1)}, PSNR {fmt(bd2)}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_json(res: dict, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(res, indent=2, allow_nan=False, default=lambda o: None if (
+        isinstance(o, float) and math.isnan(o)) else str(o)))
