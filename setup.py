@@ -1,0 +1,29 @@
+"""pip install of the mcucoder_ros Python package (codec library, CLI, ROS nodes).
+
+ROS users build the same package with colcon (package.xml + CMakeLists.txt), which
+also generates the messages; `make setup` does both into .venv/.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="mcucoder_ros",
+    version="0.1.0",
+    description="Adaptive-bitrate learned video compression from microcontroller cameras to ROS 2",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mcucoder_ros", "mcucoder_ros.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "onnxruntime>=1.17",
+        "bjontegaard>=1.3",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "pyserial>=3.5",
+    ],
+    extras_require={
+        "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15"],
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["mcucoder = mcucoder_ros.cli:main"]},
+)

@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import VECTORS, read_vector
+from mcucoder_ros.codec import bitstream
+from mcucoder_ros.codec.int8_encoder import (multiply_by_quantized_multiplier, quantize_multiplier,
+                                             rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+
+MANIFEST = json.loads((VECTORS / "manifest.json").read_text())
+NAMES = [v["name"] for v in MANIFEST["vectors"]]
+
+
+def test_vectors_belong_to_shipped_model(encoder):
+    assert MANIFEST["model_id"] == f"{encoder.model_id:#010x}", "regenerate: python -m mcucoder_ros.codec.vectors"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_vectors_bit_exact(encoder, name):
+    rgb = read_vector(f"{name}.rgb", np.uint8, (224, 224, 3))
+    latent = encoder.latent(rgb)
+    assert np.array_equal(latent, read_vector(f"{name}.latent", np.int8, (12, 28, 28)))
+    sym = encoder.quantizer.quantize(latent)
+    assert np.array_equal(sym, read_vector(f"{name}.sym", np.uint8, (12, 28, 28)))
+    seq = NAMES.index(name)
+    assert bitstream.pack(encoder.encode(rgb, 12, seq)) == (VECTORS / f"{name}.mcf").read_bytes()
+
+
+def test_parameter_count(encoder):
+    assert encoder.int8.num_parameters == 10_524
+
+
+def test_fixed_point_helpers_match_tflite_reference():
+    # values worked by hand from TFLite's reference implementation
+    assert int(saturating_rounding_doubling_high_mul(np.array([-2**31]), -2**31)[0]) == 2**31 - 1
+    assert int(saturating_rounding_doubling_high_mul(np.array([1 << 30]), 1 << 30)[0]) == 1 << 29
+    assert int(saturating_rounding_doubling_high_mul(np.array([-3]), 1 << 30)[0]) == -1  # -1.5 rounds away
+    assert int(saturating_rounding_doubling_high_mul(np.array([3]), 1 << 30)[0]) == 2    # 1.5 rounds away
+    assert rounding_divide_by_pot(np.array([5, -5, 6, -6, 7, -7]), 2).tolist() == [1, -1, 2, -2, 2, -2]
+    m, s = quantize_multiplier(0.75)
+    assert (m, s) == (3 << 29, 0)
+    m, s = quantize_multiplier(0.001)
+    assert 1 << 30 <= m < 1 << 31 and abs(m * 2.0 ** (s - 31) - 0.001) < 1e-12
+    acc = np.array([100000, -100000, 12345, 0])
+    got = multiply_by_quantized_multiplier(acc, np.int32(m), np.int32(s))
+    assert np.all(np.abs(got - acc * 0.001) <= 0.5 + 1e-9)
+
+
+def test_int8_encoder_close_to_float_encoder(encoder, photos):
+    torch = pytest.importorskip("torch")
+    from conftest import ROOT
+    from mcucoder_ros.codec.images import resize_224
+    from mcucoder_ros.training.models import MCUCoder
+
+    ck = torch.load(ROOT / "models" / "default" / "checkpoint.pt", map_location="cpu")
+    model = MCUCoder(ck["config"]["decoder"])
+    model.load_state_dict(ck["model"])
+    frames = np.stack([resize_224(p) for p in photos])
+    with torch.no_grad():
+        zf = model.encoder(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255).numpy()
+    zi = np.stack([encoder.int8.dequantize(encoder.latent(f)) for f in frames])
+    step = encoder.int8.latent_scale[None, :, None, None]
+    err = np.abs(zf - zi) / step           # error in int8 latent steps (1/4 of a 6-bit symbol step)
+    rel_rms = np.sqrt(np.mean((zf - zi) ** 2) / np.mean(zf ** 2))
+    # measured on the bundled samples: median 1.2 steps, relative RMS error 0.75 %
+    assert np.median(err) < 2.0
+    assert rel_rms < 0.02
+
+
+def test_rejects_wrong_input(encoder):
+    with pytest.raises(ValueError, match="224x224x3"):
+        encoder.int8(np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ValueError):
+        encoder.int8(np.zeros((224, 224, 3), np.float32))
