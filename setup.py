@@ -20,10 +20,17 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "pyserial>=3.5",
+        "pyyaml>=6",
     ],
     extras_require={
         "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15"],
         "test": ["pytest>=8", "hypothesis>=6.100"],
     },
-    entry_points={"console_scripts": ["mcucoder = mcucoder_ros.cli:main"]},
+    entry_points={"console_scripts": [
+        "mcucoder = mcucoder_ros.cli:main",
+        "mcucoder-ros = mcucoder_ros.ros_cli:main",
+        "encoder_node = mcucoder_ros.nodes.encoder_node:main",
+        "bitrate_controller_node = mcucoder_ros.nodes.bitrate_controller_node:main",
+        "decoder_node = mcucoder_ros.nodes.decoder_node:main",
+    ]},
 )

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +10,8 @@ from conftest import ROOT, SAMPLES
 
 
 def mcucoder(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "mcucoder_ros.cli", *map(str, args)], capture_output=True, text=True,
-                       cwd=ROOT, timeout=600)
+    exe = Path(sys.executable).parent / "mcucoder"     # the installed console script
+    r = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=ROOT / "test", timeout=600)
     if check and r.returncode != 0:
         raise AssertionError(r.stderr)
     return r

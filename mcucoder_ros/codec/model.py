@@ -96,6 +96,8 @@ class DecoderModel:
         if threads:
             so.intra_op_num_threads = threads
         so.log_severity_level = 3
+        # no busy-waiting worker threads: the decoder shares the CPU with other nodes
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.onnx_path = Path(onnx_path)

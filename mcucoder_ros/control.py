@@ -1,0 +1,111 @@
+"""Channel-budget control: pick k per frame so the stream fits the available bandwidth.
+
+Pure logic (no ROS).  Documented in docs/bitrate-control.md.
+  * available bandwidth: the latest fresh LinkQuality report, else the receive-side
+    delivery estimate, else unknown (all channels pass)
+  * per frame: target = headroom x available x frame interval; k = the largest prefix
+    of channels whose bytes (exact for channels present, running estimates for the
+    rest) plus bitstream overhead fit the target, never below min_channels: when the
+    link shrinks, k falls at once instead of frames being dropped
+  * hysteresis: k rises by one channel only after `up_hold_frames` consecutive frames
+    in which the larger k fits with `up_margin` to spare, so quality does not flap
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .codec.bitstream import CHUNK_ENTRY, HEADER
+from .codec.geometry import LATENT_CHANNELS
+
+PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (before any frame is seen)
+
+
+@dataclass
+class ControllerConfig:
+    headroom: float = 0.85          # share of the available bandwidth we plan to use
+    up_margin: float = 0.9          # a larger k must fit within up_margin x target
+    up_hold_frames: int = 5         # consecutive frames a larger k must fit before rising
+    min_channels: int = 1
+    max_channels: int = LATENT_CHANNELS
+    size_smoothing: float = 0.3     # EWMA weight of a new chunk-size observation
+    link_stale_s: float = 2.0       # LinkQuality older than this is ignored
+    default_interval_s: float = 1 / 15
+
+
+@dataclass
+class Decision:
+    channels: int                   # k forwarded for this frame
+    budget: int                     # k requested upstream
+    available_bps: float            # NaN when unknown
+    target_bps: float
+    source: str
+
+
+@dataclass
+class BitrateController:
+    cfg: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self):
+        self.chunk_est = [PRIOR_CHUNK_BYTES] * LATENT_CHANNELS
+        self.k = self.cfg.max_channels
+        self.up_count = 0
+        self.link_bps = math.nan
+        self.link_t = -math.inf
+        self.delivery_bps = math.nan
+        self.interval = self.cfg.default_interval_s
+        self._last_stamp = None
+
+    # -- inputs ----------------------------------------------------------------------
+    def on_link_quality(self, bandwidth_bps: float, now: float) -> None:
+        if math.isfinite(bandwidth_bps) and bandwidth_bps > 0:
+            self.link_bps, self.link_t = bandwidth_bps, now
+
+    def on_delivery_estimate(self, bps: float) -> None:
+        self.delivery_bps = bps if math.isfinite(bps) and bps > 0 else math.nan
+
+    def available(self, now: float) -> tuple[float, str]:
+        if math.isfinite(self.link_bps) and now - self.link_t <= self.cfg.link_stale_s:
+            return self.link_bps, "link_quality"
+        if math.isfinite(self.delivery_bps):
+            return self.delivery_bps, "delivery"
+        return math.nan, "default"
+
+    # -- per frame ---------------------------------------------------------------------
+    @staticmethod
+    def frame_bytes(chunk_bytes) -> float:
+        return HEADER.size + sum(CHUNK_ENTRY.size + b for b in chunk_bytes)
+
+    def decide(self, chunk_lengths: list[int], stamp_s: float, now: float) -> Decision:
+        cfg = self.cfg
+        if self._last_stamp is not None and 0 < stamp_s - self._last_stamp < 5.0:
+            self.interval += 0.2 * (stamp_s - self._last_stamp - self.interval)
+        self._last_stamp = stamp_s
+        for c, n in enumerate(chunk_lengths):
+            self.chunk_est[c] += cfg.size_smoothing * (n - self.chunk_est[c])
+        avail, source = self.available(now)
+        present = len(chunk_lengths)
+        if not math.isfinite(avail):
+            self.k = cfg.max_channels
+            return Decision(min(self.k, present), self.k, avail, math.nan, source)
+        target_bytes = cfg.headroom * avail * self.interval / 8.0
+        sizes = list(chunk_lengths) + self.chunk_est[present:]
+
+        def fits(k, limit):
+            return self.frame_bytes(sizes[:k]) <= limit
+
+        k_fit = cfg.min_channels
+        for k in range(cfg.max_channels, cfg.min_channels - 1, -1):
+            if fits(k, target_bytes):
+                k_fit = k
+                break
+        if k_fit < self.k:
+            self.k, self.up_count = k_fit, 0           # fall at once: never overrun the link
+        elif self.k < cfg.max_channels and fits(self.k + 1, cfg.up_margin * target_bytes):
+            self.up_count += 1
+            if self.up_count >= cfg.up_hold_frames:
+                self.k, self.up_count = self.k + 1, 0
+        else:
+            self.up_count = 0
+        self.k = max(cfg.min_channels, min(self.k, cfg.max_channels))
+        return Decision(min(self.k, present), self.k, avail, target_bytes * 8 / self.interval, source)

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes over the pure codec library (no codec maths here)."""

@@ -1,0 +1,218 @@
+"""Shared node plumbing: parameters with descriptors, QoS, diagnostics, message <-> codec."""
+from __future__ import annotations
+
+import math
+import time
+from array import array
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from ..codec import bitstream
+from ..codec.images import ImageError
+from ..msg import LatentChannels
+
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+
+
+class ParamSpec:
+    """A declared parameter: default, one-line description, range or choices, runtime-settable."""
+
+    def __init__(self, default, description, *, range=None, choices=None, read_only=False):  # noqa: A002
+        self.default, self.description = default, description
+        self.range, self.choices, self.read_only = range, choices, read_only
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.range is not None:
+            lo, hi = self.range
+            if isinstance(self.default, bool):
+                pass
+            elif isinstance(self.default, int):
+                d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+            else:
+                d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        return d
+
+    def check(self, name, value) -> str | None:
+        if self.choices and value not in self.choices:
+            return f"parameter '{name}' must be one of {self.choices}, got {value!r}"
+        if self.range is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
+            lo, hi = self.range
+            if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
+                return f"parameter '{name}' must be within [{lo}, {hi}], got {value!r}"
+        return None
+
+
+class McuNode(Node):
+    """Base node: declares PARAMS, validates every change, publishes /diagnostics at 1 Hz."""
+
+    PARAMS: dict[str, ParamSpec] = {}
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name, **kwargs)
+        self.counters: dict[str, float] = {}
+        self.p = {}
+        for pname, spec in self.PARAMS.items():
+            value = self.declare_parameter(pname, spec.default, spec.descriptor()).value
+            err = spec.check(pname, value)
+            if err:
+                raise ValueError(err)          # invalid start-up parameter: refuse clearly
+            self.p[pname] = value
+        self.add_on_set_parameters_callback(self._on_set)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+
+    def _on_set(self, params) -> SetParametersResult:
+        for prm in params:
+            spec = self.PARAMS.get(prm.name)
+            if spec is None:
+                continue
+            if spec.read_only:
+                return SetParametersResult(successful=False, reason=f"parameter '{prm.name}' is read-only")
+            err = spec.check(prm.name, prm.value)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        for prm in params:
+            if prm.name in self.PARAMS:
+                self.p[prm.name] = prm.value
+                self.on_parameter_changed(prm.name, prm.value)
+        return SetParametersResult(successful=True)
+
+    def on_parameter_changed(self, name, value):
+        pass
+
+    def count(self, key: str, n: float = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def diagnostics(self) -> tuple[int, str, dict]:
+        return DiagnosticStatus.OK, "running", {}
+
+    def _publish_diagnostics(self) -> None:
+        level, message, values = self.diagnostics()
+        values = {**self.counters, **values}
+        st = DiagnosticStatus(level=level, name=f"{self.get_namespace().rstrip('/')}/{self.get_name()}",
+                              message=message, hardware_id="mcucoder",
+                              values=[KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
+                                      for k, v in values.items()])
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(arr)
+
+    def qos(self, prefix: str = "qos") -> QoSProfile:
+        """Sensor-data QoS by default; `<prefix>_reliability` / `<prefix>_depth` override it."""
+        rel = self.p.get(f"{prefix}_reliability", "best_effort")
+        depth = int(self.p.get(f"{prefix}_depth", qos_profile_sensor_data.depth))
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[rel],
+                          durability=qos_profile_sensor_data.durability)
+
+
+QOS_PARAMS = {
+    "qos_reliability": ParamSpec("best_effort", "QoS reliability of the stream topics", choices=list(RELIABILITY),
+                                 read_only=True),
+    "qos_depth": ParamSpec(5, "QoS history depth of the stream topics", range=(1, 100), read_only=True),
+}
+
+
+# --- message <-> codec -------------------------------------------------------------------
+
+def frame_to_msg(frame: bitstream.Frame, stamp, frame_id: str) -> LatentChannels:
+    m = LatentChannels()
+    m.header.stamp = stamp
+    m.header.frame_id = frame_id
+    m.sequence = frame.sequence
+    m.model_id = frame.model_id
+    m.bitstream_version = bitstream.VERSION
+    m.num_channels, m.latent_height, m.latent_width = frame.num_channels, frame.latent_height, frame.latent_width
+    # array.array: the generated setters check plain sequences element by element (slow)
+    m.channel_indices = array("B", frame.channel_indices)
+    m.chunk_lengths = array("H", frame.chunk_lengths)
+    m.payload = array("B", frame.payload)
+    return m
+
+
+def msg_to_frame(m: LatentChannels) -> bitstream.Frame:
+    """Checked conversion; raises BitstreamError on inconsistent fields."""
+    if m.bitstream_version != bitstream.VERSION:
+        raise bitstream.BitstreamError(f"unsupported bitstream version {m.bitstream_version}")
+    return bitstream.from_payload(m.model_id, m.sequence, list(m.channel_indices), list(m.chunk_lengths),
+                                  bytes(m.payload), num_channels=m.num_channels, latent_height=m.latent_height,
+                                  latent_width=m.latent_width)
+
+
+def gate(m: LatentChannels, k: int) -> LatentChannels:
+    """The same message with only channels < k (chunks copied byte for byte)."""
+    idx = list(m.channel_indices)
+    lens = list(m.chunk_lengths)
+    keep = sum(1 for c in idx if c < k)
+    out = LatentChannels()
+    out.header = m.header
+    out.sequence, out.model_id, out.bitstream_version = m.sequence, m.model_id, m.bitstream_version
+    out.num_channels, out.latent_height, out.latent_width = m.num_channels, m.latent_height, m.latent_width
+    out.channel_indices = array("B", idx[:keep])
+    out.chunk_lengths = array("H", lens[:keep])
+    out.payload = m.payload[:sum(lens[:keep])]
+    return out
+
+
+def message_bytes(m: LatentChannels) -> int:
+    """Bytes this frame costs on a link: the bitstream frame it stands for."""
+    return bitstream.HEADER.size + bitstream.CHUNK_ENTRY.size * len(m.chunk_lengths) + len(m.payload)
+
+
+ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    enc = msg.encoding.lower()
+    if enc not in ENCODINGS:
+        raise ImageError(f"unsupported image encoding '{msg.encoding}' (use rgb8, bgr8 or mono8)")
+    ch = ENCODINGS[enc]
+    if msg.width == 0 or msg.height == 0 or msg.step < msg.width * ch or len(msg.data) < msg.step * msg.height:
+        raise ImageError(f"inconsistent Image: {msg.width}x{msg.height} step {msg.step} with {len(msg.data)} bytes")
+    buf = np.frombuffer(msg.data, np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
+    img = buf[:, :msg.width * ch].reshape(msg.height, msg.width, ch)
+    if enc == "mono8":
+        return np.repeat(img, 3, axis=2)
+    if enc.startswith("bgr"):
+        return np.ascontiguousarray(img[..., 2::-1])
+    return np.ascontiguousarray(img[..., :3])
+
+
+def rgb_to_image(rgb: np.ndarray, stamp, frame_id: str) -> Image:
+    m = Image()
+    m.header.stamp = stamp
+    m.header.frame_id = frame_id
+    m.height, m.width = rgb.shape[:2]
+    m.encoding = "rgb8"
+    m.is_bigendian = 0
+    m.step = m.width * 3
+    m.data = array("B", np.ascontiguousarray(rgb, np.uint8).tobytes())
+    return m
+
+
+def stamp_to_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class RateMeter:
+    """Events per second over a sliding window (for diagnostics)."""
+
+    def __init__(self, window_s: float = 2.0):
+        self.window, self.t = window_s, []
+
+    def tick(self, now: float | None = None):
+        now = time.monotonic() if now is None else now
+        self.t.append(now)
+        while self.t and now - self.t[0] > self.window:
+            self.t.pop(0)
+
+    @property
+    def rate(self) -> float:
+        return (len(self.t) - 1) / (self.t[-1] - self.t[0]) if len(self.t) > 1 and self.t[-1] > self.t[0] else 0.0

@@ -1,0 +1,37 @@
+"""The pipeline's node set and defaults: one source of truth for the launch file
+(launch/pipeline.launch.py) and the one-process runner (`mcucoder-ros pipeline`)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+NAMESPACE = "/mcucoder"
+SOURCES = ("video", "images", "camera", "image_topic")
+
+# (executable / node name, module) in start order
+NODES = (
+    ("encoder_node", "mcucoder_ros.nodes.encoder_node:EncoderNode"),
+    ("bitrate_controller_node", "mcucoder_ros.nodes.bitrate_controller_node:BitrateControllerNode"),
+    ("decoder_node", "mcucoder_ros.nodes.decoder_node:DecoderNode"),
+)
+
+
+def default_params_file() -> Path:
+    for d in (Path(__file__).resolve().parents[1] / "config",
+              Path(sys.prefix) / "share" / "mcucoder_ros" / "config"):
+        if (d / "pipeline.yaml").exists():
+            return d / "pipeline.yaml"
+    raise FileNotFoundError("config/pipeline.yaml not found")
+
+
+def source_overrides(source: str, input_spec: str, loop: bool = False) -> dict[str, dict]:
+    """Per-node parameters implied by the chosen source."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source '{source}' (choose from {', '.join(SOURCES)})")
+    return {"encoder_node": {"source": source, "input": input_spec, "loop": loop}}
+
+
+def load_class(spec: str):
+    mod, cls = spec.split(":")
+    import importlib
+    return getattr(importlib.import_module(mod), cls)

@@ -1,0 +1,71 @@
+"""Frame sources for the host-side encoder: video file, image folder, camera device."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .codec.images import ImageError, load_rgb
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+class FrameSource:
+    """next() -> RGB uint8 frame, or None when the input is exhausted."""
+
+    def __init__(self, kind: str, spec: str, loop: bool = False):
+        self.kind, self.spec, self.loop = kind, spec, loop
+        self.cap = None
+        self.files: list[Path] = []
+        self.pos = 0
+        self.frames_read = 0
+        self._open()
+
+    def _open(self):
+        if self.kind == "images":
+            p = Path(self.spec)
+            self.files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS) if p.is_dir() else [p]
+            if not self.files:
+                raise ImageError(f"no images in {self.spec}")
+            self.pos = 0
+        else:
+            target = int(self.spec) if self.kind == "camera" else self.spec
+            if self.kind == "video" and not Path(self.spec).exists():
+                raise ImageError(f"video not found: {self.spec}")
+            self.cap = cv2.VideoCapture(target)
+            if not self.cap.isOpened():
+                raise ImageError(f"cannot open {self.kind} '{self.spec}'")
+
+    @property
+    def fps(self) -> float:
+        if self.cap is not None:
+            f = self.cap.get(cv2.CAP_PROP_FPS)
+            return float(f) if f and 0 < f < 240 else 0.0
+        return 0.0
+
+    def next(self) -> np.ndarray | None:
+        for _ in range(2):
+            frame = self._read()
+            if frame is not None:
+                self.frames_read += 1
+                return frame
+            if not self.loop or self.kind == "camera" or self.frames_read == 0:
+                return None
+            self.close()
+            self._open()
+        return None
+
+    def _read(self):
+        if self.kind == "images":
+            if self.pos >= len(self.files):
+                return None
+            self.pos += 1
+            return load_rgb(self.files[self.pos - 1])
+        ok, bgr = self.cap.read()
+        return np.ascontiguousarray(bgr[..., ::-1]) if ok else None
+
+    def close(self):
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
