@@ -129,9 +129,13 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.cmd == "pipeline" and a.source != "image_topic" and not a.input:
         ap.error("--input is required for file and camera sources")
+    from rclpy.exceptions import InvalidParameterValueException
+
+    from .codec.images import ImageError
+    from .codec.model import ModelError
     try:
         a.func(a)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
         sys.exit(f"mcucoder-ros: error: {e}")
 
 

@@ -116,11 +116,14 @@ def main(args=None):
 def run_node(cls, args=None):
     import os
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from rclpy.exceptions import InvalidParameterValueException
+
+    from ..codec.model import ModelError
     rclpy.init(args=args)
     try:
         node = cls()
-    except (ValueError, ImageError) as e:
-        print(f"{cls.__name__}: {e}")
+    except (ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
+        print(f"{cls.__name__}: invalid configuration: {e}", flush=True)
         rclpy.try_shutdown()
         raise SystemExit(2)
     try:

@@ -1,0 +1,44 @@
+"""Parameters: declared with descriptors, validated at start-up and at run time."""
+import pytest
+from rclpy.parameter import Parameter
+
+from ros_helpers import RosContext, start, stop
+
+
+@pytest.fixture
+def ctx():
+    c = RosContext("param_probe")
+    yield c
+    c.close()
+
+
+def test_invalid_start_parameters_are_refused(ctx):
+    from mcucoder_ros.nodes.bitrate_controller_node import BitrateControllerNode
+    from mcucoder_ros.nodes.encoder_node import EncoderNode
+    with pytest.raises(Exception, match="headroom"):
+        BitrateControllerNode(context=ctx.context, parameter_overrides=[Parameter("headroom", value=5.0)])
+    with pytest.raises(ValueError, match="source"):
+        EncoderNode(context=ctx.context, parameter_overrides=[Parameter("source", value="telepathy")])
+
+
+def test_runtime_changes_validated(ctx):
+    from mcucoder_ros.nodes.bitrate_controller_node import BitrateControllerNode
+    node = BitrateControllerNode(context=ctx.context)
+    try:
+        r = node.set_parameters([Parameter("headroom", value=0.5)])[0]
+        assert r.successful and node.ctrl.cfg.headroom == 0.5
+        r = node.set_parameters([Parameter("up_hold_frames", value=-3)])[0]
+        assert not r.successful and "up_hold_frames" in r.reason
+        r = node.set_parameters([Parameter("qos_depth", value=3)])[0]
+        assert not r.successful and "read-only" in r.reason
+        desc = node.describe_parameter("headroom")
+        assert desc.description and desc.floating_point_range[0].to_value == 1.0
+    finally:
+        node.destroy_node()
+
+
+def test_node_executable_reports_bad_parameter_clearly():
+    proc = start("bitrate_controller_node", "--ros-args", "-p", "headroom:=3.0")
+    proc.wait(30)
+    out = stop(proc)
+    assert proc.returncode != 0 and "headroom" in out and "Traceback" not in out
