@@ -70,6 +70,14 @@ def test_image_topic_in_decoded_out(ros):
         pub = ros.node.create_publisher(Image, "/mcucoder/image_raw", qos_profile_sensor_data)
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 30), "encoder did not subscribe"
         src = load_rgb(ROOT / "data" / "samples" / "coffee.png")
+        # warm up until the whole graph has matched (discovery takes up to a few seconds)
+        warm = Image(height=224, width=224, encoding="rgb8", step=672, data=src.tobytes())
+        for _ in range(100):
+            pub.publish(warm)
+            if ros.spin_until(lambda: got, 0.3):
+                break
+        assert got, "no decoded image after warm-up"
+        got.clear()
         import cv2
         cases = [("rgb8", cv2.resize(src, (320, 240))), ("bgr8", cv2.resize(src, (640, 480))[..., ::-1].copy()),
                  ("mono8", cv2.resize(src, (200, 300))[..., 1].copy()), ("rgb8", src)]
