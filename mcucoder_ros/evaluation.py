@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import cv2
@@ -73,7 +74,9 @@ def _bd(r1, d1, r2, d2, name, notes):
     overlap = (hi - lo) / (max(d1) - min(d1))
     if overlap < 0.5:
         notes.append(f"{name}: curves overlap on only {overlap:.0%} of JPEG's quality range")
-    return float(bd.bd_rate(r1, d1, r2, d2, method="pchip", require_matching_points=False))
+    with warnings.catch_warnings():   # the package warns on partial overlap; we report it in notes
+        warnings.simplefilter("ignore")
+        return float(bd.bd_rate(r1, d1, r2, d2, method="pchip", require_matching_points=False))
 
 
 def _monotone(rates, dists):

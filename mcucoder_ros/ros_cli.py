@@ -16,17 +16,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def make_executor(context):
-    """rclpy's EventsExecutor where available: the wait-set executors spend more CPU on
-    bookkeeping than the codec does at 15 frames/s (measured: 154 vs 60 ms CPU/frame)."""
-    try:
-        from rclpy.experimental import EventsExecutor
-        return EventsExecutor(context=context)
-    except ImportError:
-        from rclpy.executors import SingleThreadedExecutor
-        return SingleThreadedExecutor(context=context)
-
-
 class Pipeline:
     """The nodes of mcucoder_ros.pipeline.NODES in one process, one executor."""
 
@@ -57,6 +46,7 @@ class Pipeline:
         except Exception:
             self.shutdown()
             raise
+        from .nodes.common import make_executor
         self.executor = make_executor(self.context)
         for n in self.nodes.values():
             self.executor.add_node(n)
@@ -126,6 +116,11 @@ def main(argv=None):
     d.add_argument("--trace", default=None, help="CSV t,bandwidth_bps (default: the built-in step trace)")
     d.add_argument("--params", default=None)
     d.set_defaults(func=cmd_demo)
+    b = sub.add_parser("bench", help="end-to-end frames/s, latency and CPU per node (one process per node)")
+    b.add_argument("--seconds", type=float, default=20.0)
+    b.add_argument("--fps", type=float, default=15.0)
+    b.add_argument("--json", default=None)
+    b.set_defaults(func=lambda a: __import__("mcucoder_ros.bench_pipeline", fromlist=["main"]).main(a))
     a = ap.parse_args(argv)
     if a.cmd == "pipeline" and a.source != "image_topic" and not a.input:
         ap.error("--input is required for file and camera sources")

@@ -216,3 +216,14 @@ class RateMeter:
     @property
     def rate(self) -> float:
         return (len(self.t) - 1) / (self.t[-1] - self.t[0]) if len(self.t) > 1 and self.t[-1] > self.t[0] else 0.0
+
+
+def make_executor(context):
+    """rclpy's EventsExecutor where available: the wait-set executors spend more CPU on
+    bookkeeping than the codec does at 15 frames/s (measured: 154 vs 60 ms CPU/frame)."""
+    try:
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor(context=context)
+    except ImportError:
+        from rclpy.executors import SingleThreadedExecutor
+        return SingleThreadedExecutor(context=context)

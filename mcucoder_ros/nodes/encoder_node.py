@@ -126,8 +126,12 @@ def run_node(cls, args=None):
         print(f"{cls.__name__}: invalid configuration: {e}", flush=True)
         rclpy.try_shutdown()
         raise SystemExit(2)
+    from .common import make_executor
+    executor = make_executor(node.context)
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        while rclpy.ok(context=node.context):
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

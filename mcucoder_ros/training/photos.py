@@ -67,6 +67,27 @@ def catalogue(debian_root: str | os.PathLike | None = "data/debian") -> list[tup
     return found
 
 
+def write_heldout(out_dir: str, debian_root="data/debian") -> list[str]:
+    """The held-out photos at 224x224 (cv2.INTER_AREA) as PNGs named by catalogue key."""
+    import cv2
+
+    from ..codec.images import load_rgb, resize_224
+    os.makedirs(out_dir, exist_ok=True)
+    cat = dict((k, p) for k, p in catalogue(debian_root) if k in HELD_OUT)
+    try:
+        from importlib.resources import files
+        sk = Path(str(files("skimage") / "data"))
+        cat.update({n: str(sk / n) for n in SKIMAGE_PHOTOS if (sk / n).exists()})
+    except ModuleNotFoundError:
+        pass
+    written = []
+    for key, path in sorted(cat.items()):
+        out = os.path.join(out_dir, Path(key).stem + ".png")
+        cv2.imwrite(out, resize_224(load_rgb(path))[..., ::-1])
+        written.append(out)
+    return written
+
+
 def split(debian_root="data/debian") -> tuple[list[str], list[str]]:
     """(train paths, held-out paths).  skimage photos are added to the held-out set."""
     cat = catalogue(debian_root)

@@ -1,0 +1,112 @@
+"""`mcucoder-ros bench`: end-to-end throughput, latency and CPU per node.
+
+Each node runs in its own process, as `ros2 launch` starts them (encoder on the
+bundled clip, looped, at the requested rate); this process subscribes to
+image_decoded like any client and measures frames/s and capture-stamp ->
+image_decoded latency; CPU per node comes from /proc (utime + stime).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmup_s: float = 3.0) -> dict:
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from .demo import default_clip
+    from .pipeline import NAMESPACE, NODES, default_params_file
+
+    clip = clip or str(default_clip())
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    procs = {}
+    for name, _ in NODES:
+        args = [str(bindir / name), "--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file",
+                str(default_params_file())]
+        if name == "encoder_node":
+            args += ["-p", "source:=video", "-p", f"input:={clip}", "-p", "loop:=true", "-p", f"fps:={fps}"]
+        procs[name] = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("bench_probe", context=ctx)
+    arrivals = []
+
+    def on_image(m):
+        now = node.get_clock().now().nanoseconds * 1e-9
+        arrivals.append((time.monotonic(), (now - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9) * 1e3))
+    node.create_subscription(Image, f"{NAMESPACE}/image_decoded", on_image,
+                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        t_end = time.monotonic() + 30
+        while not arrivals and time.monotonic() < t_end:
+            _spin(node, ctx, 0.1)
+        if not arrivals:
+            raise RuntimeError("no decoded frames arrived within 30 s")
+        _spin_for(node, ctx, warmup_s)
+        arrivals.clear()
+        cpu0 = {n: _cpu_s(p.pid) for n, p in procs.items()}
+        t0 = time.monotonic()
+        _spin_for(node, ctx, seconds)
+        dt = time.monotonic() - t0
+        cpu = {n: (_cpu_s(p.pid) - cpu0[n]) / dt * 100 for n, p in procs.items()}
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    lat = np.array([a[1] for a in arrivals])
+    res = {"frame_size": [224, 224], "requested_fps": fps, "seconds": round(dt, 2), "frames": len(arrivals),
+           "fps": len(arrivals) / dt, "latency_ms_p50": float(np.percentile(lat, 50)),
+           "latency_ms_p95": float(np.percentile(lat, 95)), "latency_ms_max": float(lat.max()),
+           "cpu_percent_per_node": {k: round(v, 1) for k, v in cpu.items()}, "cpu_count": os.cpu_count(),
+           "mode": "one process per node (as ros2 launch)", "clip": clip}
+    return res
+
+
+def _spin(node, ctx, t):
+    from rclpy.executors import SingleThreadedExecutor
+    ex = getattr(_spin, "ex", None)
+    if ex is None:
+        ex = _spin.ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+    ex.spin_once(timeout_sec=t)
+
+
+def _spin_for(node, ctx, seconds):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        _spin(node, ctx, 0.05)
+
+
+def main(a) -> None:
+    res = run(a.seconds, a.fps)
+    print(f"end to end at 224x224: {res['fps']:.1f} frames/s (requested {res['requested_fps']:.0f}), latency "
+          f"capture->image_decoded p50 {res['latency_ms_p50']:.0f} ms, p95 {res['latency_ms_p95']:.0f} ms")
+    for n, c in res["cpu_percent_per_node"].items():
+        print(f"  CPU {n:26s} {c:5.1f} % of one core")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=2))
+        print(f"wrote {a.json}")
