@@ -118,10 +118,16 @@ def export(checkpoint: str, data, out_dir: str, calib_frames: int = 256, table_f
     return meta
 
 
+def _c_init(a: np.ndarray) -> str:
+    if a.ndim <= 1:
+        return "{" + ", ".join(str(int(v)) for v in np.atleast_1d(a)) + "}"
+    return "{" + ",\n ".join(_c_init(x) for x in a) + "}"
+
+
 def _c_array(ctype: str, name: str, a: np.ndarray) -> str:
-    flat = ", ".join(str(int(v)) for v in np.asarray(a).ravel())
-    dims = "".join(f"[{d}]" for d in np.asarray(a).shape) or "[1]"
-    return f"static const {ctype} {name}{dims} = {{{flat}}};\n"
+    a = np.asarray(a)
+    dims = "".join(f"[{d}]" for d in a.shape) or "[1]"
+    return f"static const {ctype} {name}{dims} = {_c_init(a)};\n"
 
 
 def write_c_header(arrays: dict, path: Path) -> None:
@@ -143,5 +149,8 @@ def write_c_header(arrays: dict, path: Path) -> None:
     lines.append(_c_array("int16_t", "mcu_latent_hi", arrays["latent_hi"]))
     lines.append(_c_array("uint8_t", "mcu_edge_symbol", arrays["edge_symbols"]))
     lines.append(_c_array("uint16_t", "mcu_rans_freq", arrays["freqs"]))
+    cum = np.concatenate([np.zeros(arrays["freqs"].shape[:2] + (1,), np.int64),
+                          np.cumsum(arrays["freqs"].astype(np.int64), axis=2)[..., :-1]], axis=2)
+    lines.append(_c_array("uint16_t", "mcu_rans_cum", cum))
     lines.append("\n#endif\n")
     path.write_text("".join(lines))
