@@ -127,10 +127,10 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
             continue
         pair = np.hstack([sources[r["sequence"]], dec[0]])
         pair = cv2.resize(pair, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)[..., ::-1].copy()
-        label = f"k={r['k']:2d}  {r['bytes'] * 8 * 15 / 1000:.0f} kbit/s  link {r['available_bps'] / 1000:.0f} kbit/s"
-        cv2.putText(pair, "source", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
-        cv2.putText(pair, "decoded  " + label, (2 * IMAGE_SIZE + 8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                    (255, 255, 255), 2)
+        label = f"k={r['k']}  sent {r['bytes'] * 8 * 15 / 1000:.0f} kbit/s  link {r['available_bps'] / 1000:.0f} kbit/s"
+        cv2.putText(pair, "source", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        cv2.putText(pair, "decoded", (2 * IMAGE_SIZE + 8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        cv2.putText(pair, label, (2 * IMAGE_SIZE + 8, 44), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
         vw.write(pair)
     vw.release()
 

@@ -138,6 +138,7 @@ def plot(res: dict, path: str) -> None:
         ax.plot([p["bpp"] for p in res["jpeg"]], [p[key] for p in res["jpeg"]], "s--", label="OpenCV JPEG")
         for p in res["mcucoder"]:
             ax.annotate(str(p["k"]), (p["bpp"], p[key]), fontsize=7, xytext=(2, -8), textcoords="offset points")
+        ax.set_xlim(0, min(max(p["bpp"] for p in res["jpeg"]), 2.5 * max(p["bpp"] for p in res["mcucoder"])) * 1.02)
         ax.set_xlabel("bits per pixel (real bytes, 224x224)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
