@@ -14,3 +14,4 @@ def test_c_core_matches_golden_vectors(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK: 3 vectors, 0 failures" in r.stdout
+    assert "OK: serial protocol vectors" in r.stdout

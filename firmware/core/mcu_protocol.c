@@ -1,0 +1,104 @@
+#include "mcu_protocol.h"
+
+uint16_t mcu_crc16(const uint8_t *data, size_t n, uint16_t crc) {
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t)data[i] << 8;
+        for (int k = 0; k < 8; k++) crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+/* Streaming COBS encoder: at most 254 data bytes are held back. */
+static uint8_t cobs_block[254];
+static size_t cobs_len, cobs_written;
+
+static void cobs_flush(void) {
+    mcu_port_putc((uint8_t)(cobs_len + 1));
+    for (size_t i = 0; i < cobs_len; i++) mcu_port_putc(cobs_block[i]);
+    cobs_written += cobs_len + 1;
+    cobs_len = 0;
+}
+
+static void cobs_put(uint8_t c) {
+    if (c == 0) {
+        cobs_flush();
+        return;
+    }
+    cobs_block[cobs_len++] = c;
+    if (cobs_len == 254) {
+        mcu_port_putc(0xFF);
+        for (size_t i = 0; i < 254; i++) mcu_port_putc(cobs_block[i]);
+        cobs_written += 255;
+        cobs_len = 0;
+        /* a full block ends without an implied zero; the next block starts fresh */
+    }
+}
+
+size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+    uint8_t head[3] = {type, (uint8_t)(alen + blen), (uint8_t)((alen + blen) >> 8)};
+    uint16_t crc = mcu_crc16(head, 3, 0xFFFF);
+    crc = mcu_crc16(a, alen, crc);
+    crc = mcu_crc16(b, blen, crc);
+    cobs_len = 0;
+    cobs_written = 0;
+    for (size_t i = 0; i < 3; i++) cobs_put(head[i]);
+    for (size_t i = 0; i < alen; i++) cobs_put(a[i]);
+    for (size_t i = 0; i < blen; i++) cobs_put(b[i]);
+    cobs_put((uint8_t)crc);
+    cobs_put((uint8_t)(crc >> 8));
+    cobs_flush();           /* the last block (possibly empty) */
+    mcu_port_putc(0);
+    return cobs_written + 1;
+}
+
+/* --- receiving host commands ------------------------------------------------------ */
+#define RX_MAX 32
+static uint8_t rx_buf[RX_MAX];
+static size_t rx_len;
+static int rx_overflow;
+
+static int cobs_decode(const uint8_t *in, size_t n, uint8_t *out, size_t *out_len) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        uint8_t code = in[i];
+        if (code == 0 || i + code > n) return -1;
+        for (size_t k = 1; k < code; k++) out[o++] = in[i + k];
+        i += code;
+        if (code < 0xFF && i < n) out[o++] = 0;
+    }
+    *out_len = o;
+    return 0;
+}
+
+static void dispatch(mcu_control_t *ctl) {
+    uint8_t raw[RX_MAX];
+    size_t n;
+    if (cobs_decode(rx_buf, rx_len, raw, &n) || n < 5) { ctl->rx_errors++; return; }
+    size_t len = raw[1] | ((size_t)raw[2] << 8);
+    if (len != n - 5) { ctl->rx_errors++; return; }
+    uint16_t crc = (uint16_t)(raw[n - 2] | (raw[n - 1] << 8));
+    if (mcu_crc16(raw, n - 2, 0xFFFF) != crc) { ctl->rx_errors++; return; }
+    const uint8_t *p = raw + 3;
+    switch (raw[0]) {
+    case MCU_CMD_SET_BUDGET:
+        if (len == 1 && p[0] >= 1 && p[0] <= 12) ctl->budget = p[0]; else ctl->rx_errors++;
+        break;
+    case MCU_CMD_SET_FPS:
+        if (len == 2) ctl->fps_x100 = (uint16_t)(p[0] | (p[1] << 8)); else ctl->rx_errors++;
+        break;
+    case MCU_CMD_REQUEST_STATUS: ctl->status_requested = 1; break;
+    case MCU_CMD_REQUEST_HELLO: ctl->hello_requested = 1; break;
+    default: ctl->rx_errors++;
+    }
+}
+
+void mcu_rx_byte(mcu_control_t *ctl, uint8_t byte) {
+    if (byte != 0) {
+        if (rx_len < RX_MAX) rx_buf[rx_len++] = byte; else rx_overflow = 1;
+        return;
+    }
+    if (rx_overflow) ctl->rx_errors++;
+    else if (rx_len) dispatch(ctl);
+    rx_len = 0;
+    rx_overflow = 0;
+}

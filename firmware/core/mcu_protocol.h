@@ -1,0 +1,35 @@
+/* Serial protocol v1, device side (docs/serial-protocol.md); twin of
+ * mcucoder_ros/link/serial_protocol.py.  COBS framing, 0x00 delimiter, CRC-16/CCITT-FALSE.
+ * No malloc; the port supplies mcu_port_putc(). */
+#ifndef MCU_PROTOCOL_H
+#define MCU_PROTOCOL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define MCU_PROTOCOL_VERSION 1
+enum {
+    MCU_PKT_HELLO = 0x01, MCU_PKT_FRAME_HEADER = 0x02, MCU_PKT_CHUNK = 0x03, MCU_PKT_FRAME_END = 0x04,
+    MCU_PKT_STATUS = 0x05,
+    MCU_CMD_REQUEST_HELLO = 0x80, MCU_CMD_SET_BUDGET = 0x81, MCU_CMD_SET_FPS = 0x82, MCU_CMD_REQUEST_STATUS = 0x83
+};
+
+void mcu_port_putc(uint8_t c);              /* provided by the port (UART) or the host test */
+
+uint16_t mcu_crc16(const uint8_t *data, size_t n, uint16_t crc);
+
+/* One packet whose payload is a followed by b (either may be empty): no copy needed
+ * to send a chunk behind its small header.  Returns bytes written to the link. */
+size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
+typedef struct {
+    uint8_t budget;          /* channels to send, 1..12 */
+    uint16_t fps_x100;       /* 0: as fast as possible */
+    uint8_t status_requested;
+    uint8_t hello_requested;
+    uint32_t rx_errors;      /* bad CRC, bad framing, unknown or malformed commands */
+} mcu_control_t;
+
+/* Feed one received byte; complete, valid commands update *ctl. */
+void mcu_rx_byte(mcu_control_t *ctl, uint8_t byte);
+
+#endif

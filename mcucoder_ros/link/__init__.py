@@ -1,0 +1,1 @@
+"""Pure serial-link code: the host twin of firmware/core/mcu_protocol.c."""

@@ -1,0 +1,201 @@
+"""MCU <-> host serial protocol, version 1 (specified in docs/serial-protocol.md).
+
+Packet:  type u8 | length u16 LE | payload (length bytes) | CRC-16/CCITT-FALSE u16 LE
+         (CRC over type, length and payload), COBS-encoded, terminated by one 0x00.
+A 0x00 never occurs inside an encoded packet, so after any corruption the parser
+resynchronises at the next 0x00.  Buffers are bounded (MAX_PAYLOAD).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+PROTOCOL_VERSION = 1
+MAX_PAYLOAD = 1200                      # a channel chunk (<= 1184 B) plus its header
+MAX_ENCODED = MAX_PAYLOAD + 5 + (MAX_PAYLOAD + 5) // 254 + 2
+
+# device -> host
+HELLO, FRAME_HEADER, CHUNK, FRAME_END, STATUS = 0x01, 0x02, 0x03, 0x04, 0x05
+# host -> device
+REQUEST_HELLO, SET_BUDGET, SET_FPS, REQUEST_STATUS = 0x80, 0x81, 0x82, 0x83
+TARGETS = {0: "host", 1: "cortex-m7 (mps2-an500)", 2: "cortex-m33 (mps2-an505)"}
+
+HELLO_FMT = struct.Struct("<BHIBIII")          # protocol, fw version, model id, target, ram static, stack, flash
+FRAME_HEADER_FMT = struct.Struct("<IIBBBBB")   # seq, capture time us, num ch, h, w, k, bitstream version
+CHUNK_HEAD_FMT = struct.Struct("<IB")          # seq, channel (chunk bytes follow)
+FRAME_END_FMT = struct.Struct("<II")           # seq, encode ticks (timer ticks)
+STATUS_FMT = struct.Struct("<IIIBHI")          # frames, tx bytes, rx errors, budget, fps x100, uptime ms
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), bitwise like the C twin."""
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def cobs_encode(data: bytes) -> bytes:
+    out = bytearray([0])
+    code_pos, code = 0, 1
+    for b in data:
+        if b == 0:
+            out[code_pos] = code
+            code_pos, code = len(out), 1
+            out.append(0)
+        else:
+            out.append(b)
+            code += 1
+            if code == 0xFF:
+                out[code_pos] = code
+                code_pos, code = len(out), 1
+                out.append(0)
+    out[code_pos] = code
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        code = data[i]
+        if code == 0:
+            raise ProtocolError("zero byte inside a COBS packet")
+        block = data[i + 1:i + code]
+        if len(block) != code - 1:
+            raise ProtocolError("COBS block runs past the packet")
+        out += block
+        i += code
+        if code < 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+def encode_packet(ptype: int, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    body = struct.pack("<BH", ptype, len(payload)) + payload
+    return cobs_encode(body + struct.pack("<H", crc16(body))) + b"\x00"
+
+
+@dataclass
+class Packet:
+    type: int
+    payload: bytes
+
+
+class StreamParser:
+    """Bytes in (any chunking, any garbage) -> checked packets out; counts errors."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.overflow = False
+        self.crc_errors = 0
+        self.framing_errors = 0
+        self.resyncs = 0
+        self.packets = 0
+
+    def feed(self, data: bytes) -> list[Packet]:
+        out = []
+        for b in data:
+            if b != 0:
+                if len(self.buf) < MAX_ENCODED:
+                    self.buf.append(b)
+                else:
+                    self.overflow = True          # drop until the next delimiter
+                continue
+            if self.overflow:
+                self.framing_errors += 1
+                self.resyncs += 1
+            elif self.buf:
+                pkt = self._decode(bytes(self.buf))
+                if pkt is not None:
+                    out.append(pkt)
+            self.buf.clear()
+            self.overflow = False
+        return out
+
+    def _decode(self, enc: bytes) -> Packet | None:
+        try:
+            raw = cobs_decode(enc)
+        except ProtocolError:
+            self.framing_errors += 1
+            self.resyncs += 1
+            return None
+        if len(raw) < 5:
+            self.framing_errors += 1
+            self.resyncs += 1
+            return None
+        ptype, length = struct.unpack_from("<BH", raw)
+        if length != len(raw) - 5:
+            self.framing_errors += 1
+            self.resyncs += 1
+            return None
+        if crc16(raw[:-2]) != struct.unpack_from("<H", raw, len(raw) - 2)[0]:
+            self.crc_errors += 1
+            self.resyncs += 1
+            return None
+        self.packets += 1
+        return Packet(ptype, raw[3:-2])
+
+
+# --- messages ---------------------------------------------------------------------------
+
+@dataclass
+class Hello:
+    protocol: int
+    firmware_version: int
+    model_id: int
+    target: int
+    ram_static: int
+    stack_peak: int
+    flash: int
+
+    @classmethod
+    def parse(cls, p: bytes) -> "Hello":
+        if len(p) < 1:
+            raise ProtocolError("empty HELLO")
+        if p[0] != PROTOCOL_VERSION:
+            raise ProtocolError(f"device speaks serial protocol version {p[0]}; this host understands "
+                                f"version {PROTOCOL_VERSION} only: update the host or the firmware")
+        if len(p) != HELLO_FMT.size:
+            raise ProtocolError(f"HELLO of {len(p)} bytes, expected {HELLO_FMT.size}")
+        return cls(*HELLO_FMT.unpack(p))
+
+    def pack(self) -> bytes:
+        return HELLO_FMT.pack(self.protocol, self.firmware_version, self.model_id, self.target, self.ram_static,
+                              self.stack_peak, self.flash)
+
+
+def parse_fixed(fmt: struct.Struct, p: bytes, name: str) -> tuple:
+    if len(p) != fmt.size:
+        raise ProtocolError(f"{name} of {len(p)} bytes, expected {fmt.size}")
+    return fmt.unpack(p)
+
+
+def parse_chunk(p: bytes) -> tuple[int, int, bytes]:
+    if len(p) < CHUNK_HEAD_FMT.size + 4:
+        raise ProtocolError(f"CHUNK of {len(p)} bytes is too short")
+    seq, ch = CHUNK_HEAD_FMT.unpack_from(p)
+    return seq, ch, p[CHUNK_HEAD_FMT.size:]
+
+
+def set_budget(k: int) -> bytes:
+    return encode_packet(SET_BUDGET, bytes([k]))
+
+
+def set_fps(fps: float) -> bytes:
+    return encode_packet(SET_FPS, struct.pack("<H", int(round(fps * 100))))
+
+
+def request_status() -> bytes:
+    return encode_packet(REQUEST_STATUS)
+
+
+def request_hello() -> bytes:
+    return encode_packet(REQUEST_HELLO)
