@@ -1,0 +1,111 @@
+/* The camera node's frame loop: capture -> encode -> stream channels most-important-first,
+ * stopping at the current budget -> honour host commands between channels and frames. */
+#include <stdint.h>
+
+#include "mcu_codec.h"
+#include "mcu_protocol.h"
+#include "port.h"
+
+#define FIRMWARE_VERSION 0x0100u
+
+static uint8_t frame[224 * 224 * 3];
+static int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
+static uint8_t sym[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
+static uint8_t chunk[MCU_MAX_CHUNK];
+static mcu_control_t ctl = {MCU_CHANNELS, 0, 0, 0, 0};
+static uint32_t frames_sent, tx_bytes;
+
+static void le32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+static void send_hello(void) {
+    uint8_t p[20];
+    p[0] = MCU_PROTOCOL_VERSION; p[1] = (uint8_t)FIRMWARE_VERSION; p[2] = (uint8_t)(FIRMWARE_VERSION >> 8);
+    le32(p + 3, mcu_model_id()); p[7] = TARGET_ID;
+    le32(p + 8, port_static_ram()); le32(p + 12, port_stack_peak()); le32(p + 16, port_flash_used());
+    tx_bytes += mcu_send_packet(MCU_PKT_HELLO, p, sizeof p, 0, 0);
+}
+
+static void send_status(void) {
+    uint8_t p[19];
+    le32(p, frames_sent); le32(p + 4, tx_bytes); le32(p + 8, ctl.rx_errors); p[12] = ctl.budget;
+    p[13] = (uint8_t)ctl.fps_x100; p[14] = (uint8_t)(ctl.fps_x100 >> 8);
+    le32(p + 15, port_ticks() / (TIMER_HZ / 1000));
+    tx_bytes += mcu_send_packet(MCU_PKT_STATUS, p, sizeof p, 0, 0);
+}
+
+static void poll_commands(void) {
+    int c;
+    while ((c = port_uart_getc()) >= 0) mcu_rx_byte(&ctl, (uint8_t)c);
+    if (ctl.hello_requested) { ctl.hello_requested = 0; send_hello(); }
+    if (ctl.status_requested) { ctl.status_requested = 0; send_status(); }
+}
+
+static void put_u32(char *buf, uint32_t v) {   /* decimal, for the report line */
+    char tmp[11];
+    int n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    while (n) *buf++ = tmp[--n];
+    *buf = 0;
+}
+
+static void report(const char *key, uint32_t v) {
+    char num[12];
+    put_u32(num, v);
+    console_write("MCU_REPORT ");
+    console_write(key);
+    console_write("=");
+    console_write(num);
+    console_write("\n");
+}
+
+int main(void) {
+    port_init();
+    int n_frames = camera_open();
+    send_hello();
+    if (n_frames <= 0) {
+        console_write("camera: cannot read camera.rgb\n");
+        return 1;
+    }
+    uint32_t encode_ticks_total = 0;
+    for (int seq = 0; seq < n_frames; seq++) {
+        poll_commands();
+        uint32_t t_capture = port_ticks();
+        if (camera_read(seq, frame)) return 1;
+        int k = ctl.budget;
+        uint32_t t0 = port_ticks();
+        mcu_encode_latent(frame, latent);
+        mcu_quantize(latent, k, sym);
+        uint32_t ticks = port_ticks() - t0;
+        uint8_t h[13];
+        le32(h, (uint32_t)seq); le32(h + 4, t_capture / (TIMER_HZ / 1000000)); h[8] = MCU_CHANNELS;
+        h[9] = MCU_LATENT; h[10] = MCU_LATENT; h[11] = (uint8_t)k; h[12] = 1;
+        tx_bytes += mcu_send_packet(MCU_PKT_FRAME_HEADER, h, sizeof h, 0, 0);
+        for (int c = 0; c < k; c++) {
+            uint32_t tc = port_ticks();
+            size_t len = mcu_code_channel(c, sym[c], chunk);
+            ticks += port_ticks() - tc;
+            uint8_t ch[5];
+            le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c;
+            tx_bytes += mcu_send_packet(MCU_PKT_CHUNK, ch, sizeof ch, chunk, len);
+        }
+        uint8_t e[8];
+        le32(e, (uint32_t)seq); le32(e + 4, ticks);
+        tx_bytes += mcu_send_packet(MCU_PKT_FRAME_END, e, sizeof e, 0, 0);
+        frames_sent++;
+        encode_ticks_total += ticks;
+        if (ctl.fps_x100) {        /* pace to the requested frame rate */
+            uint32_t period = (uint32_t)((uint64_t)TIMER_HZ * 100 / ctl.fps_x100);
+            while (port_ticks() - t_capture < period) poll_commands();
+        }
+    }
+    poll_commands();
+    send_status();
+    report("frames", frames_sent);
+    report("instructions_per_frame", encode_ticks_total / frames_sent * INSTR_PER_TICK);
+    report("static_ram_bytes", port_static_ram());
+    report("stack_peak_bytes", port_stack_peak());
+    report("flash_bytes", port_flash_used());
+    return 0;
+}
