@@ -6,14 +6,22 @@ import sys
 from pathlib import Path
 
 NAMESPACE = "/mcucoder"
-SOURCES = ("video", "images", "camera", "image_topic")
+HOST_SOURCES = ("video", "images", "camera", "image_topic")      # encoder_node stands in for the MCU
+SERIAL_SOURCES = ("serial", "qemu-m7", "qemu-m33")              # mcu_bridge_node reads the MCU
+SOURCES = HOST_SOURCES + SERIAL_SOURCES
 
-# (executable / node name, module) in start order
-NODES = (
-    ("encoder_node", "mcucoder_ros.nodes.encoder_node:EncoderNode"),
+ENCODER = ("encoder_node", "mcucoder_ros.nodes.encoder_node:EncoderNode")
+BRIDGE = ("mcu_bridge_node", "mcucoder_ros.nodes.mcu_bridge_node:McuBridgeNode")
+# (executable / node name, module) in start order, after the source node
+DOWNSTREAM = (
     ("bitrate_controller_node", "mcucoder_ros.nodes.bitrate_controller_node:BitrateControllerNode"),
     ("decoder_node", "mcucoder_ros.nodes.decoder_node:DecoderNode"),
 )
+NODES = (ENCODER,) + DOWNSTREAM
+
+
+def nodes_for(source: str):
+    return ((BRIDGE if source in SERIAL_SOURCES else ENCODER),) + DOWNSTREAM
 
 
 def default_params_file() -> Path:
@@ -28,6 +36,8 @@ def source_overrides(source: str, input_spec: str, loop: bool = False) -> dict[s
     """Per-node parameters implied by the chosen source."""
     if source not in SOURCES:
         raise ValueError(f"unknown source '{source}' (choose from {', '.join(SOURCES)})")
+    if source in SERIAL_SOURCES:
+        return {"mcu_bridge_node": {"port": input_spec}}
     return {"encoder_node": {"source": source, "input": input_spec, "loop": loop}}
 
 

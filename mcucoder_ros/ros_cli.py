@@ -35,8 +35,9 @@ class Pipeline:
         for node, vals in (overrides or {}).items():
             per_node.setdefault(node, {}).update(vals)
         self.nodes = {}
+        self.source_name = P.nodes_for(source)[0][0]
         try:
-            for name, spec in P.NODES:
+            for name, spec in P.nodes_for(source):
                 ov = [Parameter(k, value=v) for k, v in per_node.get(name, {}).items()]
                 self.nodes[name] = P.load_class(spec)(namespace=namespace or P.NAMESPACE, parameter_overrides=ov,
                                                       context=self.context)
@@ -53,20 +54,27 @@ class Pipeline:
 
     @property
     def encoder(self):
-        return self.nodes["encoder_node"]
+        return self.nodes[self.source_name]
 
-    def run(self, drain_s: float = 2.0, timeout_s: float | None = None):
-        """Spin until the input is exhausted and the last frames have passed the decoder."""
+    @property
+    def frames_in(self) -> int:
+        src = self.encoder
+        return src.seq if hasattr(src, "seq") else src.frames_published
+
+    def run(self, drain_s: float = 2.0, timeout_s: float | None = None, source_done=None):
+        """Spin until the input is exhausted and the last frames have passed the decoder.
+        `source_done()` says when a serial source has ended (default: the encoder's flag)."""
         t0 = time.monotonic()
         finished_at = None
         dec = self.nodes["decoder_node"]
+        done_fn = source_done or (lambda: getattr(self.encoder, "finished", False))
         while self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
             if timeout_s and time.monotonic() - t0 > timeout_s:
                 break
-            if self.encoder.finished:
+            if done_fn():
                 finished_at = finished_at or time.monotonic()
-                done = dec.counters.get("frames", 0) + dec.counters.get("malformed", 0) >= self.encoder.seq
+                done = dec.counters.get("frames", 0) + dec.counters.get("malformed", 0) >= self.frames_in
                 if done or time.monotonic() - finished_at > drain_s:
                     break
 
@@ -80,16 +88,33 @@ class Pipeline:
 
 
 def cmd_pipeline(a):
-    p = Pipeline(a.source, a.input, a.params, a.loop, a.namespace)
+    qemu = None
+    port = a.input
+    if a.source.startswith("qemu-"):
+        from .qemu import QemuCamera
+        qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames)
+        port = qemu.start()
     try:
-        p.run(timeout_s=a.duration)
+        p = Pipeline(a.source, port, a.params, a.loop, a.namespace)
+    except BaseException:
+        if qemu:
+            qemu.stop()
+        raise
+    try:
+        done = None
+        if qemu:
+            done = lambda: qemu.finished() or p.frames_in >= qemu.n_frames  # noqa: E731
+        p.run(timeout_s=a.duration, source_done=done)
     except KeyboardInterrupt:
         pass
     finally:
         dec = p.nodes["decoder_node"]
-        print(f"frames encoded {p.encoder.seq}, decoded {dec.counters.get('frames', 0)}, "
+        print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
               f"malformed {dec.counters.get('malformed', 0)}")
         p.shutdown()
+        if qemu:
+            qemu.stop()
+            print(qemu.report_text())
 
 
 def cmd_demo(a):
@@ -104,11 +129,13 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pipeline", help="encoder -> bitrate controller -> decoder in one process")
     p.add_argument("--source", choices=P.SOURCES, default="video")
-    p.add_argument("--input", default="", help="video file, image folder or camera index")
+    p.add_argument("--input", default="", help="video file, image folder or camera index; serial: the port "
+                   "(tty, pty or socket://host:port); qemu-m7/qemu-m33: the video fed to the emulated camera")
     p.add_argument("--params", default=None, help="parameters YAML (default: config/pipeline.yaml)")
     p.add_argument("--loop", action="store_true", help="restart a file input at its end (runs until Ctrl-C)")
     p.add_argument("--namespace", default=P.NAMESPACE)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--max-frames", type=int, default=None, help="qemu sources: frames of the video to use")
     p.set_defaults(func=cmd_pipeline)
     d = sub.add_parser("demo", help="the pipeline on a sample clip under a bandwidth trace; writes a report")
     d.add_argument("--input", default=None, help="video (default: the bundled sample clip)")
@@ -130,7 +157,7 @@ def main(argv=None):
     from .codec.model import ModelError
     try:
         a.func(a)
-    except (FileNotFoundError, ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
+    except (FileNotFoundError, ValueError, ImageError, ModelError, InvalidParameterValueException, RuntimeError) as e:
         sys.exit(f"mcucoder-ros: error: {e}")
 
 

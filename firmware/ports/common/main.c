@@ -102,6 +102,11 @@ int main(void) {
     }
     poll_commands();
     send_status();
+    /* linger half a second (timer time) reading commands, so the host's last writes are
+     * consumed: a socket closed with unread data resets the connection and the host may
+     * lose the end of our stream */
+    uint32_t t_end = port_ticks();
+    while (port_ticks() - t_end < TIMER_HZ / 2) poll_commands();
     report("frames", frames_sent);
     report("instructions_per_frame", encode_ticks_total / frames_sent * INSTR_PER_TICK);
     report("static_ram_bytes", port_static_ram());

@@ -1,0 +1,90 @@
+"""Assemble device packets into bitstream frames (pure; used by mcu_bridge_node)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..codec import bitstream
+from . import serial_protocol as sp
+
+
+@dataclass
+class PendingFrame:
+    sequence: int
+    capture_us: int
+    k: int
+    chunks: dict = field(default_factory=dict)
+
+
+@dataclass
+class DeviceFrame:
+    frame: bitstream.Frame
+    capture_us: int
+    complete: bool
+    encode_ticks: int | None
+
+
+class FrameAssembler:
+    """HELLO / FRAME_HEADER / CHUNK... / FRAME_END -> DeviceFrame.  A frame whose end never
+    arrives is still delivered (with the channels that did) when the next header comes."""
+
+    def __init__(self, expected_model_id: int | None = None):
+        self.expected_model_id = expected_model_id
+        self.hello: sp.Hello | None = None
+        self.hello_error: str | None = None
+        self.pending: PendingFrame | None = None
+        self.last_status: tuple | None = None
+        self.errors = {"protocol": 0, "orphan_chunks": 0, "duplicates": 0, "partial_frames": 0, "version": 0}
+
+    def _finish(self, complete: bool, ticks=None) -> DeviceFrame | None:
+        p, self.pending = self.pending, None
+        if p is None or self.hello is None:
+            return None
+        chans = sorted(c for c in p.chunks if c < p.k)
+        # a frame is usable up to the first missing channel only if channels are a prefix;
+        # any received subset is still valid bitstream (the decoder zero-fills)
+        frame = bitstream.Frame(self.hello.model_id, p.sequence, chans, [p.chunks[c] for c in chans])
+        if not complete or len(chans) < p.k:
+            self.errors["partial_frames"] += 1
+        return DeviceFrame(frame, p.capture_us, complete and len(chans) == p.k, ticks)
+
+    def on_packet(self, pkt: sp.Packet) -> list[DeviceFrame]:
+        out = []
+        try:
+            if pkt.type == sp.HELLO:
+                try:
+                    self.hello = sp.Hello.parse(pkt.payload)
+                    self.hello_error = None
+                except sp.ProtocolError as e:
+                    self.hello, self.hello_error = None, str(e)
+                    self.errors["version"] += 1
+            elif pkt.type == sp.FRAME_HEADER:
+                seq, cap, nc, h, w, k, ver = sp.parse_fixed(sp.FRAME_HEADER_FMT, pkt.payload, "FRAME_HEADER")
+                if (nc, h, w, ver) != (12, 28, 28, bitstream.VERSION) or not 0 <= k <= nc:
+                    raise sp.ProtocolError(f"unsupported frame geometry {nc}x{h}x{w} v{ver} k={k}")
+                if self.pending is not None:
+                    if self.pending.sequence == seq:
+                        self.errors["duplicates"] += 1
+                        return out
+                    f = self._finish(False)
+                    out += [f] if f else []
+                self.pending = PendingFrame(seq, cap, k)
+            elif pkt.type == sp.CHUNK:
+                seq, ch, data = sp.parse_chunk(pkt.payload)
+                if self.pending is None or seq != self.pending.sequence or ch >= self.pending.k:
+                    self.errors["orphan_chunks"] += 1
+                elif ch in self.pending.chunks:
+                    self.errors["duplicates"] += 1
+                else:
+                    self.pending.chunks[ch] = data
+            elif pkt.type == sp.FRAME_END:
+                seq, ticks = sp.parse_fixed(sp.FRAME_END_FMT, pkt.payload, "FRAME_END")
+                if self.pending is not None and seq == self.pending.sequence:
+                    f = self._finish(True, ticks)
+                    out += [f] if f else []
+            elif pkt.type == sp.STATUS:
+                self.last_status = sp.parse_fixed(sp.STATUS_FMT, pkt.payload, "STATUS")
+            else:
+                self.errors["protocol"] += 1
+        except (sp.ProtocolError, bitstream.BitstreamError):
+            self.errors["protocol"] += 1
+        return out
