@@ -92,6 +92,8 @@ static void dispatch(mcu_control_t *ctl) {
     }
 }
 
+int mcu_rx_pending(void) { return rx_len != 0 || rx_overflow; }
+
 void mcu_rx_byte(mcu_control_t *ctl, uint8_t byte) {
     if (byte != 0) {
         if (rx_len < RX_MAX) rx_buf[rx_len++] = byte; else rx_overflow = 1;

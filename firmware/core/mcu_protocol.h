@@ -32,4 +32,7 @@ typedef struct {
 /* Feed one received byte; complete, valid commands update *ctl. */
 void mcu_rx_byte(mcu_control_t *ctl, uint8_t byte);
 
+/* Non-zero while a command packet is partly received. */
+int mcu_rx_pending(void);
+
 #endif

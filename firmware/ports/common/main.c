@@ -36,8 +36,20 @@ static void send_status(void) {
 }
 
 static void poll_commands(void) {
-    int c;
-    while ((c = port_uart_getc()) >= 0) mcu_rx_byte(&ctl, (uint8_t)c);
+    /* Read what has arrived; once a command has started, wait briefly for the rest
+     * (commands are a few bytes; a UART delivers them back to back). */
+    uint32_t idle = 0;
+    while (idle < 20000u) {
+        int c = port_uart_getc();
+        if (c >= 0) {
+            mcu_rx_byte(&ctl, (uint8_t)c);
+            idle = 0;
+        } else if (mcu_rx_pending()) {
+            idle++;
+        } else {
+            break;
+        }
+    }
     if (ctl.hello_requested) { ctl.hello_requested = 0; send_hello(); }
     if (ctl.status_requested) { ctl.status_requested = 0; send_status(); }
 }
@@ -89,6 +101,7 @@ int main(void) {
             uint8_t ch[5];
             le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c;
             tx_bytes += mcu_send_packet(MCU_PKT_CHUNK, ch, sizeof ch, chunk, len);
+            poll_commands();       /* a new budget applies from the next frame */
         }
         uint8_t e[8];
         le32(e, (uint32_t)seq); le32(e + 4, ticks);
