@@ -32,6 +32,7 @@ class FrameAssembler:
         self.hello: sp.Hello | None = None
         self.hello_error: str | None = None
         self.pending: PendingFrame | None = None
+        self.last_sequence: int | None = None      # of the last frame delivered
         self.last_status: tuple | None = None
         self.errors = {"protocol": 0, "orphan_chunks": 0, "duplicates": 0, "partial_frames": 0, "version": 0}
 
@@ -39,6 +40,7 @@ class FrameAssembler:
         p, self.pending = self.pending, None
         if p is None or self.hello is None:
             return None
+        self.last_sequence = p.sequence
         chans = sorted(c for c in p.chunks if c < p.k)
         # a frame is usable up to the first missing channel only if channels are a prefix;
         # any received subset is still valid bitstream (the decoder zero-fills)
@@ -61,10 +63,10 @@ class FrameAssembler:
                 seq, cap, nc, h, w, k, ver = sp.parse_fixed(sp.FRAME_HEADER_FMT, pkt.payload, "FRAME_HEADER")
                 if (nc, h, w, ver) != (12, 28, 28, bitstream.VERSION) or not 0 <= k <= nc:
                     raise sp.ProtocolError(f"unsupported frame geometry {nc}x{h}x{w} v{ver} k={k}")
+                if seq == self.last_sequence or (self.pending is not None and self.pending.sequence == seq):
+                    self.errors["duplicates"] += 1          # a repeated frame: keep the first
+                    return out
                 if self.pending is not None:
-                    if self.pending.sequence == seq:
-                        self.errors["duplicates"] += 1
-                        return out
                     f = self._finish(False)
                     out += [f] if f else []
                 self.pending = PendingFrame(seq, cap, k)

@@ -1,0 +1,139 @@
+"""mcu_bridge_node against garbage, corruption and a vanishing port (real pty and socket)."""
+import os
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import VECTORS
+from mcucoder_ros.link import serial_protocol as sp
+from mcucoder_ros.link.vectors import DEVICE_FIELDS
+from ros_helpers import RosContext
+
+
+def frame_packets(encoder, photo, seq, k=12):
+    f = encoder.encode(photo, k, seq)
+    out = sp.encode_packet(sp.FRAME_HEADER, sp.FRAME_HEADER_FMT.pack(seq, 1000 * seq, 12, 28, 28, k, 1))
+    for c, ch in zip(f.channel_indices, f.chunks):
+        out += sp.encode_packet(sp.CHUNK, sp.CHUNK_HEAD_FMT.pack(seq, c) + ch)
+    return out + sp.encode_packet(sp.FRAME_END, sp.FRAME_END_FMT.pack(seq, 1))
+
+
+HELLO = sp.encode_packet(sp.HELLO, sp.Hello(**DEVICE_FIELDS["hello"]).pack())
+
+
+@pytest.fixture
+def ros():
+    c = RosContext("bridge_probe")
+    yield c
+    c.close()
+
+
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def make_bridge(ros, port, wait_for_subscriber=True):
+    from rclpy.parameter import Parameter
+    from mcucoder_ros.nodes.mcu_bridge_node import McuBridgeNode
+    node = McuBridgeNode(context=ros.context, namespace="/bridge_test",
+                         parameter_overrides=[Parameter("port", value=port)])
+    ros.executor.add_node(node)
+    if wait_for_subscriber:
+        assert ros.spin_until(lambda: node.pub.get_subscription_count() > 0, 10)   # the probe has matched
+    return node
+
+
+def test_bridge_survives_garbage_on_a_pty(ros, encoder, photo):
+    from rclpy.qos import qos_profile_sensor_data
+    from mcucoder_ros.msg import LatentChannels
+    master, slave = os.openpty()
+    got = []
+    ros.node.create_subscription(LatentChannels, "/bridge_test/latent", got.append, qos_profile_sensor_data)
+    bridge = make_bridge(ros, os.ttyname(slave))
+    try:
+        assert ros.spin_until(lambda: bridge.ser is not None, 10)   # pyserial has set the tty raw
+        rng = random.Random(1)
+        write_all(master, HELLO)
+        good = [frame_packets(encoder, photo, s, k=3) for s in range(6)]
+        write_all(master, bytes(rng.randrange(256) for _ in range(3000)))          # random bytes
+        write_all(master, b"\x00" + good[0])                                         # clean frame
+        flipped = bytearray(good[1])
+        for _ in range(5):
+            flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+        write_all(master, bytes(flipped))                                             # bit flips
+        write_all(master, good[2][: len(good[2]) // 2])                               # truncated
+        write_all(master, b"\x00" + good[3] + good[3])                                # duplicated
+        write_all(master, good[4] + good[5])
+        ok = ros.spin_until(lambda: len({m.sequence for m in got} & {0, 3, 4, 5}) == 4, 20)
+        ros.spin_for(0.3)
+        assert ok, (sorted(m.sequence for m in got), bridge.frames_published, bridge.assembler.errors,
+                    bridge.parser.packets, bridge.bytes_in)
+        assert sorted(m.sequence for m in got).count(3) == 1 and bridge.assembler.errors["duplicates"] >= 1
+        assert bridge.parser.crc_errors + bridge.parser.framing_errors >= 2
+        for m in got:
+            assert list(m.channel_indices) == [0, 1, 2] or m.sequence in (1, 2)
+        assert bridge.thread.is_alive()
+    finally:
+        ros.executor.remove_node(bridge)
+        bridge.destroy_node()
+        os.close(master)
+        os.close(slave)
+
+
+def test_bridge_reconnects_when_the_port_comes_back(ros, encoder, photo):
+    from rclpy.qos import qos_profile_sensor_data
+    from mcucoder_ros.msg import LatentChannels
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    srv.listen(1)
+    got = []
+    ros.node.create_subscription(LatentChannels, "/bridge_test/latent", lambda m: got.append((time.monotonic(), m)),
+                                 qos_profile_sensor_data)
+    bridge = make_bridge(ros, f"socket://127.0.0.1:{port}")
+    try:
+        conn, _ = srv.accept()
+        conn.sendall(HELLO + frame_packets(encoder, photo, 0, 2))
+        assert ros.spin_until(lambda: got, 10)
+        conn.close()                       # the device vanishes...
+        srv.close()
+        ros.spin_for(1.5)
+        assert bridge.counters.get("port_lost", 0) >= 1 and bridge.thread.is_alive()
+        srv = socket.socket()              # ...and comes back on the same port
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen(1)
+        srv.settimeout(10)
+        conn, _ = srv.accept()
+        t_clean = time.monotonic()
+        conn.sendall(HELLO + frame_packets(encoder, photo, 1, 2))
+        assert ros.spin_until(lambda: any(m.sequence == 1 for _, m in got), 10)
+        t_pub = next(t for t, m in got if m.sequence == 1)
+        assert t_pub - t_clean < 1.0, f"resumed {t_pub - t_clean:.2f} s after clean data returned"
+        conn.close()
+    finally:
+        srv.close()
+        ros.executor.remove_node(bridge)
+        bridge.destroy_node()
+
+
+def test_unknown_protocol_version_is_reported_clearly(ros):
+    master, slave = os.openpty()
+    bridge = make_bridge(ros, os.ttyname(slave), wait_for_subscriber=False)
+    try:
+        assert ros.spin_until(lambda: bridge.ser is not None, 10)
+        bad = bytearray(sp.Hello(**DEVICE_FIELDS["hello"]).pack())
+        bad[0] = 9
+        write_all(master, sp.encode_packet(sp.HELLO, bytes(bad)))
+        assert ros.spin_until(lambda: bridge.assembler.hello_error is not None, 10)
+        assert "version 9" in bridge.assembler.hello_error and "understands version 1" in bridge.assembler.hello_error
+    finally:
+        ros.executor.remove_node(bridge)
+        bridge.destroy_node()
+        os.close(master)
+        os.close(slave)
