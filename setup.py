@@ -32,5 +32,6 @@ setup(
         "encoder_node = mcucoder_ros.nodes.encoder_node:main",
         "bitrate_controller_node = mcucoder_ros.nodes.bitrate_controller_node:main",
         "decoder_node = mcucoder_ros.nodes.decoder_node:main",
+        "mcu_bridge_node = mcucoder_ros.nodes.mcu_bridge_node:main",
     ]},
 )

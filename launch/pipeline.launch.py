@@ -1,41 +1,47 @@
 """ros2 launch mcucoder_ros pipeline.launch.py source:=video input:=/path/clip.mp4
+   ros2 launch mcucoder_ros pipeline.launch.py source:=serial input:=/dev/ttyACM0
 
-Starts the nodes listed in mcucoder_ros.pipeline (the same set the one-process
-runner `mcucoder-ros pipeline` starts) with config/pipeline.yaml.
+Starts the nodes listed in mcucoder_ros.pipeline (the same set the one-process runner
+`mcucoder-ros pipeline` starts) with config/pipeline.yaml: the host-side encoder_node
+for video / images / camera / image_topic sources, the mcu_bridge_node for a real MCU
+on a serial port.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mcucoder_ros.pipeline import NAMESPACE, NODES
+from mcucoder_ros.pipeline import HOST_SOURCES, NAMESPACE, nodes_for, source_overrides
+
+
+def _nodes(context):
+    source = LaunchConfiguration("source").perform(context)
+    if source not in HOST_SOURCES + ("serial",):
+        raise RuntimeError(f"source:={source} is not one of {', '.join(HOST_SOURCES + ('serial',))}")
+    loop = LaunchConfiguration("loop").perform(context).lower() == "true"
+    overrides = source_overrides(source, LaunchConfiguration("input").perform(context), loop)
+    params = LaunchConfiguration("params").perform(context)
+    ns = LaunchConfiguration("namespace").perform(context)
+    return [Node(package="mcucoder_ros", executable=name, name=name, namespace=ns,
+                 parameters=[params, overrides.get(name, {})], output="screen")
+            for name, _ in nodes_for(source)]
 
 
 def generate_launch_description():
     share = get_package_share_directory("mcucoder_ros")
-    source = LaunchConfiguration("source")
-    params = LaunchConfiguration("params")
-    args = [
+    return LaunchDescription([
         DeclareLaunchArgument("source", default_value="video",
-                              description="video | images | camera | image_topic"),
-        DeclareLaunchArgument("input", default_value="", description="video file, image folder or camera index"),
+                              description="video | images | camera | image_topic | serial"),
+        DeclareLaunchArgument("input", default_value="",
+                              description="video file, image folder, camera index, or the MCU's serial port"),
         DeclareLaunchArgument("namespace", default_value=NAMESPACE),
         DeclareLaunchArgument("params", default_value=os.path.join(share, "config", "pipeline.yaml")),
         DeclareLaunchArgument("loop", default_value="false"),
         # DDS stays on this host unless the user widens it
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
                                os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")),
-    ]
-    nodes = []
-    for name, _ in NODES:
-        extra = {}
-        if name == "encoder_node":
-            extra = {"source": source, "input": LaunchConfiguration("input"),
-                     "loop": PythonExpression(["'", LaunchConfiguration("loop"), "'.lower() == 'true'"])}
-        nodes.append(Node(package="mcucoder_ros", executable=name, name=name,
-                          namespace=LaunchConfiguration("namespace"), parameters=[params, extra] if extra else [params],
-                          output="screen"))
-    return LaunchDescription(args + nodes)
+        OpaqueFunction(function=_nodes),
+    ])
