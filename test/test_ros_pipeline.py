@@ -56,18 +56,24 @@ def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, d
     assert np.mean(scores) > 0.9
 
 
-def test_image_topic_in_decoded_out(ros):
-    """Images of any size and encoding in -> 224x224 rgb8 out, with the source stamps."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+def test_image_topic_in_decoded_out(ros, tmp_path):
+    """Images of any size and encoding in -> 224x224 rgb8 out, with the source stamps.
+    Large images go reliable (qos_reliability override): best-effort samples of ~1 MB are
+    fragmented by DDS and lost whenever a fragment is."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from mcucoder_ros.codec.images import load_rgb
-    proc = start("mcucoder-ros", "pipeline", "--source", "image_topic")
+    params = tmp_path / "reliable.yaml"
+    params.write_text((ROOT / "config" / "pipeline.yaml").read_text().replace(
+        "qos_reliability: best_effort", "qos_reliability: reliable"))
+    proc = start("mcucoder-ros", "pipeline", "--source", "image_topic", "--params", params)
     got = []
     try:
         ros.node.create_subscription(Image, "/mcucoder/image_decoded", got.append,
                                      QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        pub = ros.node.create_publisher(Image, "/mcucoder/image_raw", qos_profile_sensor_data)
+        pub = ros.node.create_publisher(Image, "/mcucoder/image_raw",
+                                        QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 30), "encoder did not subscribe"
         src = load_rgb(ROOT / "data" / "samples" / "coffee.png")
         # warm up until the whole graph has matched (discovery takes up to a few seconds)
@@ -88,10 +94,8 @@ def test_image_topic_in_decoded_out(ros):
             m.header.stamp.sec, m.header.stamp.nanosec = 1000 + i, 500
             m.header.frame_id = "cam_test"
             stamps.append(1000 + i)
-            for _ in range(10):      # best-effort (sensor-data) QoS: large images may need a resend
-                pub.publish(m)
-                if ros.spin_until(lambda: any(g.header.stamp.sec == 1000 + i for g in got), 0.5):
-                    break
+            pub.publish(m)
+            assert ros.spin_until(lambda: any(g.header.stamp.sec == 1000 + i for g in got), 10), enc
         # a malformed image: declared bigger than its data -> counted and skipped
         pub.publish(Image(height=100, width=100, encoding="rgb8", step=300, data=b"\0" * 10))
         ros.spin_until(lambda: len(got) >= len(cases), 20)
