@@ -3,12 +3,18 @@
 Pure logic (no ROS).  Documented in docs/bitrate-control.md.
   * available bandwidth: the latest fresh LinkQuality report, else the receive-side
     delivery estimate, else unknown (all channels pass)
-  * per frame: target = headroom x available x frame interval; k = the largest prefix
-    of channels whose bytes (exact for channels present, running estimates for the
-    rest) plus bitstream overhead fit the target, never below min_channels: when the
-    link shrinks, k falls at once instead of frames being dropped
-  * hysteresis: k rises by one channel only after `up_hold_frames` consecutive frames
-    in which the larger k fits with `up_margin` to spare, so quality does not flap
+  * a byte credit refills by headroom x available x frame interval per frame and is
+    capped at one frame interval of the full available bandwidth; k = the largest
+    prefix of channels whose bytes (exact for the channels present, running
+    estimates for the rest) plus bitstream overhead fit the credit.  So no frame takes
+    longer than a frame interval on the link (no backlog), the average uses
+    `headroom` of the link, and k alternates between neighbouring levels when the
+    budget lies between them; when the link shrinks, k falls at once (never below
+    min_channels) instead of frames being dropped
+  * k rises by at most one channel per frame, and not for `up_hold_frames` frames
+    after the bandwidth fell, so quality does not flap after congestion
+  * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
+    decisions use real chunk sizes
 """
 from __future__ import annotations
 
@@ -23,9 +29,8 @@ PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (bef
 
 @dataclass
 class ControllerConfig:
-    headroom: float = 0.85          # share of the available bandwidth we plan to use
-    up_margin: float = 0.9          # a larger k must fit within up_margin x target
-    up_hold_frames: int = 5         # consecutive frames a larger k must fit before rising
+    headroom: float = 0.85          # average share of the available bandwidth we plan to use
+    up_hold_frames: int = 5         # frames without rising after the bandwidth fell
     min_channels: int = 1
     max_channels: int = LATENT_CHANNELS
     size_smoothing: float = 0.3     # EWMA weight of a new chunk-size observation
@@ -49,7 +54,9 @@ class BitrateController:
     def __post_init__(self):
         self.chunk_est = [PRIOR_CHUNK_BYTES] * LATENT_CHANNELS
         self.k = self.cfg.max_channels
-        self.up_count = 0
+        self.hold = 0
+        self.credit = 0.0
+        self._last_avail = math.nan
         self.link_bps = math.nan
         self.link_t = -math.inf
         self.delivery_bps = math.nan
@@ -88,24 +95,22 @@ class BitrateController:
         if not math.isfinite(avail):
             self.k = cfg.max_channels
             return Decision(min(self.k, present), self.k, avail, math.nan, source)
-        target_bytes = cfg.headroom * avail * self.interval / 8.0
+        if math.isfinite(self._last_avail) and avail < 0.9 * self._last_avail:
+            self.hold = cfg.up_hold_frames               # congestion: no rising for a while
+        self._last_avail = avail
+        frame_cap = avail * self.interval / 8.0          # bytes: one frame interval of the link
+        target_bytes = cfg.headroom * frame_cap
+        self.credit = min(self.credit + target_bytes, frame_cap)
         sizes = list(chunk_lengths) + self.chunk_est[present:]
-
-        def fits(k, limit):
-            return self.frame_bytes(sizes[:k]) <= limit
-
         k_fit = cfg.min_channels
         for k in range(cfg.max_channels, cfg.min_channels - 1, -1):
-            if fits(k, target_bytes):
+            if self.frame_bytes(sizes[:k]) <= self.credit:
                 k_fit = k
                 break
-        if k_fit < self.k:
-            self.k, self.up_count = k_fit, 0           # fall at once: never overrun the link
-        elif self.k < cfg.max_channels and fits(self.k + 1, cfg.up_margin * target_bytes):
-            self.up_count += 1
-            if self.up_count >= cfg.up_hold_frames:
-                self.k, self.up_count = self.k + 1, 0
-        else:
-            self.up_count = 0
-        self.k = max(cfg.min_channels, min(self.k, cfg.max_channels))
-        return Decision(min(self.k, present), self.k, avail, target_bytes * 8 / self.interval, source)
+        if k_fit > self.k:
+            k_fit = self.k if self.hold > 0 else self.k + 1
+        self.hold = max(0, self.hold - 1)
+        self.k = max(cfg.min_channels, min(k_fit, cfg.max_channels))
+        k_sent = min(self.k, present)
+        self.credit = max(0.0, self.credit - self.frame_bytes(sizes[:k_sent]))
+        return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)

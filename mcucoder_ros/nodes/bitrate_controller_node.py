@@ -19,9 +19,8 @@ from .encoder_node import run_node
 
 class BitrateControllerNode(McuNode):
     PARAMS = {
-        "headroom": ParamSpec(0.85, "share of the available bandwidth to plan for", range=(0.05, 1.0)),
-        "up_margin": ParamSpec(0.9, "a larger k must fit within this share of the target", range=(0.1, 1.0)),
-        "up_hold_frames": ParamSpec(5, "frames a larger k must fit before k rises", range=(0, 1000)),
+        "headroom": ParamSpec(0.85, "average share of the available bandwidth to use", range=(0.05, 1.0)),
+        "up_hold_frames": ParamSpec(5, "frames without rising after the bandwidth fell", range=(0, 1000)),
         "min_channels": ParamSpec(1, "never send fewer channels", range=(1, LATENT_CHANNELS)),
         "max_channels": ParamSpec(LATENT_CHANNELS, "never send more channels", range=(1, LATENT_CHANNELS)),
         "link_stale_s": ParamSpec(2.0, "ignore link_quality older than this", range=(0.1, 60.0)),
@@ -43,7 +42,7 @@ class BitrateControllerNode(McuNode):
         p = self.p
         if p["min_channels"] > p["max_channels"]:
             raise ValueError("min_channels must not exceed max_channels")
-        return ControllerConfig(headroom=p["headroom"], up_margin=p["up_margin"], up_hold_frames=p["up_hold_frames"],
+        return ControllerConfig(headroom=p["headroom"], up_hold_frames=p["up_hold_frames"],
                                 min_channels=p["min_channels"], max_channels=p["max_channels"],
                                 link_stale_s=p["link_stale_s"])
 

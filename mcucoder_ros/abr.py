@@ -1,0 +1,227 @@
+"""`mcucoder-ros evaluate-abr`: adaptive bitrate through an emulated link, per strategy.
+
+Frames of a real clip (224x224, cycled) are captured at --fps; each strategy decides
+what to send; the LinkEmulator (the same code as link_emulator_node) serialises every
+frame at the trace's bandwidth (FIFO: a late frame delays the next) and drops chunks
+by the trace's loss ratio. Time is simulated, so runs are deterministic and fast;
+bytes and qualities are real: every frame is coded by the shipped codec (JPEG by
+OpenCV) and decoded from the chunks that arrive.
+
+Strategies: ours (BitrateController, with LinkQuality = the trace's bandwidth, or with
+the delivery estimator only), fixed k = 12, fixed k = 6, and a JPEG quality ladder
+controlled like abr_image_transport (target bitrate x0.7 on instability, x1.5 after a
+stable window) carrying JPEG frames over the same link.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .codec import bitstream
+from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
+from .codec.jpeg import jpeg_roundtrip
+from .codec.metrics import ms_ssim
+from .control import BitrateController, ControllerConfig
+from .evaluation import collect_frames
+from .link_emulation import DeliveryEstimator, LinkEmulator, Trace
+
+JPEG_LADDER = (3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)
+HEADER = bitstream.HEADER.size
+ENTRY = bitstream.CHUNK_ENTRY.size
+
+
+class FrameBank:
+    """Per source frame: chunk sizes, and decoded quality for any received channel set."""
+
+    def __init__(self, clip, encoder, decoder, max_frames=30, progress=True):
+        self.frames = [f for _, f in collect_frames([clip], max_frames)]
+        self.encoder, self.decoder = encoder, decoder
+        self.chunks, self._q, self.jpeg = [], {}, []
+        for i, rgb in enumerate(tqdm(self.frames, desc="coding frames", unit="frame", disable=not progress)):
+            self.chunks.append(encoder.encode(rgb, LATENT_CHANNELS, i).chunks)
+            self.jpeg.append({q: self._jpeg(rgb, q) for q in JPEG_LADDER})
+
+    @staticmethod
+    def _jpeg(rgb, q):
+        data, out = jpeg_roundtrip(rgb, q)
+        return len(data), ms_ssim(rgb, out)
+
+    def sizes(self, i):
+        return [len(c) for c in self.chunks[i]]
+
+    def quality(self, i, channels) -> float:
+        key = (i, tuple(channels))
+        if key not in self._q:
+            f = bitstream.Frame(self.encoder.model_id, 0, list(channels), [self.chunks[i][c] for c in channels])
+            self._q[key] = ms_ssim(self.frames[i], self.decoder.decode(f)) if channels else 0.0
+        return self._q[key]
+
+
+@dataclass
+class Record:
+    t: float
+    level: int                 # k, or JPEG quality
+    bits: int
+    delivered: float
+    on_time: bool
+    ms_ssim: float
+
+
+@dataclass
+class Strategy:
+    name: str
+    kind: str                  # "ours", "fixed", "jpeg"
+    k: int = LATENT_CHANNELS
+    link_monitor: bool = True
+    state: dict = field(default_factory=dict)
+
+
+def _frame_bits(sizes):
+    return (HEADER + sum(ENTRY + s for s in sizes)) * 8
+
+
+def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, duration: float | None = None,
+             cfg: ControllerConfig | None = None) -> dict:
+    T = duration or trace.duration
+    interval = 1.0 / fps
+    link = LinkEmulator(trace, seed=1)
+    n = int(T * fps)
+    ctrl = BitrateController(cfg or ControllerConfig(default_interval_s=interval))
+    est = DeliveryEstimator()
+    pending = []               # (delivered time, report) not yet known to the sender
+    budget = LATENT_CHANNELS
+    jpeg_target, jpeg_changed, jpeg_unstable = 5e6, 0.0, -1e9
+    recs = []
+    for i in range(n):
+        t = i * interval
+        fi = i % len(bank.frames)
+        arrived = [r for r in pending if r[0] <= t]
+        pending = [r for r in pending if r[0] > t]
+        for _, rep in arrived:
+            bits, start, end, cap, late = rep
+            est.on_delivery(bits, start, end, cap, interval)
+            if late or start - cap > interval / 2:
+                jpeg_unstable = max(jpeg_unstable, end)
+        if strategy.kind == "jpeg":
+            if jpeg_unstable > jpeg_changed:          # instability seen since the last change
+                jpeg_target *= 0.7
+                jpeg_changed = t
+            elif t - jpeg_changed >= 2.0:             # a stable window: probe upwards
+                jpeg_target = min(jpeg_target * 1.5, 5e6)
+                jpeg_changed = t
+            options = [q for q in JPEG_LADDER if bank.jpeg[fi][q][0] * 8 * fps <= jpeg_target]
+            level = max(options) if options else JPEG_LADDER[0]
+            nbytes, quality = bank.jpeg[fi][level]
+            d = link.send(t, nbytes, 1)
+            ms = quality if d.kept else 0.0
+            bits = nbytes * 8
+        else:
+            sizes = bank.sizes(fi)
+            if strategy.kind == "ours":
+                if strategy.link_monitor:
+                    ctrl.on_link_quality(trace.at(t).bandwidth_bps, t)
+                ctrl.on_delivery_estimate(est.bps)
+                dec = ctrl.decide(sizes[:budget], t, t)
+                level, budget = dec.channels, dec.budget
+            else:
+                level = strategy.k
+            bits = _frame_bits(sizes[:level])
+            d = link.send(t, bits // 8, level)
+            ms = bank.quality(fi, d.kept)
+        late = d.delivered > t + interval + 0.05
+        pending.append((d.delivered, (bits, d.start, d.end, t, late)))
+        recs.append(Record(t, level, bits, d.delivered, not late and len(d.kept) > 0, ms))
+    return _metrics(strategy, recs, trace, T, interval)
+
+
+def _metrics(strategy, recs, trace, T, interval) -> dict:
+    delivered = sorted(r.delivered for r in recs if r.delivered <= T + 1.0)
+    gaps = np.diff([0.0] + delivered) if delivered else np.array([T])
+    sent = sum(r.bits for r in recs if r.delivered <= T)
+    levels = [r.level for r in recs]
+    shown = [r.ms_ssim for r in recs if r.delivered <= T + 1.0]
+    return {
+        "on_time_ratio": sum(r.on_time for r in recs) / len(recs),
+        "stall_count": int(np.sum(gaps > 2 * interval)),
+        "mean_ms_ssim": float(np.mean(shown)) if shown else 0.0,
+        "utilization": sent / max(1.0, trace.available_bits(0.0, T)),
+        "k_switches": int(sum(a != b for a, b in zip(levels, levels[1:]))),
+        "frames": len(recs), "frames_delivered": len(delivered),
+        "series": {"t": [r.t for r in recs], "level": levels, "sent_bps": [r.bits / interval for r in recs],
+                   "ms_ssim": [r.ms_ssim for r in recs], "on_time": [r.on_time for r in recs]},
+    }
+
+
+STRATEGIES = {
+    "ours": Strategy("ours", "ours", link_monitor=True),
+    "ours_no_link_quality": Strategy("ours_no_link_quality", "ours", link_monitor=False),
+    "fixed_k12": Strategy("fixed_k12", "fixed", k=12),
+    "fixed_k6": Strategy("fixed_k6", "fixed", k=6),
+    "jpeg_ladder": Strategy("jpeg_ladder", "jpeg"),
+}
+
+
+def evaluate(trace_path, clip, encoder, decoder, fps=10.0, max_frames=30, strategies=None, progress=True) -> dict:
+    trace = Trace.load(trace_path)
+    bank = FrameBank(clip, encoder, decoder, max_frames, progress)
+    out = {"trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
+                     "points": [p.__dict__ for p in trace.points]},
+           "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "clip": str(clip), "frames_in_bank": len(bank.frames),
+           "strategies": {}}
+    for name in strategies or STRATEGIES:
+        out["strategies"][name] = simulate(STRATEGIES[name], bank, trace, fps)
+    return out
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(res["strategies"])
+    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 5.5), sharex=True, squeeze=False)
+    pts = res["trace"]["points"]
+    tt = [p["t"] for p in pts]
+    bw = [p["bandwidth_bps"] / 1000 for p in pts]
+    for j, name in enumerate(names):
+        s = res["strategies"][name]["series"]
+        a, b = axes[0][j], axes[1][j]
+        a.step(tt, bw, where="post", label="available")
+        a.plot(s["t"], [v / 1000 for v in s["sent_bps"]], lw=0.8, label="sent")
+        a.set_title(name, fontsize=9)
+        a.set_ylabel("kbit/s")
+        a.legend(fontsize=7)
+        b.plot(s["t"], s["ms_ssim"], "g.", ms=2)
+        late = [t for t, ok in zip(s["t"], s["on_time"]) if not ok]
+        b.plot(late, [0.55] * len(late), "r|", ms=6, label="late")
+        b.set_ylim(0.5, 1.0)
+        b.set_xlabel("time (s)")
+        b.set_ylabel("MS-SSIM")
+        m = res["strategies"][name]
+        b.set_title(f"on time {m['on_time_ratio']:.2f}, util {m['utilization']:.2f}", fontsize=8)
+    fig.suptitle(f"trace {res['trace']['name']} at {res['fps']:.0f} frames/s (224x224)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(a) -> None:
+    from .codec.model import DecoderModel, EncoderModel
+    from .demo import default_clip
+    res = evaluate(a.trace, a.input or default_clip(), EncoderModel.load(), DecoderModel.load(threads=2), a.fps,
+                   a.max_frames, a.strategies)
+    print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s) at {res['fps']:.0f} frames/s, 224x224")
+    print(f"{'strategy':22s} {'on_time':>8s} {'stalls':>7s} {'MS-SSIM':>8s} {'util':>6s} {'switches':>9s}")
+    for n, m in res["strategies"].items():
+        print(f"{n:22s} {m['on_time_ratio']:8.3f} {m['stall_count']:7d} {m['mean_ms_ssim']:8.4f} "
+              f"{m['utilization']:6.2f} {m['k_switches']:9d}")
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
+    if a.plot:
+        plot(res, a.plot)
+    print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))

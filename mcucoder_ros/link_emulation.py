@@ -1,0 +1,138 @@
+"""A bandwidth / loss / delay link, and a throughput estimator from delivery reports.
+
+Pure logic, shared by link_emulator_node and the ABR evaluation.
+Trace CSV: header `t,bandwidth_bps,loss,delay_ms` (loss and delay optional), values
+hold from their time until the next row (step-wise).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TracePoint:
+    t: float
+    bandwidth_bps: float
+    loss: float = 0.0
+    delay_ms: float = 0.0
+
+
+class Trace:
+    def __init__(self, points: list[TracePoint], name: str = "trace"):
+        if not points:
+            raise ValueError("a trace needs at least one row")
+        self.points = sorted(points, key=lambda p: p.t)
+        self.name = name
+
+    @classmethod
+    def load(cls, path) -> "Trace":
+        path = Path(path)
+        try:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames or not {"t", "bandwidth_bps"} <= set(reader.fieldnames):
+                    raise ValueError(f"{path}: header must be t,bandwidth_bps[,loss][,delay_ms]")
+                pts = [TracePoint(float(r["t"]), float(r["bandwidth_bps"]), float(r.get("loss") or 0.0),
+                                  float(r.get("delay_ms") or 0.0)) for r in reader]
+        except OSError as e:
+            raise ValueError(f"cannot read trace {path}: {e.strerror}") from None
+        for p in pts:
+            if p.bandwidth_bps < 0 or not 0 <= p.loss <= 1 or p.delay_ms < 0:
+                raise ValueError(f"{path}: invalid row at t={p.t}")
+        return cls(pts, path.stem)
+
+    @property
+    def duration(self) -> float:
+        return self.points[-1].t
+
+    def at(self, t: float) -> TracePoint:
+        cur = self.points[0]
+        for p in self.points:
+            if p.t <= t:
+                cur = p
+            else:
+                break
+        return cur
+
+    def transmit_end(self, start: float, bits: float) -> float:
+        """Time at which `bits` sent from `start` have crossed the link (step-wise rate)."""
+        t, left = start, bits
+        idx = max(i for i, p in enumerate(self.points) if p.t <= t) if self.points[0].t <= t else 0
+        while left > 1e-9:
+            rate = self.points[idx].bandwidth_bps
+            nxt = self.points[idx + 1].t if idx + 1 < len(self.points) else math.inf
+            if rate > 0:
+                dt = left / rate
+                if t + dt <= nxt:
+                    return t + dt
+                left -= rate * (nxt - t)
+            if nxt == math.inf:
+                return math.inf
+            t, idx = nxt, idx + 1
+        return t
+
+    def available_bits(self, t0: float, t1: float) -> float:
+        total = 0.0
+        for i, p in enumerate(self.points):
+            a = max(t0, p.t)
+            b = min(t1, self.points[i + 1].t if i + 1 < len(self.points) else t1)
+            if b > a:
+                total += p.bandwidth_bps * (b - a)
+        return total
+
+
+@dataclass
+class Delivery:
+    start: float          # when the link began sending the frame
+    end: float            # when its last bit crossed the link
+    delivered: float      # end + propagation delay
+    kept: list            # indices of the chunks that survived loss
+
+
+class LinkEmulator:
+    """FIFO serialisation at the trace's bandwidth; each chunk lost with the trace's loss ratio."""
+
+    def __init__(self, trace: Trace, seed: int = 0):
+        self.trace = trace
+        self.free_at = 0.0
+        self.rng = random.Random(seed)
+        self.sent_bits = 0.0
+
+    def send(self, t: float, frame_bytes: int, n_chunks: int) -> Delivery:
+        start = max(t, self.free_at)
+        end = self.trace.transmit_end(start, frame_bytes * 8)
+        self.free_at = end
+        self.sent_bits += frame_bytes * 8
+        p = self.trace.at(start)
+        kept = [c for c in range(n_chunks) if self.rng.random() >= p.loss]
+        return Delivery(start, end, end + p.delay_ms / 1000, kept)
+
+
+class DeliveryEstimator:
+    """Available throughput from receive-side reports, for links that report nothing.
+
+    A frame's bits divided by the time the link spent on it (from when it started
+    sending, not when it was captured) is one sample of the link rate; a lower sample
+    is taken at once, a higher one smoothed (EWMA).  While frames queue behind each other the estimate is an upper
+    bound, so queueing delay beyond one frame interval shrinks it (backlog guard)."""
+
+    def __init__(self, smoothing: float = 0.3, initial_bps: float = math.nan):
+        self.alpha = smoothing
+        self.bps = initial_bps
+
+    def on_delivery(self, bits: float, link_start: float, link_end: float, capture: float, interval: float):
+        busy = link_end - link_start
+        if busy <= 0:
+            return
+        sample = bits / busy
+        if math.isnan(self.bps) or sample < self.bps:
+            self.bps = sample                 # fall at once: a slower link must be believed now
+        else:
+            self.bps += self.alpha * (sample - self.bps)
+        queued = link_start - capture
+        if queued > 0.5 * interval:
+            self.bps *= max(0.5, 1 - queued / (4 * interval))
