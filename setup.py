@@ -33,5 +33,6 @@ setup(
         "bitrate_controller_node = mcucoder_ros.nodes.bitrate_controller_node:main",
         "decoder_node = mcucoder_ros.nodes.decoder_node:main",
         "mcu_bridge_node = mcucoder_ros.nodes.mcu_bridge_node:main",
+        "link_emulator_node = mcucoder_ros.nodes.link_emulator_node:main",
     ]},
 )

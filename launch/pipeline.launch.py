@@ -14,7 +14,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mcucoder_ros.pipeline import HOST_SOURCES, NAMESPACE, nodes_for, source_overrides
+from mcucoder_ros.pipeline import (DECODER_REMAP_WITH_LINK, HOST_SOURCES, LINK_EMULATOR, NAMESPACE, nodes_for,
+                                   source_overrides)
 
 
 def _nodes(context):
@@ -25,9 +26,15 @@ def _nodes(context):
     overrides = source_overrides(source, LaunchConfiguration("input").perform(context), loop)
     params = LaunchConfiguration("params").perform(context)
     ns = LaunchConfiguration("namespace").perform(context)
+    trace = LaunchConfiguration("trace").perform(context)
+    names = [name for name, _ in nodes_for(source)]
+    if trace:       # an emulated link between controller and decoder
+        names.insert(len(names) - 1, LINK_EMULATOR[0])
+        overrides[LINK_EMULATOR[0]] = {"trace": trace}
     return [Node(package="mcucoder_ros", executable=name, name=name, namespace=ns,
-                 parameters=[params, overrides.get(name, {})], output="screen")
-            for name, _ in nodes_for(source)]
+                 parameters=[params, overrides.get(name, {})], output="screen",
+                 remappings=list(DECODER_REMAP_WITH_LINK.items()) if trace and name == "decoder_node" else [])
+            for name in names]
 
 
 def generate_launch_description():
@@ -40,6 +47,7 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value=NAMESPACE),
         DeclareLaunchArgument("params", default_value=os.path.join(share, "config", "pipeline.yaml")),
         DeclareLaunchArgument("loop", default_value="false"),
+        DeclareLaunchArgument("trace", default_value="", description="bandwidth trace CSV: adds link_emulator_node"),
         # DDS stays on this host unless the user widens it
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
                                os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")),

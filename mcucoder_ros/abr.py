@@ -95,7 +95,7 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
     est = DeliveryEstimator()
     pending = []               # (delivered time, report) not yet known to the sender
     budget = LATENT_CHANNELS
-    jpeg_target, jpeg_changed, jpeg_unstable = 5e6, 0.0, -1e9
+    jpeg_target, jpeg_changed, jpeg_unstable = 1e6, 0.0, -1e9
     recs = []
     for i in range(n):
         t = i * interval
@@ -105,9 +105,12 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
         for _, rep in arrived:
             bits, start, end, cap, late = rep
             est.on_delivery(bits, start, end, cap, interval)
+            ctrl.on_delivered(round(cap * fps))
             if late or start - cap > interval / 2:
                 jpeg_unstable = max(jpeg_unstable, end)
         if strategy.kind == "jpeg":
+            if link.free_at - t > interval:            # the sender's own queue is backing up
+                jpeg_unstable = max(jpeg_unstable, t)
             if jpeg_unstable > jpeg_changed:          # instability seen since the last change
                 jpeg_target *= 0.7
                 jpeg_changed = t
@@ -131,6 +134,8 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
             else:
                 level = strategy.k
             bits = _frame_bits(sizes[:level])
+            if strategy.kind == "ours":
+                ctrl.on_sent(i, bits, t)
             d = link.send(t, bits // 8, level)
             ms = bank.quality(fi, d.kept)
         late = d.delivered > t + interval + 0.05

@@ -15,6 +15,8 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
     after the bandwidth fell, so quality does not flap after congestion
   * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
     decisions use real chunk sizes
+  * without LinkQuality, the delivery estimate is used, and bits forwarded but not yet
+    reported delivered are held to one frame interval of it (like a congestion window)
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (bef
 
 @dataclass
 class ControllerConfig:
-    headroom: float = 0.85          # average share of the available bandwidth we plan to use
+    headroom: float = 0.9           # average share of the available bandwidth we plan to use
     up_hold_frames: int = 5         # frames without rising after the bandwidth fell
     min_channels: int = 1
     max_channels: int = LATENT_CHANNELS
@@ -57,6 +59,7 @@ class BitrateController:
         self.hold = 0
         self.credit = 0.0
         self._last_avail = math.nan
+        self.inflight = {}              # sequence -> (bits, sent time): forwarded, not yet reported delivered
         self.link_bps = math.nan
         self.link_t = -math.inf
         self.delivery_bps = math.nan
@@ -70,6 +73,17 @@ class BitrateController:
 
     def on_delivery_estimate(self, bps: float) -> None:
         self.delivery_bps = bps if math.isfinite(bps) and bps > 0 else math.nan
+
+    def on_sent(self, sequence: int, bits: float, now: float) -> None:
+        self.inflight[sequence] = (bits, now)
+
+    def on_delivered(self, sequence: int) -> None:
+        self.inflight.pop(sequence, None)
+
+    def inflight_bits(self, now: float) -> float:
+        for s in [s for s, (_, t) in self.inflight.items() if now - t > 2.0]:
+            del self.inflight[s]         # reports lost: forget after 2 s
+        return sum(b for b, _ in self.inflight.values())
 
     def available(self, now: float) -> tuple[float, str]:
         if math.isfinite(self.link_bps) and now - self.link_t <= self.cfg.link_stale_s:
@@ -101,6 +115,11 @@ class BitrateController:
         frame_cap = avail * self.interval / 8.0          # bytes: one frame interval of the link
         target_bytes = cfg.headroom * frame_cap
         self.credit = min(self.credit + target_bytes, frame_cap)
+        if source == "delivery":
+            # without a link report, bits still in flight show a link slower than the
+            # estimate before any report can: never have more than one interval queued
+            allowed = (avail * (self.interval + 0.05) - self.inflight_bits(now)) / 8.0
+            self.credit = min(self.credit, max(0.0, allowed))
         sizes = list(chunk_lengths) + self.chunk_est[present:]
         k_fit = cfg.min_channels
         for k in range(cfg.max_channels, cfg.min_channels - 1, -1):

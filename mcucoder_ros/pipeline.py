@@ -20,6 +20,11 @@ DOWNSTREAM = (
 NODES = (ENCODER,) + DOWNSTREAM
 
 
+LINK_EMULATOR = ("link_emulator_node", "mcucoder_ros.nodes.link_emulator_node:LinkEmulatorNode")
+# with an emulated link the decoder reads what crossed it
+DECODER_REMAP_WITH_LINK = {"latent_gated": "latent_link"}
+
+
 def nodes_for(source: str):
     return ((BRIDGE if source in SERIAL_SOURCES else ENCODER),) + DOWNSTREAM
 

@@ -20,7 +20,7 @@ class Pipeline:
     """The nodes of mcucoder_ros.pipeline.NODES in one process, one executor."""
 
     def __init__(self, source, input_spec, params_file=None, loop=False, namespace=None, extra_nodes=(),
-                 overrides=None):
+                 overrides=None, trace=None, link_monitor=True):
         import rclpy
         from rclpy.parameter import Parameter
 
@@ -36,11 +36,17 @@ class Pipeline:
             per_node.setdefault(node, {}).update(vals)
         self.nodes = {}
         self.source_name = P.nodes_for(source)[0][0]
+        specs = list(P.nodes_for(source))
+        if trace:
+            specs.insert(len(specs) - 1, P.LINK_EMULATOR)
+            per_node.setdefault("link_emulator_node", {}).update(trace=str(trace), act_as_link_monitor=link_monitor)
         try:
-            for name, spec in P.nodes_for(source):
+            for name, spec in specs:
                 ov = [Parameter(k, value=v) for k, v in per_node.get(name, {}).items()]
+                remap = P.DECODER_REMAP_WITH_LINK if trace and name == "decoder_node" else {}
+                cli = ["--ros-args"] + [a for k, v in remap.items() for a in ("-r", f"{k}:={v}")] if remap else None
                 self.nodes[name] = P.load_class(spec)(namespace=namespace or P.NAMESPACE, parameter_overrides=ov,
-                                                      context=self.context)
+                                                      context=self.context, cli_args=cli)
             for make in extra_nodes:
                 n = make(self.context)
                 self.nodes[n.get_name()] = n
@@ -95,7 +101,7 @@ def cmd_pipeline(a):
         qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames)
         port = qemu.start()
     try:
-        p = Pipeline(a.source, port, a.params, a.loop, a.namespace)
+        p = Pipeline(a.source, port, a.params, a.loop, a.namespace, trace=a.trace, link_monitor=not a.no_link_monitor)
     except BaseException:
         if qemu:
             qemu.stop()
@@ -136,6 +142,9 @@ def main(argv=None):
     p.add_argument("--namespace", default=P.NAMESPACE)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--max-frames", type=int, default=None, help="qemu sources: frames of the video to use")
+    p.add_argument("--trace", default=None, help="insert link_emulator_node with this bandwidth trace (CSV)")
+    p.add_argument("--no-link-monitor", action="store_true",
+                   help="with --trace: publish no link_quality; the controller estimates from delivery reports")
     p.set_defaults(func=cmd_pipeline)
     d = sub.add_parser("demo", help="the pipeline on a sample clip under a bandwidth trace; writes a report")
     d.add_argument("--input", default=None, help="video (default: the bundled sample clip)")

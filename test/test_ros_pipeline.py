@@ -194,3 +194,23 @@ def test_controller_keeps_sent_bitrate_under_bandwidth_step(ros):
     # every frame the encoder sent after the step was forwarded (none dropped for budget)
     assert all(s in gated for s in latent if s > seq_step)
     assert min(status[s].channels for s in late) < 12
+
+
+def test_emulated_link_and_estimation_from_delivery(ros, tmp_path):
+    """link_emulator_node between controller and decoder, no link_quality: the controller
+    adapts from delivery reports alone and the decoder still gets every frame."""
+    from mcucoder_ros.msg import BitrateStatus
+    trace = tmp_path / "t.csv"
+    trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,400000,0,20\n2,120000,0,20\n30,120000,0,20\n")
+    status = []
+    ros.node.create_subscription(BitrateStatus, "/mcucoder/bitrate_status", status.append, 10)
+    proc = start("mcucoder-ros", "pipeline", "--source", "video", "--input", CLIP, "--trace", trace,
+                 "--no-link-monitor")
+    try:
+        assert ros.spin_until(lambda: proc.poll() is not None, 60)
+        out = stop(proc)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0 and "decoded 90" in out, out
+    assert any(s.estimate_source == "delivery" for s in status)
+    assert min(s.channels for s in status[-20:]) < 12          # it adapted to the narrow link

@@ -12,14 +12,15 @@ from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
 from ..control import BitrateController, ControllerConfig
-from ..msg import BitrateStatus, LatentChannels, LinkQuality
+from ..link_emulation import DeliveryEstimator
+from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality
 from .common import QOS_PARAMS, McuNode, ParamSpec, gate, message_bytes, stamp_to_s
 from .encoder_node import run_node
 
 
 class BitrateControllerNode(McuNode):
     PARAMS = {
-        "headroom": ParamSpec(0.85, "average share of the available bandwidth to use", range=(0.05, 1.0)),
+        "headroom": ParamSpec(0.9, "average share of the available bandwidth to use", range=(0.05, 1.0)),
         "up_hold_frames": ParamSpec(5, "frames without rising after the bandwidth fell", range=(0, 1000)),
         "min_channels": ParamSpec(1, "never send fewer channels", range=(1, LATENT_CHANNELS)),
         "max_channels": ParamSpec(LATENT_CHANNELS, "never send more channels", range=(1, LATENT_CHANNELS)),
@@ -37,6 +38,8 @@ class BitrateControllerNode(McuNode):
         self.budget_pub = self.create_publisher(UInt8, "channel_budget", 10)
         self.create_subscription(LatentChannels, "latent", self._on_latent, self.qos())
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
+        self.estimator = DeliveryEstimator()
+        self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
 
     def _config(self) -> ControllerConfig:
         p = self.p
@@ -54,6 +57,14 @@ class BitrateControllerNode(McuNode):
     def _on_link(self, msg: LinkQuality):
         self.ctrl.on_link_quality(msg.bandwidth_bps, time.monotonic())
 
+    def _on_report(self, r: DeliveryReport):
+        t = lambda x: x.sec + x.nanosec * 1e-9  # noqa: E731
+        self.estimator.on_delivery(r.bytes * 8, t(r.link_start), t(r.link_end), stamp_to_s(r.header.stamp),
+                                   self.ctrl.interval)
+        self.ctrl.on_delivery_estimate(self.estimator.bps)
+        self.ctrl.on_delivered(r.sequence)
+        self.count("delivery_reports")
+
     def _on_latent(self, msg: LatentChannels):
         idx = list(msg.channel_indices)
         if idx != list(range(len(idx))) or len(msg.chunk_lengths) != len(idx):
@@ -64,6 +75,7 @@ class BitrateControllerNode(McuNode):
         out = gate(msg, d.channels)
         self.pub.publish(out)
         bits = message_bytes(out) * 8
+        self.ctrl.on_sent(msg.sequence, bits, time.monotonic())
         self.sent_bps += 0.2 * (bits / self.ctrl.interval - self.sent_bps)
         if d.budget != self.last_k or self.counters.get("frames", 0) % 10 == 0:
             self.budget_pub.publish(UInt8(data=d.budget))

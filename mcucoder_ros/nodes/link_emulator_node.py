@@ -1,0 +1,109 @@
+"""link_emulator_node: imposes a bandwidth / loss / delay trace between the controller
+and the decoder.
+
+Subscribes `latent_gated`; serialises frames through the link at the trace's current
+bandwidth (FIFO), drops whole channel chunks by the loss ratio (the decoder zero-fills
+them), publishes what arrives on `latent_link` at its delivery time and a
+`delivery_report` for each frame; with `act_as_link_monitor` it also publishes the
+trace's state on `link_quality`, otherwise nothing, so the controller must estimate.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import time
+
+from ..link_emulation import LinkEmulator, Trace
+from ..msg import DeliveryReport, LatentChannels, LinkQuality
+from .common import QOS_PARAMS, McuNode, ParamSpec, message_bytes
+from .encoder_node import run_node
+
+
+def _time_msg(t: float):
+    from builtin_interfaces.msg import Time
+    return Time(sec=int(t), nanosec=int((t % 1) * 1e9))
+
+
+class LinkEmulatorNode(McuNode):
+    PARAMS = {
+        "trace": ParamSpec("", "CSV t,bandwidth_bps[,loss][,delay_ms]", read_only=True),
+        "act_as_link_monitor": ParamSpec(True, "publish the trace's bandwidth/loss/delay on link_quality"),
+        "loop": ParamSpec(False, "restart the trace at its end", read_only=True),
+        "seed": ParamSpec(0, "random seed of chunk losses", range=(0, 2**31 - 1), read_only=True),
+        **QOS_PARAMS,
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__("link_emulator_node", **kwargs)
+        if not self.p["trace"]:
+            raise ValueError("parameter 'trace' (a CSV file) is required")
+        self.trace = Trace.load(self.p["trace"])
+        self.t0 = time.monotonic()
+        self.link = LinkEmulator(self.trace, self.p["seed"])
+        self.queue = []            # (delivery time, n, message, report)
+        self.n = 0
+        self.out = self.create_publisher(LatentChannels, "latent_link", self.qos())
+        self.reports = self.create_publisher(DeliveryReport, "delivery_report", 10)
+        self.lq = self.create_publisher(LinkQuality, "link_quality", 10)
+        self.create_subscription(LatentChannels, "latent_gated", self._on_frame, self.qos())
+        self.create_timer(0.005, self._deliver)
+        self.create_timer(0.1, self._monitor)
+
+    def now(self) -> float:
+        t = time.monotonic() - self.t0
+        return t % self.trace.duration if self.p["loop"] and self.trace.duration > 0 else t
+
+    def _on_frame(self, m: LatentChannels):
+        t = self.now()
+        n_chunks = len(m.channel_indices)
+        d = self.link.send(t, message_bytes(m), n_chunks)
+        kept = set(d.kept)
+        out = LatentChannels()
+        out.header = m.header
+        out.sequence, out.model_id, out.bitstream_version = m.sequence, m.model_id, m.bitstream_version
+        out.num_channels, out.latent_height, out.latent_width = m.num_channels, m.latent_height, m.latent_width
+        lens, payload, off = [], bytearray(), 0
+        idx = []
+        for i, (c, n) in enumerate(zip(m.channel_indices, m.chunk_lengths)):
+            if i in kept:
+                idx.append(c)
+                lens.append(n)
+                payload += bytes(m.payload[off:off + n])
+            off += n
+        from array import array
+        out.channel_indices, out.chunk_lengths, out.payload = array("B", idx), array("H", lens), array("B", payload)
+        # report link times on the ROS clock, like the capture stamps
+        to_ros = self.get_clock().now().nanoseconds * 1e-9 - t
+        rep = DeliveryReport(sequence=m.sequence, bytes=message_bytes(m), link_start=_time_msg(d.start + to_ros),
+                             link_end=_time_msg(d.end + to_ros), channels_sent=n_chunks, channels_received=len(idx))
+        rep.header = m.header
+        heapq.heappush(self.queue, (d.delivered, self.n, out, rep))
+        self.n += 1
+        self.count("frames_in")
+        self.count("chunks_lost", n_chunks - len(idx))
+
+    def _deliver(self):
+        t = self.now()
+        while self.queue and self.queue[0][0] <= t:
+            _, _, out, rep = heapq.heappop(self.queue)
+            self.out.publish(out)
+            self.reports.publish(rep)
+            self.count("frames_out")
+
+    def _monitor(self):
+        if not self.p["act_as_link_monitor"]:
+            return
+        p = self.trace.at(self.now())
+        m = LinkQuality(bandwidth_bps=float(p.bandwidth_bps), packet_loss=float(p.loss),
+                        round_trip_time_s=float(2 * p.delay_ms / 1000), rssi_dbm=math.nan)
+        m.header.stamp = self.get_clock().now().to_msg()
+        self.lq.publish(m)
+
+    def diagnostics(self):
+        p = self.trace.at(self.now())
+        return 0, "running", {"bandwidth_bps": p.bandwidth_bps, "queued_frames": len(self.queue),
+                              "backlog_s": max(0.0, self.link.free_at - self.now())}
+
+
+def main(args=None):
+    run_node(LinkEmulatorNode, args)

@@ -1,0 +1,64 @@
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from mcucoder_ros.link_emulation import DeliveryEstimator, LinkEmulator, Trace, TracePoint
+
+TRACES = sorted((ROOT / "config" / "traces").glob("*.csv"))
+
+
+@pytest.mark.parametrize("path", TRACES, ids=[p.stem for p in TRACES])
+def test_delivered_bits_never_exceed_the_trace(path):
+    trace = Trace.load(path)
+    link = LinkEmulator(trace, seed=3)
+    rng = random.Random(0)
+    ends = []
+    for i in range(int(trace.duration * 10)):
+        nbytes = rng.randrange(400, 6000)
+        d = link.send(i / 10, nbytes, 12)
+        ends.append((d.end, nbytes * 8))
+        assert d.end >= d.start >= i / 10
+    for t in [x * 0.25 for x in range(1, int(trace.duration * 4))]:
+        crossed = sum(b for e, b in ends if e <= t)
+        assert crossed <= trace.available_bits(0, t) + 1e-6
+
+
+def test_estimator_converges_on_a_constant_link():
+    trace = Trace([TracePoint(0, 100_000.0), TracePoint(60, 100_000.0)])
+    link, est = LinkEmulator(trace), DeliveryEstimator()
+    for i in range(50):
+        d = link.send(i / 10, 800, 4)
+        est.on_delivery(6400, d.start, d.end, i / 10, 0.1)
+    assert abs(est.bps - 100_000) / 100_000 < 0.02
+
+
+def test_trace_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,bw\n0,1\n")
+    with pytest.raises(ValueError, match="header"):
+        Trace.load(bad)
+    with pytest.raises(ValueError, match="cannot read"):
+        Trace.load(tmp_path / "missing.csv")
+
+
+def test_evaluate_abr_cli_on_a_short_trace(tmp_path):
+    trace = tmp_path / "short.csv"
+    trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,250000,0,20\n3,60000,0.05,20\n6,60000,0,20\n")
+    out = tmp_path / "abr.json"
+    r = subprocess.run([str(Path(sys.executable).parent / "mcucoder-ros"), "evaluate-abr", "--trace", str(trace),
+                        "--json", str(out), "--plot", str(tmp_path / "abr.png"), "--max-frames", "4"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    s = res["strategies"]
+    assert set(s) == {"ours", "ours_no_link_quality", "fixed_k12", "fixed_k6", "jpeg_ladder"}
+    for m in s.values():
+        assert {"on_time_ratio", "stall_count", "mean_ms_ssim", "utilization", "k_switches"} <= set(m)
+    assert s["ours"]["on_time_ratio"] >= 0.95 and s["fixed_k12"]["on_time_ratio"] < 0.5
+    assert s["fixed_k12"]["stall_count"] > s["ours"]["stall_count"]
+    assert (tmp_path / "abr.png").stat().st_size > 10_000
