@@ -29,7 +29,7 @@ def run_device(target, n_frames, commands=b""):
     try:
         for _ in range(100):
             try:
-                s = serial.serial_for_url(url, timeout=0.2)
+                s = serial.serial_for_url(url, timeout=0.02)
                 break
             except serial.SerialException:
                 time.sleep(0.05)
@@ -37,7 +37,7 @@ def run_device(target, n_frames, commands=b""):
         t0 = time.monotonic()
         sent = False
         while len(frames) < n_frames and time.monotonic() - t0 < 120:
-            for pkt in parser.feed(s.read(65536)):
+            for pkt in parser.feed(s.read(4096)):
                 frames += asm.on_packet(pkt)
             if asm.hello and not sent:      # bytes sent before the device enabled its UART are lost
                 s.write(commands)
@@ -61,7 +61,7 @@ def test_qemu_chunks_identical_to_host_encoder(encoder, target):
 
 
 def test_qemu_obeys_channel_budget(encoder):
-    got, video, _ = run_device("m7", 4, sp.set_budget(5))
+    got, video, _ = run_device("m7", 10, sp.set_budget(5))
     ks = [len(df.frame.chunks) for df in got]
     assert ks[-1] == 5 and set(ks) <= {5, 12}
     for df, rgb in zip(got, video):
