@@ -70,6 +70,9 @@ static void conv1(const uint8_t *rgb) {
     }
 }
 
+/* conv2 and conv3 are spelled out rather than one generic routine: with constant
+ * shapes the compiler unrolls the loops (a generic version measured 518 M instead of
+ * 372 M instructions per frame on the M7). */
 static void conv2(void) {
     for (int oc = 0; oc < 16; oc++)
         for (int oy = 0; oy < MCU_LATENT; oy++)
