@@ -136,3 +136,89 @@ class DeliveryEstimator:
         queued = link_start - capture
         if queued > 0.5 * interval:
             self.bps *= max(0.5, 1 - queued / (4 * interval))
+
+
+class ThrottledSerialProxy:
+    """A loopback TCP proxy that throttles the device -> host direction of a serial
+    socket (`socket://`) to the trace's bandwidth; host -> device passes untouched.
+    Emulates a slow radio between a camera MCU and the robot's computer."""
+
+    def __init__(self, trace: Trace, upstream: tuple[str, int], listen_port: int = 0, chunk: int = 64):
+        import socket
+        import threading
+
+        self.trace, self.upstream, self.chunk = trace, upstream, chunk
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", listen_port))
+        self.srv.listen(1)
+        self.port = self.srv.getsockname()[1]
+        self.bytes_down = 0
+        self._stop = threading.Event()
+        self._t0 = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"socket://127.0.0.1:{self.port}"
+
+    def now(self) -> float:
+        import time
+        return 0.0 if self._t0 is None else time.monotonic() - self._t0
+
+    def _serve(self):
+        import socket
+        import threading
+        import time
+
+        self.srv.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                host, _ = self.srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            try:
+                dev = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                host.close()
+                continue
+            self._t0 = self._t0 or time.monotonic()
+
+            def up():   # host -> device, unthrottled
+                try:
+                    while not self._stop.is_set():
+                        data = host.recv(4096)
+                        if not data:
+                            break
+                        dev.sendall(data)
+                except OSError:
+                    pass
+
+            threading.Thread(target=up, daemon=True).start()
+            free_at = self.now()
+            dev.settimeout(0.2)
+            try:
+                while not self._stop.is_set():
+                    try:
+                        data = dev.recv(self.chunk)
+                    except socket.timeout:
+                        continue
+                    if not data:
+                        break
+                    free_at = self.trace.transmit_end(max(free_at, self.now()), len(data) * 8)
+                    delay = free_at - self.now()
+                    if delay > 0:
+                        time.sleep(delay)
+                    host.sendall(data)
+                    self.bytes_down += len(data)
+            except OSError:
+                pass
+            finally:
+                host.close()
+                dev.close()
+
+    def close(self):
+        self._stop.set()
+        self.srv.close()
+        self.thread.join(timeout=2)

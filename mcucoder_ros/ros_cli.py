@@ -71,17 +71,21 @@ class Pipeline:
         """Spin until the input is exhausted and the last frames have passed the decoder.
         `source_done()` says when a serial source has ended (default: the encoder's flag)."""
         t0 = time.monotonic()
-        finished_at = None
         dec = self.nodes["decoder_node"]
         done_fn = source_done or (lambda: getattr(self.encoder, "finished", False))
+        last_in, last_change = -1, time.monotonic()
         while self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
-            if timeout_s and time.monotonic() - t0 > timeout_s:
+            now = time.monotonic()
+            if timeout_s and now - t0 > timeout_s:
                 break
+            if self.frames_in != last_in:        # frames may still be arriving (a slow serial link)
+                last_in, last_change = self.frames_in, now
             if done_fn():
-                finished_at = finished_at or time.monotonic()
-                done = dec.counters.get("frames", 0) + dec.counters.get("malformed", 0) >= self.frames_in
-                if done or time.monotonic() - finished_at > drain_s:
+                caught_up = dec.counters.get("frames", 0) + dec.counters.get("malformed", 0) >= self.frames_in
+                quiet = now - last_change
+                if (caught_up and (not hasattr(self.encoder, "frames_published") or quiet > 0.5)) \
+                        or quiet > drain_s:
                     break
 
     def shutdown(self):
@@ -93,15 +97,50 @@ class Pipeline:
         rclpy.try_shutdown(context=self.context)
 
 
+def _link_monitor(proxy):
+    """A node publishing the throttled serial link's state on link_quality (10 Hz)."""
+    def make(context):
+        import math
+
+        from rclpy.node import Node
+
+        from . import pipeline as P
+        from .msg import LinkQuality
+        node = Node("serial_link_monitor", namespace=P.NAMESPACE, context=context)
+        pub = node.create_publisher(LinkQuality, "link_quality", 10)
+
+        def tick():
+            pt = proxy.trace.at(proxy.now())
+            m = LinkQuality(bandwidth_bps=float(pt.bandwidth_bps), packet_loss=float(pt.loss),
+                            round_trip_time_s=math.nan, rssi_dbm=math.nan)
+            m.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(m)
+        node.create_timer(0.1, tick)
+        return node
+    return make
+
+
 def cmd_pipeline(a):
     qemu = None
     port = a.input
+    proxy = None
     if a.source.startswith("qemu-"):
         from .qemu import QemuCamera
         qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames)
         port = qemu.start()
+    if a.serial_trace:
+        if not port.startswith("socket://"):
+            raise ValueError("--serial-trace needs a socket:// serial source (a qemu source or socket://host:port)")
+        from .link_emulation import ThrottledSerialProxy, Trace
+        host, p_ = port[len("socket://"):].rsplit(":", 1)
+        proxy = ThrottledSerialProxy(Trace.load(a.serial_trace), (host, int(p_)))
+        port = proxy.url
+    extra = []
+    if proxy and not a.no_link_monitor:
+        extra.append(_link_monitor(proxy))
     try:
-        p = Pipeline(a.source, port, a.params, a.loop, a.namespace, trace=a.trace, link_monitor=not a.no_link_monitor)
+        p = Pipeline(a.source, port, a.params, a.loop, a.namespace, trace=a.trace, link_monitor=not a.no_link_monitor,
+                     extra_nodes=extra)
     except BaseException:
         if qemu:
             qemu.stop()
@@ -118,6 +157,8 @@ def cmd_pipeline(a):
         print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
               f"malformed {dec.counters.get('malformed', 0)}")
         p.shutdown()
+        if proxy:
+            proxy.close()
         if qemu:
             qemu.stop()
             print(qemu.report_text())
@@ -143,6 +184,8 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--max-frames", type=int, default=None, help="qemu sources: frames of the video to use")
     p.add_argument("--trace", default=None, help="insert link_emulator_node with this bandwidth trace (CSV)")
+    p.add_argument("--serial-trace", default=None,
+                   help="throttle the serial stream (device -> host) of a socket:// or qemu source to this trace")
     p.add_argument("--no-link-monitor", action="store_true",
                    help="with --trace: publish no link_quality; the controller estimates from delivery reports")
     p.set_defaults(func=cmd_pipeline)

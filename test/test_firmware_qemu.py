@@ -101,3 +101,27 @@ def test_pipeline_from_qemu_to_image_decoded():
     assert "frames encoded 8, decoded 8" in out
     assert len(got) >= 6 and all((m.width, m.height, m.encoding) == (224, 224, "rgb8") for m in got)
     assert np.frombuffer(got[-1].data, np.uint8).std() > 5      # a real picture, not a blank
+
+
+def test_throttled_serial_link_lowers_the_mcu_budget(tmp_path):
+    """The serial stream from the QEMU MCU throttled to 120 kbit/s: the controller's
+    budget reaches the firmware, which then codes and sends fewer channels."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    from mcucoder_ros.msg import LatentChannels
+    from ros_helpers import RosContext, start, stop
+    trace = tmp_path / "serial.csv"
+    trace.write_text("t,bandwidth_bps\n0,120000\n120,120000\n")
+    ros = RosContext("serial_probe")
+    got = []
+    try:
+        ros.node.create_subscription(LatentChannels, "/mcucoder/latent", got.append, qos_profile_sensor_data)
+        proc = start("mcucoder-ros", "pipeline", "--source", "qemu-m7", "--input", CLIP, "--max-frames", 20,
+                     "--serial-trace", trace, cwd=str(ROOT))
+        assert ros.spin_until(lambda: proc.poll() is not None, 120)
+        out = stop(proc)
+    finally:
+        ros.close()
+    assert proc.returncode == 0, out
+    ks = [len(m.channel_indices) for m in got]
+    assert len(ks) >= 10 and ks[0] == 12 and max(ks[-5:]) < 12, ks
