@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,6 @@ class Strategy:
     kind: str                  # "ours", "fixed", "jpeg"
     k: int = LATENT_CHANNELS
     link_monitor: bool = True
-    state: dict = field(default_factory=dict)
 
 
 def _frame_bits(sizes):

@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -92,6 +91,3 @@ class QemuCamera:
                 self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-
-if __name__ == "__main__":
-    sys.exit("use: mcucoder-ros pipeline --source qemu-m7 --input VIDEO")

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# A DDS domain of its own per test session: runs on one machine never hear each other.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "test" / "vectors"
 SAMPLES = ROOT / "data" / "samples"

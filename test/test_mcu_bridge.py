@@ -2,12 +2,10 @@
 import os
 import random
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import VECTORS
 from mcucoder_ros.link import serial_protocol as sp
 from mcucoder_ros.link.vectors import DEVICE_FIELDS
 from ros_helpers import RosContext

@@ -46,7 +46,7 @@ def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, d
     frames = [f for _, f in iter_video(CLIP, 90)]
     from mcucoder_ros.codec.images import resize_224
     sent = {bytes(decoder.decode(encoder.encode(frames[i], 12))): i for i in range(0, 90)}
-    scores, ref = [], []
+    scores = []
     for m in got:
         img = np.frombuffer(m.data, np.uint8).reshape(224, 224, 3)
         i = sent.get(img.tobytes())

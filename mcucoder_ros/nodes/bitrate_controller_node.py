@@ -14,8 +14,7 @@ from ..codec.geometry import LATENT_CHANNELS
 from ..control import BitrateController, ControllerConfig
 from ..link_emulation import DeliveryEstimator
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality
-from .common import QOS_PARAMS, McuNode, ParamSpec, gate, message_bytes, stamp_to_s
-from .encoder_node import run_node
+from .common import QOS_PARAMS, McuNode, ParamSpec, gate, message_bytes, stamp_to_s, run_node
 
 
 class BitrateControllerNode(McuNode):

@@ -227,3 +227,30 @@ def make_executor(context):
     except ImportError:
         from rclpy.executors import SingleThreadedExecutor
         return SingleThreadedExecutor(context=context)
+
+
+def run_node(cls, args=None):
+    import os
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    import rclpy
+    from rclpy.exceptions import InvalidParameterValueException
+    from rclpy.executors import ExternalShutdownException
+
+    from ..codec.model import ModelError
+    rclpy.init(args=args)
+    try:
+        node = cls()
+    except (ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
+        print(f"{cls.__name__}: invalid configuration: {e}", flush=True)
+        rclpy.try_shutdown()
+        raise SystemExit(2)
+    executor = make_executor(node.context)
+    executor.add_node(node)
+    try:
+        while rclpy.ok(context=node.context):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

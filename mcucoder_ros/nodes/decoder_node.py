@@ -9,15 +9,14 @@ import time
 
 import cv2
 import numpy as np
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile
 from sensor_msgs.msg import Image
 
 from ..codec.bitstream import BitstreamError
 from ..codec.entropy import EntropyError
 from ..codec.model import DecoderModel, ModelError
 from ..msg import LatentChannels
-from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image
-from .encoder_node import run_node
+from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
 
 
 class DecoderNode(McuNode):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from sensor_msgs.msg import Image
 from std_msgs.msg import UInt8
 
@@ -18,7 +16,7 @@ from ..codec.images import ImageError
 from ..codec.model import EncoderModel
 from ..msg import LatentChannels
 from ..sources import FrameSource
-from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, image_to_rgb
+from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, image_to_rgb, run_node
 
 
 class EncoderNode(McuNode):
@@ -111,29 +109,3 @@ class EncoderNode(McuNode):
 
 def main(args=None):
     run_node(EncoderNode, args)
-
-
-def run_node(cls, args=None):
-    import os
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from rclpy.exceptions import InvalidParameterValueException
-
-    from ..codec.model import ModelError
-    rclpy.init(args=args)
-    try:
-        node = cls()
-    except (ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
-        print(f"{cls.__name__}: invalid configuration: {e}", flush=True)
-        rclpy.try_shutdown()
-        raise SystemExit(2)
-    from .common import make_executor
-    executor = make_executor(node.context)
-    executor.add_node(node)
-    try:
-        while rclpy.ok(context=node.context):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()

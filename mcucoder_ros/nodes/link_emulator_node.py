@@ -15,8 +15,7 @@ import time
 
 from ..link_emulation import LinkEmulator, Trace
 from ..msg import DeliveryReport, LatentChannels, LinkQuality
-from .common import QOS_PARAMS, McuNode, ParamSpec, message_bytes
-from .encoder_node import run_node
+from .common import QOS_PARAMS, McuNode, ParamSpec, message_bytes, run_node
 
 
 def _time_msg(t: float):

@@ -17,8 +17,7 @@ from ..codec.geometry import LATENT_CHANNELS
 from ..link import serial_protocol as sp
 from ..link.frames import FrameAssembler
 from ..msg import LatentChannels
-from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg
-from .encoder_node import run_node
+from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, run_node
 
 
 class McuBridgeNode(McuNode):
