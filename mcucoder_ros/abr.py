@@ -14,8 +14,6 @@ stable window) carrying JPEG frames over the same link.
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,8 +222,8 @@ def main(a) -> None:
     for n, m in res["strategies"].items():
         print(f"{n:22s} {m['on_time_ratio']:8.3f} {m['stall_count']:7d} {m['mean_ms_ssim']:8.4f} "
               f"{m['utilization']:6.2f} {m['k_switches']:9d}")
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(res, default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
+    from .evaluation import write_json
+    write_json(res, a.json)
     if a.plot:
         plot(res, a.plot)
     print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))

@@ -151,7 +151,17 @@ def plot(res: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _finite(o):
+    """NaN/inf -> None, so the JSON stays standard."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
 def write_json(res: dict, path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(res, indent=2, allow_nan=False, default=lambda o: None if (
-        isinstance(o, float) and math.isnan(o)) else str(o)))
+    Path(path).write_text(json.dumps(_finite(res), indent=2, allow_nan=False))
