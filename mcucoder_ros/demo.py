@@ -111,7 +111,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     for stamp, (seq, nbytes, k, t) in sorted(record["gated"].items(), key=lambda kv: kv[1][0]):
         dec = record["decoded"].get(stamp)
         st = record["status"].get(seq, (k, float("nan"), float("nan")))
-        row = {"sequence": seq, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / PIXELS,
+        row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / PIXELS,
                "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None}
         if dec is not None and seq < len(sources):
             row["ms_ssim"] = ms_ssim(sources[seq], dec[0])
@@ -122,7 +122,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     vw = cv2.VideoWriter(str(out / "side_by_side.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15, (2 * 2 * IMAGE_SIZE,
                                                                                              2 * IMAGE_SIZE))
     for r in rows:
-        dec = record["decoded"].get(next((s for s, v in record["gated"].items() if v[0] == r["sequence"]), None))
+        dec = record["decoded"].get(r["stamp"])
         if dec is None or r["sequence"] >= len(sources):
             continue
         pair = np.hstack([sources[r["sequence"]], dec[0]])
