@@ -15,7 +15,7 @@ def _cmd_train(a):
     cfg = TrainConfig(data=a.data, out=a.out, decoder=a.decoder, iterations=a.iterations, minutes=a.minutes,
                       batch=a.batch, lr=a.lr, mse_weight=a.mse_weight, heldout=a.heldout, seed=a.seed,
                       device=a.device, ckpt_every_s=a.ckpt_every, init=a.init,
-                      full_k_prob=a.full_k_prob, warmup=a.warmup)
+                      full_k_prob=a.full_k_prob, warmup=a.warmup, encoder_model=a.decoder_only or "")
     train(cfg)
 
 
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default="", help="start from weights.pt with a fresh schedule")
     t.add_argument("--full-k-prob", type=float, default=0.0, help="share of samples keeping all channels")
     t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--decoder-only", metavar="MODEL_DIR", default=None,
+                   help="train only the decoder, on the exact INT8 latents of the exported encoder in "
+                        "MODEL_DIR (firmware, model id and bitstreams stay as they are)")
     t.add_argument("--ckpt-every", type=float, default=120.0, help="seconds between checkpoints")
     t.set_defaults(func=_cmd_train)
 

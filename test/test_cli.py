@@ -90,6 +90,26 @@ def test_training_and_export_smoke(tmp_path):
     assert img.shape == (224, 224, 3)
     assert (tmp_path / "model" / "encoder_int8.h").read_text().count("mcu_conv") >= 12
 
+    # decoder-only fine-tuning on the exported encoder's exact latents: the encoder
+    # files (and so model id, firmware and bitstreams) stay byte for byte the same
+    ft = tmp_path / "ft"
+    r = mcucoder("train", SAMPLES, "--out", ft, "--iterations", 2, "--batch", 2, "--init", run / "weights.pt",
+                 "--decoder-only", tmp_path / "model")
+    assert "decoder only" in r.stdout
+    mcucoder("export", ft / "weights.pt", SAMPLES, "--out", tmp_path / "model2")
+    for name in ("encoder_int8.npz", "encoder_int8.h"):
+        assert (tmp_path / "model2" / name).read_bytes() == (tmp_path / "model" / name).read_bytes()
+    assert (tmp_path / "model2" / "decoder_fast.onnx").read_bytes() != \
+        (tmp_path / "model" / "decoder_fast.onnx").read_bytes()
+    dec2 = DecoderModel.load(tmp_path / "model2", threads=1)
+    frame = bitstream.unpack(bitstream.pack(enc.encode(load_rgb(SAMPLES / "coffee.png"), 12)))
+    assert dec2.decode(frame).shape == (224, 224, 3)
+    # a fine-tuned decoder is never exported beside an encoder it was not trained for
+    src = dict(np.load(tmp_path / "model" / "encoder_int8.npz"))
+    np.savez(tmp_path / "model" / "encoder_int8.npz", **{**src, "model_id": np.uint32(int(src["model_id"]) ^ 1)})
+    r = mcucoder("export", ft / "weights.pt", SAMPLES, "--out", tmp_path / "other", check=False)
+    assert r.returncode != 0 and "needs the encoder of model" in r.stderr
+
 
 def test_paper_decoder_loads_authors_layout():
     torch = pytest.importorskip("torch")

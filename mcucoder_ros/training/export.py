@@ -7,6 +7,7 @@ latent ranges, entropy tables fitted on training photos, decoder ONNX, C header.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,8 @@ def export(checkpoint: str, data, out_dir: str, calib_frames: int = 256, table_f
     model = MCUCoder(arch)
     model.load_state_dict(ck["model"])
     model.eval()
+    if ck.get("encoder_model_id") is not None:
+        return _export_decoder_only(ck, model, arch, out)
 
     print("calibrating INT8 encoder ...")
     frames = calibration_frames(data, max(calib_frames, table_frames))
@@ -103,10 +106,7 @@ def export(checkpoint: str, data, out_dir: str, calib_frames: int = 256, table_f
     arrays["model_id"] = np.uint32(model_id_of(arrays))
     np.savez(out / ENCODER_FILE, **arrays)
 
-    dummy = torch.zeros(1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
-    onnx_path = out / DECODER_FILE.format(arch=arch)
-    torch.onnx.export(model.decoder, dummy, str(onnx_path), input_names=["latent"], output_names=["image"],
-                      opset_version=17, dynamo=False)
+    _export_onnx(model, out / DECODER_FILE.format(arch=arch))
     write_c_header(arrays, out / "encoder_int8.h")
     meta = {"model_id": f"{int(arrays['model_id']):#010x}", "decoder": arch, "iterations": ck["step"],
             "training_minutes": round(ck["elapsed"] / 60, 1), "encoder_parameters": int8.num_parameters,
@@ -115,6 +115,42 @@ def export(checkpoint: str, data, out_dir: str, calib_frames: int = 256, table_f
             "training_history": ck.get("history", [])[-3:]}
     (out / "export.json").write_text(json.dumps(meta, indent=2))
     print(f"exported model {meta['model_id']} to {out}")
+    return meta
+
+
+def _export_onnx(model: MCUCoder, path: Path) -> None:
+    dummy = torch.zeros(1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
+    torch.onnx.export(model.decoder, dummy, str(path), input_names=["latent"], output_names=["image"],
+                      opset_version=17, dynamo=False)
+
+
+def _export_decoder_only(ck: dict, model: MCUCoder, arch: str, out: Path) -> dict:
+    """A decoder fine-tuned on a shipped encoder (`train --decoder-only`): the encoder
+    files are kept byte for byte; only the decoder ONNX and export.json change."""
+    src = Path(ck["config"]["encoder_model"])
+    want = int(ck["encoder_model_id"])
+    for d in (out, src):
+        if (d / ENCODER_FILE).exists():
+            with np.load(d / ENCODER_FILE) as z:
+                have = int(z["model_id"])
+            if have == want:
+                break
+    else:
+        raise SystemExit(f"decoder-only checkpoint needs the encoder of model {want:#010x} "
+                         f"(not found in {out} or {src})")
+    if d != out:
+        for name in (ENCODER_FILE, "encoder_int8.h"):
+            shutil.copyfile(d / name, out / name)
+    _export_onnx(model, out / DECODER_FILE.format(arch=arch))
+    meta_path = out / "export.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"model_id": f"{want:#010x}"}
+    meta.update({"decoder": arch, "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
+                 "decoder_finetune": {"iterations": ck["step"], "training_minutes": round(ck["elapsed"] / 60, 1),
+                                      "batch": ck["config"]["batch"], "lr": ck["config"]["lr"],
+                                      "full_k_prob": ck["config"]["full_k_prob"],
+                                      "training_history": ck.get("history", [])[-3:]}})
+    meta_path.write_text(json.dumps(meta, indent=2))
+    print(f"exported decoder for model {want:#010x} to {out} (encoder unchanged)")
     return meta
 
 

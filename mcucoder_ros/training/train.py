@@ -41,6 +41,7 @@ class TrainConfig:
     device: str = "auto"
     init: str = ""                  # start from these weights with a fresh schedule (fine-tuning)
     full_k_prob: float = 0.0        # share of samples that keep all 12 channels (high-end fine-tuning)
+    encoder_model: str = ""         # train only the decoder, on this exported model's exact INT8 latents
 
 
 class LatentRange:
@@ -79,6 +80,28 @@ def tail_drop(z, k):
     return z * (idx < k.view(-1, 1, 1, 1)).to(z.dtype)
 
 
+class ExactLatents:
+    """The shipped encoder as the firmware runs it: INT8 reference, 6-bit symbols,
+    dequantised exactly as the decoder receives them at run time.  Training the decoder
+    on these (encoder frozen) removes the train/run mismatch of quantisation noise and
+    leaves the model id, the firmware and every bitstream unchanged."""
+
+    def __init__(self, model_dir: str, device):
+        from ..codec.model import EncoderModel
+
+        self.model = EncoderModel.load(model_dir)
+        self.device = device
+        self.channels = list(range(LATENT_CHANNELS))
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float frames in 0..1 -> (the same frames on the uint8 grid, latents)."""
+        u8 = (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        q = self.model.quantizer
+        z = np.stack([q.dequantize(q.quantize(self.model.int8(f)), self.channels) for f in u8])
+        x8 = torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(255)
+        return x8.to(self.device), torch.from_numpy(z).to(self.device)
+
+
 def pick_device(name):
     if name != "auto":
         return torch.device(name)
@@ -86,7 +109,8 @@ def pick_device(name):
 
 
 @torch.no_grad()
-def validate(model, rng: LatentRange, frames: np.ndarray, device, ks=(1, 3, 6, 9, 12)) -> dict:
+def validate(model, rng: LatentRange, frames: np.ndarray, device, ks=(1, 3, 6, 9, 12),
+             exact: ExactLatents | None = None) -> dict:
     model.eval()
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255).to(device)
     res = {}
@@ -94,7 +118,7 @@ def validate(model, rng: LatentRange, frames: np.ndarray, device, ks=(1, 3, 6, 9
         vals = []
         for i in range(0, len(x), 16):
             xb = x[i:i + 16]
-            z = rng.quantise_noise(model.encoder(xb), hard=True)
+            z = exact(xb)[1] if exact else rng.quantise_noise(model.encoder(xb), hard=True)
             z = tail_drop(z, torch.full((len(xb),), k, device=device))
             y = model.decoder(z).float().clamp(0, 1)
             vals.append(ms_ssim(y, xb, data_range=1.0, size_average=False))
@@ -103,11 +127,11 @@ def validate(model, rng: LatentRange, frames: np.ndarray, device, ks=(1, 3, 6, 9
     return res
 
 
-def save_checkpoint(path, model, opt, rng, step, elapsed, cfg, history):
+def save_checkpoint(path, model, opt, rng, step, elapsed, cfg, history, encoder_model_id=None):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict() if opt else None,
                 "latent_lo": rng.lo.cpu(), "latent_hi": rng.hi.cpu(), "step": step, "elapsed": elapsed,
-                "config": asdict(cfg), "history": history}, tmp)
+                "config": asdict(cfg), "history": history, "encoder_model_id": encoder_model_id}, tmp)
     os.replace(tmp, path)
 
 
@@ -122,7 +146,11 @@ def train(cfg: TrainConfig) -> str:
         torch.backends.cudnn.allow_tf32 = True
 
     model = MCUCoder(cfg.decoder).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    exact = ExactLatents(cfg.encoder_model, device) if cfg.encoder_model else None
+    eid = exact.model.model_id if exact else None
+    if exact:
+        model.encoder.requires_grad_(False)
+    opt = torch.optim.Adam(model.decoder.parameters() if exact else model.parameters(), lr=cfg.lr)
     rng = LatentRange(device)
     step, elapsed, history = 0, 0.0, []
     if cfg.init and not os.path.exists(ckpt_path):
@@ -146,7 +174,8 @@ def train(cfg: TrainConfig) -> str:
     sampler = CropSampler(paths, device, seed=cfg.seed + step)
     frames = np.load(cfg.heldout)["frames"] if cfg.heldout else None
     print(f"training on {len(paths)} photos, device {device}, decoder {cfg.decoder}, "
-          f"{sum(p.numel() for p in model.decoder.parameters()):,} decoder parameters")
+          f"{sum(p.numel() for p in model.decoder.parameters()):,} decoder parameters"
+          + (f"; decoder only, on the exact latents of model {exact.model.model_id:#010x}" if exact else ""))
     use_amp = device.type == "cuda"
 
     def progress():
@@ -169,9 +198,13 @@ def train(cfg: TrainConfig) -> str:
         if cfg.full_k_prob > 0:
             k = torch.where(torch.rand(cfg.batch, device=device) < cfg.full_k_prob, LATENT_CHANNELS, k)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            z = model.encoder(x).float()
-            rng.update(z)
-            zq = tail_drop(rng.quantise_noise(z), k)
+            if exact:
+                x, z = exact(x)
+                zq = tail_drop(z, k)
+            else:
+                z = model.encoder(x).float()
+                rng.update(z)
+                zq = tail_drop(rng.quantise_noise(z), k)
             y = model.decoder(zq)
         y = y.float()
         loss = 1 - ms_ssim(y, x, data_range=1.0) + cfg.mse_weight * F.mse_loss(y, x)
@@ -194,16 +227,16 @@ def train(cfg: TrainConfig) -> str:
         if now - t_ckpt > cfg.ckpt_every_s or progress() >= 1.0:
             entry = {"step": step, "minutes": elapsed / 60, "loss": ema_loss}
             if frames is not None:
-                entry["val_ms_ssim"] = validate(model, rng, frames, device)
+                entry["val_ms_ssim"] = validate(model, rng, frames, device, exact=exact)
                 tqdm.write(json.dumps(entry))
             history.append(entry)
-            save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history)
-            save_checkpoint(os.path.join(cfg.out, "weights.pt"), model, None, rng, step, elapsed, cfg, history)
+            save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history, eid)
+            save_checkpoint(os.path.join(cfg.out, "weights.pt"), model, None, rng, step, elapsed, cfg, history, eid)
             t_ckpt = time.time()
             t_last = t_ckpt  # time spent validating is not training time
     bar.close()
-    save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history)
+    save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history, eid)
     weights = os.path.join(cfg.out, "weights.pt")
-    save_checkpoint(weights, model, None, rng, step, elapsed, cfg, history)
+    save_checkpoint(weights, model, None, rng, step, elapsed, cfg, history, eid)
     print(f"done: {step} iterations, {elapsed / 60:.1f} min; weights in {weights}")
     return weights
