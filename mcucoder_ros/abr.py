@@ -60,6 +60,36 @@ class FrameBank:
         return self._q[key]
 
 
+class JpegLadder:
+    """The JPEG baseline's controller, as abr_image_transport does it: a target bitrate
+    multiplied by 0.7 on instability and by 1.5 after a stable 2-s window; each frame
+    gets the highest ladder quality whose size fits the target."""
+
+    def __init__(self, fps: float, start_bps: float = 1e6, max_bps: float = 5e6, window_s: float = 2.0):
+        self.interval = 1.0 / fps
+        self.target, self.max_bps, self.window = start_bps, max_bps, window_s
+        self.changed, self.unstable = 0.0, -1e9
+
+    def on_report(self, capture: float, link_start: float, link_end: float, late: bool) -> None:
+        """A delivery report: late, or queued over half a frame interval = unstable."""
+        if late or link_start - capture > self.interval / 2:
+            self.unstable = max(self.unstable, link_end)
+
+    def on_backlog(self, t: float) -> None:
+        self.unstable = max(self.unstable, t)
+
+    def choose(self, t: float, sizes: dict) -> int:
+        """sizes: JPEG quality -> bytes of this frame.  Returns the quality to send."""
+        if self.unstable > self.changed:               # instability seen since the last change
+            self.target *= 0.7
+            self.changed = t
+        elif t - self.changed >= self.window:          # a stable window: probe upwards
+            self.target = min(self.target * 1.5, self.max_bps)
+            self.changed = t
+        fits = [q for q in sorted(sizes) if sizes[q] * 8 / self.interval <= self.target]
+        return max(fits) if fits else min(sizes)
+
+
 @dataclass
 class Record:
     t: float
@@ -92,7 +122,7 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
     est = DeliveryEstimator()
     pending = []               # (delivered time, report) not yet known to the sender
     budget = LATENT_CHANNELS
-    jpeg_target, jpeg_changed, jpeg_unstable = 1e6, 0.0, -1e9
+    ladder = JpegLadder(fps)
     recs = []
     for i in range(n):
         t = i * interval
@@ -103,19 +133,11 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
             bits, start, end, cap, late = rep
             est.on_delivery(bits, start, end, cap, interval)
             ctrl.on_delivered(round(cap * fps))
-            if late or start - cap > interval / 2:
-                jpeg_unstable = max(jpeg_unstable, end)
+            ladder.on_report(cap, start, end, late)
         if strategy.kind == "jpeg":
             if link.free_at - t > interval:            # the sender's own queue is backing up
-                jpeg_unstable = max(jpeg_unstable, t)
-            if jpeg_unstable > jpeg_changed:          # instability seen since the last change
-                jpeg_target *= 0.7
-                jpeg_changed = t
-            elif t - jpeg_changed >= 2.0:             # a stable window: probe upwards
-                jpeg_target = min(jpeg_target * 1.5, 5e6)
-                jpeg_changed = t
-            options = [q for q in JPEG_LADDER if bank.jpeg[fi][q][0] * 8 * fps <= jpeg_target]
-            level = max(options) if options else JPEG_LADDER[0]
+                ladder.on_backlog(t)
+            level = ladder.choose(t, {q: v[0] for q, v in bank.jpeg[fi].items()})
             nbytes, quality = bank.jpeg[fi][level]
             d = link.send(t, nbytes, 1)
             ms = quality if d.kept else 0.0
@@ -215,9 +237,14 @@ def plot(res: dict, path: str) -> None:
 def main(a) -> None:
     from .codec.model import DecoderModel, EncoderModel
     from .demo import default_clip
-    res = evaluate(a.trace, a.input or default_clip(), EncoderModel.load(), DecoderModel.load(threads=2), a.fps,
-                   a.max_frames, a.strategies)
-    print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s) at {res['fps']:.0f} frames/s, 224x224")
+    if a.live:
+        from .abr_live import evaluate_live
+        res = evaluate_live(a.trace, a.input or default_clip(), a.fps, a.max_frames, a.strategies, a.duration)
+    else:
+        res = evaluate(a.trace, a.input or default_clip(), EncoderModel.load(), DecoderModel.load(threads=2),
+                       a.fps, a.max_frames, a.strategies)
+    print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s) at {res['fps']:.0f} frames/s, "
+          f"224x224, {'live ROS graph' if a.live else 'simulated time'}")
     print(f"{'strategy':22s} {'on_time':>8s} {'stalls':>7s} {'MS-SSIM':>8s} {'util':>6s} {'switches':>9s}")
     for n, m in res["strategies"].items():
         print(f"{n:22s} {m['on_time_ratio']:8.3f} {m['stall_count']:7d} {m['mean_ms_ssim']:8.4f} "

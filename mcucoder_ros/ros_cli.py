@@ -202,6 +202,10 @@ def main(argv=None):
     e.add_argument("--plot", default=None)
     e.add_argument("--fps", type=float, default=10.0)
     e.add_argument("--max-frames", type=int, default=30, help="distinct clip frames (cycled)")
+    e.add_argument("--live", action="store_true",
+                   help="run every strategy through the real ROS nodes in real time (trace duration each) "
+                        "instead of in simulated time")
+    e.add_argument("--duration", type=float, default=None, help="--live: seconds per strategy (default: the trace's)")
     e.add_argument("--strategies", nargs="+", default=None,
                    choices=["ours", "ours_no_link_quality", "fixed_k12", "fixed_k6", "jpeg_ladder"])
     e.set_defaults(func=lambda a: __import__("mcucoder_ros.abr", fromlist=["main"]).main(a))

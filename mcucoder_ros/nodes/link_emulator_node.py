@@ -6,6 +6,10 @@ bandwidth (FIFO), drops whole channel chunks by the loss ratio (the decoder zero
 them), publishes what arrives on `latent_link` at its delivery time and a
 `delivery_report` for each frame; with `act_as_link_monitor` it also publishes the
 trace's state on `link_quality`, otherwise nothing, so the controller must estimate.
+
+With `carry: compressed_image` it carries `sensor_msgs/CompressedImage` instead
+(`compressed` -> `compressed_link`; a loss drops the whole image): the JPEG baseline of
+`mcucoder-ros evaluate-abr --live` crosses the same link code.
 """
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ class LinkEmulatorNode(McuNode):
         "act_as_link_monitor": ParamSpec(True, "publish the trace's bandwidth/loss/delay on link_quality"),
         "loop": ParamSpec(False, "restart the trace at its end", read_only=True),
         "seed": ParamSpec(0, "random seed of chunk losses", range=(0, 2**31 - 1), read_only=True),
+        "carry": ParamSpec("latent", "what crosses the link: latent (LatentChannels) or compressed_image "
+                           "(sensor_msgs/CompressedImage, for baselines)", choices=["latent", "compressed_image"],
+                           read_only=True),
         **QOS_PARAMS,
     }
 
@@ -41,12 +48,23 @@ class LinkEmulatorNode(McuNode):
         self.link = LinkEmulator(self.trace, self.p["seed"])
         self.queue = []            # (delivery time, n, message, report)
         self.n = 0
-        self.out = self.create_publisher(LatentChannels, "latent_link", self.qos())
         self.reports = self.create_publisher(DeliveryReport, "delivery_report", 10)
         self.lq = self.create_publisher(LinkQuality, "link_quality", 10)
-        self.create_subscription(LatentChannels, "latent_gated", self._on_frame, self.qos())
+        if self.p["carry"] == "compressed_image":
+            from sensor_msgs.msg import CompressedImage
+            self.out = self.create_publisher(CompressedImage, "compressed_link", self.qos())
+            self.create_subscription(CompressedImage, "compressed", self._on_image, self.qos())
+        else:
+            self.out = self.create_publisher(LatentChannels, "latent_link", self.qos())
+            self.create_subscription(LatentChannels, "latent_gated", self._on_frame, self.qos())
         self.create_timer(0.005, self._deliver)
         self.create_timer(0.1, self._monitor)
+
+    def restart(self) -> None:
+        """Start the trace (and an empty link) from now."""
+        self.t0 = time.monotonic()
+        self.link = LinkEmulator(self.trace, self.p["seed"])
+        self.queue.clear()
 
     def now(self) -> float:
         t = time.monotonic() - self.t0
@@ -71,21 +89,30 @@ class LinkEmulatorNode(McuNode):
             off += n
         from array import array
         out.channel_indices, out.chunk_lengths, out.payload = array("B", idx), array("H", lens), array("B", payload)
+        self._queue(t, d, m.header, m.sequence, message_bytes(m), n_chunks, len(idx), out)
+
+    def _on_image(self, m):
+        t = self.now()
+        d = self.link.send(t, len(m.data), 1)
+        self._queue(t, d, m.header, self.n, len(m.data), 1, len(d.kept), m if d.kept else None)
+
+    def _queue(self, t, d, header, sequence, nbytes, sent, received, out):
         # report link times on the ROS clock, like the capture stamps
         to_ros = self.get_clock().now().nanoseconds * 1e-9 - t
-        rep = DeliveryReport(sequence=m.sequence, bytes=message_bytes(m), link_start=_time_msg(d.start + to_ros),
-                             link_end=_time_msg(d.end + to_ros), channels_sent=n_chunks, channels_received=len(idx))
-        rep.header = m.header
+        rep = DeliveryReport(sequence=sequence, bytes=nbytes, link_start=_time_msg(d.start + to_ros),
+                             link_end=_time_msg(d.end + to_ros), channels_sent=sent, channels_received=received)
+        rep.header = header
         heapq.heappush(self.queue, (d.delivered, self.n, out, rep))
         self.n += 1
         self.count("frames_in")
-        self.count("chunks_lost", n_chunks - len(idx))
+        self.count("chunks_lost", sent - received)
 
     def _deliver(self):
         t = self.now()
         while self.queue and self.queue[0][0] <= t:
             _, _, out, rep = heapq.heappop(self.queue)
-            self.out.publish(out)
+            if out is not None:                  # None: a compressed image lost whole
+                self.out.publish(out)
             self.reports.publish(rep)
             self.count("frames_out")
 
