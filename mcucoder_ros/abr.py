@@ -129,8 +129,9 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
         fi = i % len(bank.frames)
         arrived = [r for r in pending if r[0] <= t]
         pending = [r for r in pending if r[0] > t]
-        for _, rep in arrived:
+        for arrival, rep in arrived:
             bits, start, end, cap, late = rep
+            ctrl.on_link_delay(arrival - end)
             est.on_delivery(bits, start, end, cap, interval)
             ctrl.on_delivered(round(cap * fps))
             ladder.on_report(cap, start, end, late)
@@ -146,7 +147,8 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
             sizes = bank.sizes(fi)
             if strategy.kind == "ours":
                 if strategy.link_monitor:
-                    ctrl.on_link_quality(trace.at(t).bandwidth_bps, t)
+                    p = trace.at(t)
+                    ctrl.on_link_quality(p.bandwidth_bps, t, 2 * p.delay_ms / 1000)  # as link_emulator_node
                 ctrl.on_delivery_estimate(est.bps)
                 dec = ctrl.decide(sizes[:budget], t, t)
                 level, budget = dec.channels, dec.budget

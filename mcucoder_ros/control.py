@@ -11,6 +11,9 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
     `headroom` of the link, and k alternates between neighbouring levels when the
     budget lies between them; when the link shrinks, k falls at once (never below
     min_channels) instead of frames being dropped
+  * deadline: a frame is due one frame interval + `deadline_slack_s` after capture, so
+    the cap shrinks by whatever the frame's age at the decision and the link's one-way
+    delay take beyond the slack
   * k rises by at most one channel per frame, and not for `up_hold_frames` frames
     after the bandwidth fell, so quality does not flap after congestion
   * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
@@ -38,6 +41,7 @@ class ControllerConfig:
     size_smoothing: float = 0.3     # EWMA weight of a new chunk-size observation
     link_stale_s: float = 2.0       # LinkQuality older than this is ignored
     default_interval_s: float = 1 / 15
+    deadline_slack_s: float = 0.05  # a frame is due one frame interval + this after capture
 
 
 @dataclass
@@ -65,11 +69,19 @@ class BitrateController:
         self.delivery_bps = math.nan
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
+        self.delay_s = 0.0              # one-way link delay: LinkQuality RTT / 2, or delivery reports
 
     # -- inputs ----------------------------------------------------------------------
-    def on_link_quality(self, bandwidth_bps: float, now: float) -> None:
+    def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
         if math.isfinite(bandwidth_bps) and bandwidth_bps > 0:
             self.link_bps, self.link_t = bandwidth_bps, now
+        if math.isfinite(rtt_s) and rtt_s >= 0:
+            self.delay_s = rtt_s / 2
+
+    def on_link_delay(self, delay_s: float) -> None:
+        """One-way delay seen by a delivery report (arrival minus the link's last byte)."""
+        if math.isfinite(delay_s) and delay_s >= 0:
+            self.delay_s += 0.2 * (delay_s - self.delay_s)
 
     def on_delivery_estimate(self, bps: float) -> None:
         self.delivery_bps = bps if math.isfinite(bps) and bps > 0 else math.nan
@@ -97,7 +109,15 @@ class BitrateController:
     def frame_bytes(chunk_bytes) -> float:
         return HEADER.size + sum(CHUNK_ENTRY.size + b for b in chunk_bytes)
 
-    def decide(self, chunk_lengths: list[int], stamp_s: float, now: float) -> Decision:
+    def frame_time(self, age_s: float) -> float:
+        """Link time one frame may take: one frame interval, less what the deadline
+        (interval + slack after capture) has already lost to the frame's age at this
+        decision and to the link delay still ahead of it."""
+        lost = min(max(age_s, 0.0), self.interval) + min(self.delay_s, self.interval)
+        left = self.interval + self.cfg.deadline_slack_s - lost
+        return min(self.interval, max(0.25 * self.interval, left))
+
+    def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0) -> Decision:
         cfg = self.cfg
         if self._last_stamp is not None and 0 < stamp_s - self._last_stamp < 5.0:
             self.interval += 0.2 * (stamp_s - self._last_stamp - self.interval)
@@ -112,8 +132,8 @@ class BitrateController:
         if math.isfinite(self._last_avail) and avail < 0.9 * self._last_avail:
             self.hold = cfg.up_hold_frames               # congestion: no rising for a while
         self._last_avail = avail
-        frame_cap = avail * self.interval / 8.0          # bytes: one frame interval of the link
-        target_bytes = cfg.headroom * frame_cap
+        frame_cap = avail * self.frame_time(age_s) / 8.0   # bytes: at most one frame interval of the link
+        target_bytes = cfg.headroom * avail * self.interval / 8.0
         self.credit = min(self.credit + target_bytes, frame_cap)
         if source == "delivery":
             # without a link report, bits still in flight show a link slower than the

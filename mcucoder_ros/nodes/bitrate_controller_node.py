@@ -24,6 +24,8 @@ class BitrateControllerNode(McuNode):
         "min_channels": ParamSpec(1, "never send fewer channels", range=(1, LATENT_CHANNELS)),
         "max_channels": ParamSpec(LATENT_CHANNELS, "never send more channels", range=(1, LATENT_CHANNELS)),
         "link_stale_s": ParamSpec(2.0, "ignore link_quality older than this", range=(0.1, 60.0)),
+        "deadline_slack_s": ParamSpec(0.05, "a frame is due one frame interval + this after capture (its age "
+                                      "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
         **QOS_PARAMS,
     }
 
@@ -46,15 +48,18 @@ class BitrateControllerNode(McuNode):
             raise ValueError("min_channels must not exceed max_channels")
         return ControllerConfig(headroom=p["headroom"], up_hold_frames=p["up_hold_frames"],
                                 min_channels=p["min_channels"], max_channels=p["max_channels"],
-                                link_stale_s=p["link_stale_s"])
+                                link_stale_s=p["link_stale_s"], deadline_slack_s=p["deadline_slack_s"])
 
     def on_parameter_changed(self, name, value):
         cfg = self.ctrl.cfg
         setattr(cfg, name, value) if hasattr(cfg, name) else None
         cfg.min_channels = min(cfg.min_channels, cfg.max_channels)
 
+    def _ros_now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
     def _on_link(self, msg: LinkQuality):
-        self.ctrl.on_link_quality(msg.bandwidth_bps, time.monotonic())
+        self.ctrl.on_link_quality(msg.bandwidth_bps, time.monotonic(), msg.round_trip_time_s)
 
     def _on_report(self, r: DeliveryReport):
         t = lambda x: x.sec + x.nanosec * 1e-9  # noqa: E731
@@ -62,6 +67,7 @@ class BitrateControllerNode(McuNode):
                                    self.ctrl.interval)
         self.ctrl.on_delivery_estimate(self.estimator.bps)
         self.ctrl.on_delivered(r.sequence)
+        self.ctrl.on_link_delay(self._ros_now() - t(r.link_end))
         self.count("delivery_reports")
 
     def _on_latent(self, msg: LatentChannels):
@@ -70,7 +76,8 @@ class BitrateControllerNode(McuNode):
             # not a prefix: gate what we can by index, sizes unknown for the rest
             self.count("non_prefix_frames")
         lengths = list(msg.chunk_lengths)[:len(idx)]
-        d = self.ctrl.decide(lengths, stamp_to_s(msg.header.stamp), time.monotonic())
+        stamp = stamp_to_s(msg.header.stamp)
+        d = self.ctrl.decide(lengths, stamp, time.monotonic(), age_s=self._ros_now() - stamp)
         out = gate(msg, d.channels)
         self.pub.publish(out)
         bits = message_bytes(out) * 8
