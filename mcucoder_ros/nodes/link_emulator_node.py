@@ -5,7 +5,8 @@ Subscribes `latent_gated`; serialises frames through the link at the trace's cur
 bandwidth (FIFO), drops whole channel chunks by the loss ratio (the decoder zero-fills
 them), publishes what arrives on `latent_link` at its delivery time and a
 `delivery_report` for each frame; with `act_as_link_monitor` it also publishes the
-trace's state on `link_quality`, otherwise nothing, so the controller must estimate.
+trace's state on `link_quality` (10 Hz, and at once when the link changes, as radio
+drivers signal rate changes), otherwise nothing, so the controller must estimate.
 
 With `carry: compressed_image` it carries `sensor_msgs/CompressedImage` instead
 (`compressed` -> `compressed_link`; a loss drops the whole image): the JPEG baseline of
@@ -48,6 +49,7 @@ class LinkEmulatorNode(McuNode):
         self.link = LinkEmulator(self.trace, self.p["seed"])
         self.queue = []            # (delivery time, n, message, report)
         self.n = 0
+        self._reported = None      # the trace point last published on link_quality
         self.reports = self.create_publisher(DeliveryReport, "delivery_report", 10)
         self.lq = self.create_publisher(LinkQuality, "link_quality", 10)
         if self.p["carry"] == "compressed_image":
@@ -109,6 +111,8 @@ class LinkEmulatorNode(McuNode):
 
     def _deliver(self):
         t = self.now()
+        if self.p["act_as_link_monitor"] and self.trace.at(t) != self._reported:
+            self._monitor()                      # a link change is reported at once, like a rate-change event
         while self.queue and self.queue[0][0] <= t:
             _, _, out, rep = heapq.heappop(self.queue)
             if out is not None:                  # None: a compressed image lost whole
@@ -120,6 +124,7 @@ class LinkEmulatorNode(McuNode):
         if not self.p["act_as_link_monitor"]:
             return
         p = self.trace.at(self.now())
+        self._reported = p
         m = LinkQuality(bandwidth_bps=float(p.bandwidth_bps), packet_loss=float(p.loss),
                         round_trip_time_s=float(2 * p.delay_ms / 1000), rssi_dbm=math.nan)
         m.header.stamp = self.get_clock().now().to_msg()
