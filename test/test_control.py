@@ -61,3 +61,23 @@ def test_stale_link_report_ignored():
     c.on_link_quality(10_000, 0.0)
     assert c.decide(SIZES, 0.0, 0.1).channels == 1
     assert c.decide(SIZES, 5.0, 5.0).source == "default"
+
+
+def test_deadline_counts_frame_age_and_link_delay():
+    """A frame is due one interval + deadline_slack_s after capture: what its age at the
+    decision and the link delay take beyond the slack comes off its link time."""
+    def frame_bits_sent(age, rtt):
+        c = BitrateController(ControllerConfig(default_interval_s=1 / 15, deadline_slack_s=0.05))
+        bw = FULL_BPS / 2
+        ds = []
+        for i in range(30):
+            t = i / 15
+            c.on_link_quality(bw, t, rtt)
+            ds.append(c.decide(SIZES, t, t, age_s=age))
+        return bw, [(16 + sum(3 + s for s in SIZES[:d.channels])) * 8 for d in ds[5:]]
+
+    bw, fresh = frame_bits_sent(0.0, 0.0)
+    assert max(fresh) / bw <= 1 / 15                        # at most one frame interval on the link
+    _, old = frame_bits_sent(0.06, 0.04)                    # 60 ms old, 20 ms one-way delay
+    assert max(old) / bw <= 1 / 15 + 0.05 - 0.06 - 0.02     # link time left before the deadline
+    assert sum(old) < sum(fresh)
