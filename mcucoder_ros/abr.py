@@ -15,7 +15,6 @@ stable window) carrying JPEG frames over the same link.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm

@@ -42,10 +42,6 @@ def _key(stamp) -> tuple[int, int]:
     return stamp.sec, stamp.nanosec
 
 
-def _secs(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def _make_harness(frames, fps, jpeg: bool, namespace: str):
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -149,12 +145,13 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
 
 
 def _make_jpeg_sender(fps, namespace: str, harness):
-    import cv2
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
 
+    from .codec.jpeg import jpeg_encode
     from .msg import DeliveryReport
+    from .nodes.common import stamp_to_s
 
     class JpegLadderSender(Node):
         """The JPEG baseline's camera side: every frame at the ladder quality that fits."""
@@ -176,16 +173,15 @@ def _make_jpeg_sender(fps, namespace: str, harness):
 
         def _on_image(self, m):
             rgb = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width, 3)
-            bgr = np.ascontiguousarray(rgb[..., ::-1])
-            coded = {q: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, q])[1] for q in JPEG_LADDER}
+            coded = {q: jpeg_encode(rgb, q) for q in JPEG_LADDER}
             q = self.ladder.choose(self._now(), {q: len(b) for q, b in coded.items()})
             harness.levels[_key(m.header.stamp)] = q
-            self.pub.publish(CompressedImage(header=m.header, format="jpeg", data=coded[q].tobytes()))
+            self.pub.publish(CompressedImage(header=m.header, format="jpeg", data=coded[q]))
 
         def _on_report(self, r):
-            cap = _secs(r.header.stamp)
+            cap = stamp_to_s(r.header.stamp)
             late = self._now() > cap + self.interval + 0.05     # the report comes at delivery
-            self.ladder.on_report(cap, _secs(r.link_start), _secs(r.link_end), late)
+            self.ladder.on_report(cap, stamp_to_s(r.link_start), stamp_to_s(r.link_end), late)
 
     return JpegLadderSender
 
@@ -227,7 +223,6 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
     import rclpy
     from rclpy.parameter import Parameter
 
-    from .nodes.common import make_executor
     strat = STRATEGIES[name]
     trace = Trace.load(trace_path)
     T = duration or trace.duration

@@ -62,12 +62,12 @@ class BitrateControllerNode(McuNode):
         self.ctrl.on_link_quality(msg.bandwidth_bps, time.monotonic(), msg.round_trip_time_s)
 
     def _on_report(self, r: DeliveryReport):
-        t = lambda x: x.sec + x.nanosec * 1e-9  # noqa: E731
-        self.estimator.on_delivery(r.bytes * 8, t(r.link_start), t(r.link_end), stamp_to_s(r.header.stamp),
+        end = stamp_to_s(r.link_end)
+        self.estimator.on_delivery(r.bytes * 8, stamp_to_s(r.link_start), end, stamp_to_s(r.header.stamp),
                                    self.ctrl.interval)
         self.ctrl.on_delivery_estimate(self.estimator.bps)
         self.ctrl.on_delivered(r.sequence)
-        self.ctrl.on_link_delay(self._ros_now() - t(r.link_end))
+        self.ctrl.on_link_delay(self._ros_now() - end)
         self.count("delivery_reports")
 
     def _on_latent(self, msg: LatentChannels):

@@ -97,7 +97,7 @@ class ExactLatents:
         """float frames in 0..1 -> (the same frames on the uint8 grid, latents)."""
         u8 = (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         q = self.model.quantizer
-        z = np.stack([q.dequantize(q.quantize(self.model.int8(f)), self.channels) for f in u8])
+        z = np.stack([q.dequantize(self.model.symbols(f), self.channels) for f in u8])
         x8 = torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(255)
         return x8.to(self.device), torch.from_numpy(z).to(self.device)
 
