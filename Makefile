@@ -15,7 +15,7 @@ ROS_WHEELS := ros-rclpy ros-std-msgs ros-sensor-msgs ros-diagnostic-msgs ros-rmw
 SOURCES := $(shell find mcucoder_ros msg launch config scripts -type f -not -path '*__pycache__*') \
 	setup.py package.xml CMakeLists.txt $(wildcard models/default/*)
 
-.PHONY: setup demo test bench training-data train export clean
+.PHONY: setup demo test lint bench training-data train export clean
 
 setup: $(VENV)/.setup-done
 
@@ -55,6 +55,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest -q test
+
+# ruff.toml says which rules and why; the C code is held to -Wall -Wextra -Werror by its Makefile.
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(VENV)/bin/mcucoder bench --json out/bench.json

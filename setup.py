@@ -3,7 +3,7 @@
 ROS users build the same package with colcon (package.xml + CMakeLists.txt), which
 also generates the messages; `make setup` does both into .venv/.
 """
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name="mcucoder_ros",
@@ -12,6 +12,9 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mcucoder_ros", "mcucoder_ros.*"]),
+    # the rANS channel decoder in C; optional: without a compiler the Python one is used
+    ext_modules=[Extension("mcucoder_ros.codec._rans", ["mcucoder_ros/codec/_rans.c"], optional=True,
+                           extra_compile_args=["-O2"])],
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
@@ -23,8 +26,9 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15"],
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # mvtb-data and scikit-image hold the offline training and held-out photos
+        "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15", "mvtb-data", "scikit-image"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     entry_points={"console_scripts": [
         "mcucoder = mcucoder_ros.cli:main",

@@ -9,13 +9,19 @@ on a serial port.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mcucoder_ros.pipeline import (DECODER_REMAP_WITH_LINK, HOST_SOURCES, LINK_EMULATOR, NAMESPACE, nodes_for,
-                                   source_overrides)
+from launch import LaunchDescription
+from mcucoder_ros.pipeline import (
+    DECODER_REMAP_WITH_LINK,
+    HOST_SOURCES,
+    LINK_EMULATOR,
+    NAMESPACE,
+    nodes_for,
+    source_overrides,
+)
 
 
 def _nodes(context):

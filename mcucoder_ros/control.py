@@ -153,3 +153,86 @@ class BitrateController:
         k_sent = min(self.k, present)
         self.credit = max(0.0, self.credit - self.frame_bytes(sizes[:k_sent]))
         return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)
+
+
+# The JPEG baseline's quality ladder (OpenCV qualities), low to high.
+JPEG_LADDER = (3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+class JpegLadder:
+    """The JPEG baseline's controller, as abr_image_transport does it: a target bitrate
+    multiplied by 0.7 on instability and by 1.5 after a stable 2-s window; each frame
+    gets the highest ladder quality whose size fits the target."""
+
+    def __init__(self, fps: float, start_bps: float = 1e6, max_bps: float = 5e6, window_s: float = 2.0):
+        self.interval = 1.0 / fps
+        self.target, self.max_bps, self.window = start_bps, max_bps, window_s
+        self.changed, self.unstable = 0.0, -1e9
+
+    def on_report(self, capture: float, link_start: float, link_end: float, late: bool) -> None:
+        """A delivery report: late, or queued over half a frame interval = unstable."""
+        if late or link_start - capture > self.interval / 2:
+            self.unstable = max(self.unstable, link_end)
+
+    def on_backlog(self, t: float) -> None:
+        self.unstable = max(self.unstable, t)
+
+    def choose(self, t: float, sizes: dict) -> int:
+        """sizes: JPEG quality -> bytes of this frame.  Returns the quality to send."""
+        if self.unstable > self.changed:               # instability seen since the last change
+            self.target *= 0.7
+            self.changed = t
+        elif t - self.changed >= self.window:          # a stable window: probe upwards
+            self.target = min(self.target * 1.5, self.max_bps)
+            self.changed = t
+        fits = [q for q in sorted(sizes) if sizes[q] * 8 / self.interval <= self.target]
+        return max(fits) if fits else min(sizes)
+
+
+class FrameRateGate:
+    """Forwards whole frames no faster than the receiver can show them.
+
+    The receiver reports its capacity (ReceiverReport.max_fps); when that is below the
+    source's frame rate, frames are skipped evenly (a credit of receiver/source rate
+    per frame) instead of being sent and then dropped at the receiver.  Channels are
+    not cut for it: a frame that goes keeps the quality the link allows."""
+
+    def __init__(self, margin: float = 0.95, stale_s: float = 3.0):
+        self.margin, self.stale_s = margin, stale_s
+        self.receiver_fps, self._report_t = math.nan, -math.inf
+        self.source_interval, self._last_stamp = math.nan, None
+        self.credit = 1.0
+
+    def on_receiver_fps(self, fps: float, now: float) -> None:
+        if fps > 0 and math.isfinite(fps):
+            self.receiver_fps, self._report_t = fps, now
+
+    @property
+    def source_fps(self) -> float:
+        return 1.0 / self.source_interval if self.source_interval > 0 else math.nan
+
+    def forward_fps(self, now: float) -> float:
+        """The frame rate to forward: the source's, or the receiver's capacity x margin if lower."""
+        src = self.source_fps
+        if now - self._report_t > self.stale_s or not math.isfinite(self.receiver_fps):
+            return src                                   # no (fresh) report: do not hold back
+        cap = self.receiver_fps * self.margin
+        return cap if not math.isfinite(src) or cap < src else src
+
+    def admit(self, stamp_s: float, now: float) -> bool:
+        """Called for every source frame in order: forward it (True) or skip it."""
+        if self._last_stamp is not None and stamp_s > self._last_stamp:
+            dt = stamp_s - self._last_stamp
+            self.source_interval = dt if math.isnan(self.source_interval) else \
+                self.source_interval + 0.2 * (dt - self.source_interval)
+        self._last_stamp = stamp_s
+        src, fwd = self.source_fps, self.forward_fps(now)
+        if not (math.isfinite(src) and math.isfinite(fwd)) or fwd >= src:
+            self.credit = 1.0
+            return True
+        self.credit += fwd / src
+        admit = self.credit >= 1.0 - 1e-9
+        if admit:
+            self.credit -= 1.0
+        self.credit = min(self.credit, 1.0)     # capped: skipped frames are not made up in bursts
+        return admit

@@ -94,7 +94,7 @@ def evaluate(paths, encoder, decoder, max_frames=None, qualities=DEFAULT_QUALITI
     ks = range(1, LATENT_CHANNELS + 1)
     acc = {k: [] for k in ks}
     jacc = {q: [] for q in qualities}
-    for i, (name, rgb) in enumerate(tqdm(frames, desc="eval", unit="frame", disable=not progress)):
+    for i, (_name, rgb) in enumerate(tqdm(frames, desc="eval", unit="frame", disable=not progress)):
         latent = encoder.latent(rgb)
         sym = encoder.quantizer.quantize(latent)
         chunks = [encoder.coders[c].encode(sym[c]) for c in range(LATENT_CHANNELS)]
@@ -134,7 +134,8 @@ def plot(res: dict, path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], "ms_ssim_db", "MS-SSIM (dB)"), (axes[1], "psnr", "PSNR (dB)")):
-        ax.plot([p["bpp"] for p in res["mcucoder"]], [p[key] for p in res["mcucoder"]], "o-", label="MCUCoder (k=1..12)")
+        ax.plot([p["bpp"] for p in res["mcucoder"]], [p[key] for p in res["mcucoder"]], "o-",
+                label="MCUCoder (k=1..12)")
         ax.plot([p["bpp"] for p in res["jpeg"]], [p[key] for p in res["jpeg"]], "s--", label="OpenCV JPEG")
         for p in res["mcucoder"]:
             ax.annotate(str(p["k"]), (p["bpp"], p[key]), fontsize=7, xytext=(2, -8), textcoords="offset points")

@@ -29,7 +29,7 @@ class Trace:
         self.name = name
 
     @classmethod
-    def load(cls, path) -> "Trace":
+    def load(cls, path) -> Trace:
         path = Path(path)
         try:
             with open(path, newline="") as f:
@@ -176,7 +176,7 @@ class ThrottledSerialProxy:
         while not self._stop.is_set():
             try:
                 host, _ = self.srv.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             try:
                 dev = socket.create_connection(self.upstream, timeout=5)
@@ -185,7 +185,7 @@ class ThrottledSerialProxy:
                 continue
             self._t0 = self._t0 or time.monotonic()
 
-            def up():   # host -> device, unthrottled
+            def up(host=host, dev=dev):   # host -> device, unthrottled
                 try:
                     while not self._stop.is_set():
                         data = host.recv(4096)
@@ -202,7 +202,7 @@ class ThrottledSerialProxy:
                 while not self._stop.is_set():
                     try:
                         data = dev.recv(self.chunk)
-                    except socket.timeout:
+                    except TimeoutError:
                         continue
                     if not data:
                         break

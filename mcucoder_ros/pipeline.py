@@ -1,8 +1,11 @@
 """The pipeline's node set and defaults: one source of truth for the launch file
-(launch/pipeline.launch.py) and the one-process runner (`mcucoder-ros pipeline`)."""
+(launch/pipeline.launch.py) and the one-process runner (`Pipeline`, behind
+`mcucoder-ros pipeline`).  Importing this module does not import rclpy."""
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 NAMESPACE = "/mcucoder"
@@ -50,3 +53,83 @@ def load_class(spec: str):
     mod, cls = spec.split(":")
     import importlib
     return getattr(importlib.import_module(mod), cls)
+
+
+class Pipeline:
+    """The nodes of NODES (or of the chosen source) in one process, one executor:
+    the runner behind `mcucoder-ros pipeline`, the demo and the live evaluations."""
+
+    def __init__(self, source, input_spec, params_file=None, loop=False, namespace=None, extra_nodes=(),
+                 overrides=None, trace=None, link_monitor=True):
+        import rclpy
+        from rclpy.parameter import Parameter
+
+        params_file = str(params_file or default_params_file())
+        if not os.path.exists(params_file):
+            raise FileNotFoundError(f"parameters file not found: {params_file}")
+        self.context = rclpy.Context()
+        rclpy.init(args=["--ros-args", "--params-file", params_file], context=self.context)
+        per_node = source_overrides(source, input_spec, loop)
+        for node, vals in (overrides or {}).items():
+            per_node.setdefault(node, {}).update(vals)
+        self.nodes = {}
+        self.source_name = nodes_for(source)[0][0]
+        specs = list(nodes_for(source))
+        if trace:
+            specs.insert(len(specs) - 1, LINK_EMULATOR)
+            per_node.setdefault("link_emulator_node", {}).update(trace=str(trace), act_as_link_monitor=link_monitor)
+        try:
+            for name, spec in specs:
+                ov = [Parameter(k, value=v) for k, v in per_node.get(name, {}).items()]
+                remap = DECODER_REMAP_WITH_LINK if trace and name == "decoder_node" else {}
+                cli = ["--ros-args"] + [a for k, v in remap.items() for a in ("-r", f"{k}:={v}")] if remap else None
+                self.nodes[name] = load_class(spec)(namespace=namespace or NAMESPACE, parameter_overrides=ov,
+                                                      context=self.context, cli_args=cli)
+            for make in extra_nodes:
+                n = make(self.context)
+                self.nodes[n.get_name()] = n
+        except Exception:
+            self.shutdown()
+            raise
+        from .nodes.common import make_executor
+        self.executor = make_executor(self.context)
+        for n in self.nodes.values():
+            self.executor.add_node(n)
+
+    @property
+    def encoder(self):
+        return self.nodes[self.source_name]
+
+    @property
+    def frames_in(self) -> int:
+        src = self.encoder
+        return src.seq if hasattr(src, "seq") else src.frames_published
+
+    def run(self, drain_s: float = 2.0, timeout_s: float | None = None, source_done=None):
+        """Spin until the input is exhausted and the last frames have passed the decoder.
+        `source_done()` says when a serial source has ended (default: the encoder's flag)."""
+        t0 = time.monotonic()
+        dec = self.nodes["decoder_node"]
+        done_fn = source_done or (lambda: getattr(self.encoder, "finished", False))
+        last_in, last_change = -1, time.monotonic()
+        while self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+            now = time.monotonic()
+            if timeout_s and now - t0 > timeout_s:
+                break
+            if self.frames_in != last_in:        # frames may still be arriving (a slow serial link)
+                last_in, last_change = self.frames_in, now
+            if done_fn():
+                caught_up = dec.counters.get("frames", 0) + dec.counters.get("malformed", 0) >= self.frames_in
+                quiet = now - last_change
+                if (caught_up and (not hasattr(self.encoder, "frames_published") or quiet > 0.5)) \
+                        or quiet > drain_s:
+                    break
+
+    def shutdown(self):
+        import rclpy
+        for n in getattr(self, "nodes", {}).values():
+            n.destroy_node()
+        if hasattr(self, "executor"):
+            self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)

@@ -1,6 +1,7 @@
 """Frame sources for the host-side encoder: video file, image folder, camera device."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -69,3 +70,12 @@ class FrameSource:
         if self.cap is not None:
             self.cap.release()
             self.cap = None
+
+
+def default_clip() -> Path:
+    """The bundled sample clip (checkout or installed share/)."""
+    for d in (Path(__file__).resolve().parents[1] / "data" / "clips",
+              Path(sys.prefix) / "share" / "mcucoder_ros" / "data" / "clips"):
+        if (d / "traffic.mp4").exists():
+            return d / "traffic.mp4"
+    raise FileNotFoundError("bundled sample clip data/clips/traffic.mp4 not found")

@@ -1,4 +1,6 @@
 """The bitrate controller's decision rule (pure logic)."""
+import pytest
+
 from mcucoder_ros.control import BitrateController, ControllerConfig
 
 SIZES = [500, 480, 460, 440, 430, 420, 410, 400, 390, 380, 370, 360]
@@ -47,7 +49,7 @@ def test_average_uses_headroom_and_frames_fit_one_interval():
     bits = [(16 + sum(3 + s for s in SIZES[:d.channels])) * 8 for d in ds]
     assert max(bits) * 15 <= bw * 1.0001                              # no frame longer than an interval
     assert 0.75 <= sum(bits) * 15 / len(bits) / bw <= 0.86            # about headroom on average
-    assert len(set(d.channels for d in ds)) <= 2                     # alternates between neighbours
+    assert len({d.channels for d in ds}) <= 2                     # alternates between neighbours
 
 
 def test_min_channels_when_nothing_fits():
@@ -81,3 +83,44 @@ def test_deadline_counts_frame_age_and_link_delay():
     _, old = frame_bits_sent(0.06, 0.04)                    # 60 ms old, 20 ms one-way delay
     assert max(old) / bw <= 1 / 15 + 0.05 - 0.06 - 0.02     # link time left before the deadline
     assert sum(old) < sum(fresh)
+
+
+def _gate_run(gate, source_fps, seconds, receiver_fps=None, t0=0.0):
+    sent = 0
+    n = int(source_fps * seconds)
+    for i in range(n):
+        t = t0 + i / source_fps
+        if receiver_fps is not None:
+            gate.on_receiver_fps(receiver_fps, t)
+        sent += gate.admit(t, t)
+    return sent / seconds
+
+
+def test_frame_gate_forwards_at_the_receivers_rate():
+    from mcucoder_ros.control import FrameRateGate
+    g = FrameRateGate(margin=0.95)
+    rate = _gate_run(g, 30.0, 10.0, receiver_fps=12.0)
+    assert rate == pytest.approx(12.0 * 0.95, abs=0.3)
+    assert g.forward_fps(10.0) == pytest.approx(11.4)
+
+
+def test_frame_gate_skips_evenly_not_in_bursts():
+    from mcucoder_ros.control import FrameRateGate
+    g = FrameRateGate(margin=1.0)
+    admitted = []
+    for i in range(60):
+        g.on_receiver_fps(10.0, i / 30)
+        admitted.append(g.admit(i / 30, i / 30))
+    runs = "".join("x" if a else "." for a in admitted[6:])
+    assert "xx" not in runs and "..." not in runs       # every third frame, evenly
+
+
+def test_frame_gate_passes_everything_without_a_fresh_slower_receiver():
+    from mcucoder_ros.control import FrameRateGate
+    assert _gate_run(FrameRateGate(), 15.0, 4.0) == pytest.approx(15.0)                     # no report
+    assert _gate_run(FrameRateGate(), 15.0, 4.0, receiver_fps=40.0) == pytest.approx(15.0)  # faster receiver
+    g = FrameRateGate(stale_s=3.0)
+    g.on_receiver_fps(5.0, 0.0)
+    assert _gate_run(g, 15.0, 2.0) < 10.0                          # fresh report: held back
+    assert _gate_run(g, 15.0, 4.0, t0=2.0) > 11.5                  # the report went stale at 3 s
+    assert g.forward_fps(6.0) == pytest.approx(15.0)

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 import serial
-
 from conftest import ROOT
+
 from mcucoder_ros.link import serial_protocol as sp
 from mcucoder_ros.link.frames import FrameAssembler
 
@@ -82,9 +82,8 @@ def test_firmware_report_within_budgets(tmp_path):
 
 def test_pipeline_from_qemu_to_image_decoded():
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-
     from ros_helpers import RosContext, start, stop
+    from sensor_msgs.msg import Image
     ros = RosContext("qemu_probe")
     got = []
     try:
@@ -107,9 +106,9 @@ def test_throttled_serial_link_lowers_the_mcu_budget(tmp_path):
     """The serial stream from the QEMU MCU throttled to 120 kbit/s: the controller's
     budget reaches the firmware, which then codes and sends fewer channels."""
     from rclpy.qos import qos_profile_sensor_data
+    from ros_helpers import RosContext, start, stop
 
     from mcucoder_ros.msg import LatentChannels
-    from ros_helpers import RosContext, start, stop
     trace = tmp_path / "serial.csv"
     trace.write_text("t,bandwidth_bps\n0,120000\n120,120000\n")
     ros = RosContext("serial_probe")

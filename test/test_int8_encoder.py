@@ -2,11 +2,15 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import VECTORS, read_vector
+
 from mcucoder_ros.codec import bitstream
-from mcucoder_ros.codec.int8_encoder import (multiply_by_quantized_multiplier, quantize_multiplier,
-                                             rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from mcucoder_ros.codec.int8_encoder import (
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
 
 MANIFEST = json.loads((VECTORS / "manifest.json").read_text())
 NAMES = [v["name"] for v in MANIFEST["vectors"]]
@@ -50,6 +54,7 @@ def test_fixed_point_helpers_match_tflite_reference():
 def test_int8_encoder_close_to_float_encoder(encoder, photos):
     torch = pytest.importorskip("torch")
     from conftest import ROOT
+
     from mcucoder_ros.codec.images import resize_224
     from mcucoder_ros.training.models import MCUCoder
 

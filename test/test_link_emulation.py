@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from mcucoder_ros.link_emulation import DeliveryEstimator, LinkEmulator, Trace, TracePoint
 
 TRACES = sorted((ROOT / "config" / "traces").glob("*.csv"))

@@ -5,10 +5,10 @@ import socket
 import time
 
 import pytest
+from ros_helpers import RosContext
 
 from mcucoder_ros.link import serial_protocol as sp
 from mcucoder_ros.link.vectors import DEVICE_FIELDS
-from ros_helpers import RosContext
 
 
 def frame_packets(encoder, photo, seq, k=12):
@@ -36,6 +36,7 @@ def write_all(fd, data):
 
 def make_bridge(ros, port, wait_for_subscriber=True):
     from rclpy.parameter import Parameter
+
     from mcucoder_ros.nodes.mcu_bridge_node import McuBridgeNode
     node = McuBridgeNode(context=ros.context, namespace="/bridge_test",
                          parameter_overrides=[Parameter("port", value=port)])
@@ -47,6 +48,7 @@ def make_bridge(ros, port, wait_for_subscriber=True):
 
 def test_bridge_survives_garbage_on_a_pty(ros, encoder, photo):
     from rclpy.qos import qos_profile_sensor_data
+
     from mcucoder_ros.msg import LatentChannels
     master, slave = os.openpty()
     got = []
@@ -84,6 +86,7 @@ def test_bridge_survives_garbage_on_a_pty(ros, encoder, photo):
 
 def test_bridge_reconnects_when_the_port_comes_back(ros, encoder, photo):
     from rclpy.qos import qos_profile_sensor_data
+
     from mcucoder_ros.msg import LatentChannels
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

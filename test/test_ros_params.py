@@ -1,7 +1,6 @@
 """Parameters: declared with descriptors, validated at start-up and at run time."""
 import pytest
 from rclpy.parameter import Parameter
-
 from ros_helpers import RosContext, start, stop
 
 

@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from ros_helpers import RosContext, start, stop
 
@@ -97,7 +96,7 @@ def test_image_topic_in_decoded_out(ros, tmp_path):
             m.header.frame_id = "cam_test"
             stamps.append(1000 + i)
             pub.publish(m)
-            assert ros.spin_until(lambda: any(g.header.stamp.sec == 1000 + i for g in got), 10), enc
+            assert ros.spin_until(lambda i=i: any(g.header.stamp.sec == 1000 + i for g in got), 10), enc
         # a malformed image: declared bigger than its data -> counted and skipped
         bad = Image(height=100, width=100, encoding="rgb8", step=300, data=b"\0" * 10)
         bad.header.stamp.sec = 2000
@@ -114,9 +113,9 @@ def test_image_topic_in_decoded_out(ros, tmp_path):
 
 
 def test_decoder_survives_malformed_and_partial_messages(ros, encoder, photo):
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
-    from diagnostic_msgs.msg import DiagnosticArray
 
     from mcucoder_ros.msg import LatentChannels
     from mcucoder_ros.nodes.common import frame_to_msg
@@ -129,14 +128,24 @@ def test_decoder_survives_malformed_and_partial_messages(ros, encoder, photo):
         pub = ros.node.create_publisher(LatentChannels, "/mcucoder/latent_gated", qos_profile_sensor_data)
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 30)
         good = frame_to_msg(encoder.encode(photo, 12, 1), ros.node.get_clock().now().to_msg(), "cam")
-        bad = []
-        m = LatentChannels(); bad.append(m)                                     # empty
-        m = frame_to_msg(encoder.encode(photo, 4), good.header.stamp, "cam"); m.payload = m.payload[:-7]; bad.append(m)
-        m = frame_to_msg(encoder.encode(photo, 4), good.header.stamp, "cam"); m.model_id ^= 5; bad.append(m)
-        m = frame_to_msg(encoder.encode(photo, 4), good.header.stamp, "cam"); m.channel_indices = [3, 3, 1, 0]; bad.append(m)
-        m = frame_to_msg(encoder.encode(photo, 4), good.header.stamp, "cam"); m.num_channels = 40; bad.append(m)
-        m = frame_to_msg(encoder.encode(photo, 4), good.header.stamp, "cam")
-        m.payload[10] ^= 0xFF; bad.append(m)                                   # corrupted chunk
+
+        def flip(payload, i):
+            payload = payload[:]
+            payload[i] ^= 0xFF
+            return payload
+
+        def spoilt(**change):
+            m = frame_to_msg(encoder.encode(photo, 4), good.header.stamp, "cam")
+            for k, v in change.items():
+                setattr(m, k, v(m) if callable(v) else v)
+            return m
+
+        bad = [LatentChannels(),                                                 # empty
+               spoilt(payload=lambda m: m.payload[:-7]),                         # truncated
+               spoilt(model_id=lambda m: m.model_id ^ 5),                        # another model
+               spoilt(channel_indices=[3, 3, 1, 0]),                             # duplicate channel
+               spoilt(num_channels=40),
+               spoilt(payload=lambda m: flip(m.payload, 10))]                     # corrupted chunk
         partial = frame_to_msg(encoder.encode(photo, 12), good.header.stamp, "cam")
         from mcucoder_ros.nodes.common import gate
         partial = gate(partial, 5)                                             # channels 0..4 only

@@ -1,10 +1,10 @@
 import random
 
 import pytest
+from conftest import VECTORS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import VECTORS
 from mcucoder_ros.codec import bitstream
 from mcucoder_ros.link import serial_protocol as sp
 from mcucoder_ros.link.vectors import DEVICE_FIELDS, device_stream, host_stream

@@ -20,6 +20,11 @@ import numpy as np
 
 from .geometry import LATENT_SIZE, NUM_SYMBOLS
 
+try:    # the C decoder (same model, about 100x faster); the Python one below is the reference
+    from ._rans import decode_channel as _c_decode
+except ImportError:     # built without a C compiler: decode in Python
+    _c_decode = None
+
 PROB_BITS = 12
 PROB_SCALE = 1 << PROB_BITS
 RANS_L = 1 << 23
@@ -83,6 +88,8 @@ class ChannelCoder:
         self.cum = [list(map(int, row)) for row in cum]
         # slot -> symbol lookup per context (host-side decoding only)
         self.slot2sym = [np.repeat(np.arange(NUM_SYMBOLS), freqs[k]).tolist() for k in range(NUM_CONTEXTS)]
+        self._c_tables = (freqs.astype(np.uint16).tobytes(), cum.astype(np.uint16).tobytes(),
+                          np.asarray(self.slot2sym, np.uint8).tobytes())
 
     def encode(self, sym: np.ndarray) -> bytes:
         res, ctx = residuals_and_contexts(sym, self.edge)
@@ -107,6 +114,21 @@ class ChannelCoder:
             raise EntropyError(f"channel chunk too short ({n} bytes)")
         if n > MAX_CHUNK_BYTES:
             raise EntropyError(f"channel chunk too long ({n} bytes > {MAX_CHUNK_BYTES})")
+        if _c_decode is None:
+            return self.decode_python(chunk)
+        out = np.empty((LATENT_SIZE, LATENT_SIZE), np.uint8)
+        status = _c_decode(bytes(chunk), *self._c_tables, self.edge, out)
+        if status == 1:
+            raise EntropyError("channel chunk truncated")
+        if status == 2:
+            raise EntropyError("channel chunk corrupted (rANS state check failed)")
+        return out
+
+    def decode_python(self, chunk: bytes) -> np.ndarray:
+        """The reference decoder in pure Python (and the fallback without the C one)."""
+        n = len(chunk)
+        if not 4 <= n <= MAX_CHUNK_BYTES:
+            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
         x = int.from_bytes(chunk[:4], "big")
         pos = 4
         freq, cum, s2s = self.freq, self.cum, self.slot2sym

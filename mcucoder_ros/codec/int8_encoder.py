@@ -146,12 +146,14 @@ class Int8Encoder:
         for i, L in enumerate(self.layers, 1):
             d.update({f"conv{i}_weight": L.weight, f"conv{i}_bias": L.bias, f"conv{i}_multiplier": L.multiplier,
                       f"conv{i}_shift": L.shift,
-                      f"conv{i}_output_zero_point": np.broadcast_to(L.output_zero_point, (L.out_channels,)).astype(np.int32),
-                      f"conv{i}_meta": np.array([L.stride, L.padding, L.input_zero_point, int(L.relu)], dtype=np.int32)})
+                      f"conv{i}_output_zero_point":
+                          np.broadcast_to(L.output_zero_point, (L.out_channels,)).astype(np.int32),
+                      f"conv{i}_meta":
+                          np.array([L.stride, L.padding, L.input_zero_point, int(L.relu)], dtype=np.int32)})
         return d
 
     @classmethod
-    def from_arrays(cls, d) -> "Int8Encoder":
+    def from_arrays(cls, d) -> Int8Encoder:
         layers = []
         for i in (1, 2, 3):
             stride, pad, zin, relu = (int(v) for v in d[f"conv{i}_meta"])

@@ -18,6 +18,13 @@ from .latent_quant import LatentQuantizer
 
 ENCODER_FILE = "encoder_int8.npz"
 DECODER_FILE = "decoder_{arch}.onnx"
+# The decoder used when none is named: the first of these that the model folder ships.
+DECODER_PREFERENCE = ("fast_int8", "fast")
+# onnxruntime execution providers by short name (the `providers` parameter of decoder_node)
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+             "rocm": "ROCMExecutionProvider", "coreml": "CoreMLExecutionProvider",
+             "dml": "DmlExecutionProvider"}
 
 
 class ModelError(RuntimeError):
@@ -33,6 +40,34 @@ def default_model_dir() -> Path:
     if (here / ENCODER_FILE).exists():
         return here
     return Path(sys.prefix) / "share" / "mcucoder_ros" / "models" / "default"
+
+
+def shipped_decoders(model_dir=None) -> list[str]:
+    """Names of the decoders in a model folder (decoder_<name>.onnx), preferred first."""
+    d = Path(model_dir or default_model_dir())
+    names = sorted(p.name[len("decoder_"):-len(".onnx")] for p in d.glob("decoder_*.onnx"))
+    return sorted(names, key=lambda n: DECODER_PREFERENCE.index(n) if n in DECODER_PREFERENCE else len(names))
+
+
+def resolve_providers(names) -> tuple[list[str], str | None]:
+    """Short or full provider names -> the onnxruntime providers to use, CPU last, and a
+    note when some are not available in this onnxruntime build (they are left out)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    wanted, missing = [], []
+    for n in names or ["cpu"]:
+        full = PROVIDERS.get(str(n).lower(), str(n))
+        if full not in PROVIDERS.values():
+            raise ModelError(f"unknown execution provider '{n}' (choose from {', '.join(PROVIDERS)})")
+        (wanted if full in available else missing).append(full)
+    if "CPUExecutionProvider" not in wanted:
+        wanted.append("CPUExecutionProvider")
+    note = None
+    if missing:
+        note = (f"execution provider(s) {', '.join(missing)} not available in this onnxruntime "
+                f"(it has {', '.join(sorted(available))}); decoding with {', '.join(wanted)}")
+    return wanted, note
 
 
 def model_id_of(arrays: dict) -> int:
@@ -59,7 +94,7 @@ class EncoderModel:
         self.model_id = int(self.arrays["model_id"])
 
     @classmethod
-    def load(cls, model_dir=None) -> "EncoderModel":
+    def load(cls, model_dir=None) -> EncoderModel:
         path = Path(model_dir or default_model_dir()) / ENCODER_FILE
         if not path.exists():
             raise ModelError(f"encoder model not found: {path} (run `mcucoder export` or set MCUCODER_MODEL_DIR)")
@@ -85,7 +120,7 @@ class EncoderModel:
 class DecoderModel:
     """Frame (any subset of channels) -> uint8 RGB 224x224 through onnxruntime."""
 
-    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0):
+    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0, providers=("cpu",)):
         import onnxruntime as ort
 
         enc = EncoderModel(encoder_arrays)
@@ -103,7 +138,7 @@ class DecoderModel:
         self.onnx_path = Path(onnx_path)
 
     @classmethod
-    def load(cls, model_dir=None, arch: str = "fast", threads: int = 0) -> "DecoderModel":
+    def load(cls, model_dir=None, arch: str = "fast", threads: int = 0) -> DecoderModel:
         d = Path(model_dir or default_model_dir())
         onnx_path = d / DECODER_FILE.format(arch=arch)
         if not onnx_path.exists():

@@ -157,7 +157,7 @@ class Hello:
     flash: int
 
     @classmethod
-    def parse(cls, p: bytes) -> "Hello":
+    def parse(cls, p: bytes) -> Hello:
         if len(p) < 1:
             raise ProtocolError("empty HELLO")
         if p[0] != PROTOCOL_VERSION:

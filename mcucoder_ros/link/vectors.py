@@ -14,8 +14,8 @@ from ..codec import bitstream
 from . import serial_protocol as sp
 
 DEVICE_FIELDS = {
-    "hello": dict(protocol=1, firmware_version=0x0100, model_id=0x0E91BF51, target=1, ram_static=380000,
-                  stack_peak=1024, flash=90000),
+    "hello": {"protocol": 1, "firmware_version": 0x0100, "model_id": 0x0E91BF51, "target": 1, "ram_static": 380000,
+                  "stack_peak": 1024, "flash": 90000},
     "frame_header": (7, 123456, 12, 28, 28, 2, 1),
     "frame_end": (7, 4242),
     "status": (8, 99999, 3, 5, 750, 12345),

@@ -1,7 +1,9 @@
 """bitrate_controller_node: gates channels so the stream fits the link.
 
-Subscribes `latent` and `link_quality`; publishes `latent_gated` (the first k chunks,
-byte for byte), `bitrate_status` and the upstream `channel_budget`.
+Subscribes `latent`, `link_quality`, `delivery_report` and `receiver_report`;
+publishes `latent_gated` (the first k chunks, byte for byte), `bitrate_status` and the
+upstream `channel_budget`.  Frames the receiver could not show (its reported max_fps
+is below the source rate) are skipped whole, before any link time is spent on them.
 """
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import time
 from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
-from ..control import BitrateController, ControllerConfig
+from ..control import BitrateController, ControllerConfig, FrameRateGate
 from ..link_emulation import DeliveryEstimator
-from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality
-from .common import QOS_PARAMS, McuNode, ParamSpec, gate, message_bytes, stamp_to_s, run_node
+from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
+from .common import QOS_PARAMS, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
 
 
 class BitrateControllerNode(McuNode):
@@ -24,6 +26,10 @@ class BitrateControllerNode(McuNode):
         "min_channels": ParamSpec(1, "never send fewer channels", range=(1, LATENT_CHANNELS)),
         "max_channels": ParamSpec(LATENT_CHANNELS, "never send more channels", range=(1, LATENT_CHANNELS)),
         "link_stale_s": ParamSpec(2.0, "ignore link_quality older than this", range=(0.1, 60.0)),
+        "follow_receiver_fps": ParamSpec(True, "forward frames no faster than the receiver reports it can show "
+                                         "(receiver_report.max_fps)"),
+        "receiver_fps_margin": ParamSpec(0.95, "share of the receiver's reported rate to forward",
+                                         range=(0.1, 1.0)),
         "deadline_slack_s": ParamSpec(0.05, "a frame is due one frame interval + this after capture (its age "
                                       "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
         **QOS_PARAMS,
@@ -41,6 +47,9 @@ class BitrateControllerNode(McuNode):
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
         self.estimator = DeliveryEstimator()
         self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
+        self.fps_gate = FrameRateGate(margin=self.p["receiver_fps_margin"])
+        self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
+        self.counters["frames_skipped"] = 0
 
     def _config(self) -> ControllerConfig:
         p = self.p
@@ -51,6 +60,8 @@ class BitrateControllerNode(McuNode):
                                 link_stale_s=p["link_stale_s"], deadline_slack_s=p["deadline_slack_s"])
 
     def on_parameter_changed(self, name, value):
+        if name == "receiver_fps_margin":
+            self.fps_gate.margin = value
         cfg = self.ctrl.cfg
         setattr(cfg, name, value) if hasattr(cfg, name) else None
         cfg.min_channels = min(cfg.min_channels, cfg.max_channels)
@@ -70,13 +81,21 @@ class BitrateControllerNode(McuNode):
         self.ctrl.on_link_delay(self._ros_now() - end)
         self.count("delivery_reports")
 
+    def _on_receiver(self, r: ReceiverReport):
+        self.fps_gate.on_receiver_fps(r.max_fps, time.monotonic())
+        self.count("receiver_reports")
+
     def _on_latent(self, msg: LatentChannels):
+        stamp = stamp_to_s(msg.header.stamp)
+        if self.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp, time.monotonic()):
+            self.count("frames_skipped")          # the receiver could not show it: spend no link time
+            self._publish_status(msg, None)
+            return
         idx = list(msg.channel_indices)
         if idx != list(range(len(idx))) or len(msg.chunk_lengths) != len(idx):
             # not a prefix: gate what we can by index, sizes unknown for the rest
             self.count("non_prefix_frames")
         lengths = list(msg.chunk_lengths)[:len(idx)]
-        stamp = stamp_to_s(msg.header.stamp)
         d = self.ctrl.decide(lengths, stamp, time.monotonic(), age_s=self._ros_now() - stamp)
         out = gate(msg, d.channels)
         self.pub.publish(out)
@@ -86,18 +105,35 @@ class BitrateControllerNode(McuNode):
         if d.budget != self.last_k or self.counters.get("frames", 0) % 10 == 0:
             self.budget_pub.publish(UInt8(data=d.budget))
         self.last_k = d.budget
-        st = BitrateStatus(sequence=msg.sequence, channels=d.channels, channel_budget=d.budget,
-                           available_bps=d.available_bps, target_bps=d.target_bps, sent_bps=self.sent_bps,
-                           estimate_source=d.source)
-        st.header = msg.header
-        self.status_pub.publish(st)
+        self._publish_status(msg, d)
         self.count("frames")
         self.count("channels_dropped", len(idx) - len(out.channel_indices))
 
+    def _publish_status(self, msg: LatentChannels, d):
+        """d: the decision, or None for a frame skipped for the receiver (channels = 0)."""
+        now = time.monotonic()
+        if d is None:
+            avail, src = self.ctrl.available(now)
+            st = BitrateStatus(sequence=msg.sequence, channels=0, channel_budget=self.last_k, available_bps=avail,
+                               target_bps=self.ctrl.cfg.headroom * avail, sent_bps=self.sent_bps,
+                               estimate_source=src)
+        else:
+            st = BitrateStatus(sequence=msg.sequence, channels=d.channels, channel_budget=d.budget,
+                               available_bps=d.available_bps, target_bps=d.target_bps, sent_bps=self.sent_bps,
+                               estimate_source=d.source)
+        g = self.fps_gate
+        st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
+        st.forward_fps = float(g.forward_fps(now))
+        st.frames_skipped = int(self.counters["frames_skipped"])
+        st.header = msg.header
+        self.status_pub.publish(st)
+
     def diagnostics(self):
         avail, src = self.ctrl.available(time.monotonic())
+        g = self.fps_gate
         return 0, "running", {"k": self.ctrl.k, "available_bps": avail if math.isfinite(avail) else "unknown",
-                              "sent_bps": self.sent_bps, "estimate_source": src}
+                              "sent_bps": self.sent_bps, "estimate_source": src,
+                              "receiver_fps": g.receiver_fps, "forward_fps": g.forward_fps(time.monotonic())}
 
 
 def main(args=None):

@@ -243,7 +243,7 @@ def run_node(cls, args=None):
     except (ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
         print(f"{cls.__name__}: invalid configuration: {e}", flush=True)
         rclpy.try_shutdown()
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     executor = make_executor(node.context)
     executor.add_node(node)
     try:

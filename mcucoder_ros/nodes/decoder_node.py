@@ -2,10 +2,19 @@
 
 Missing channels are zero-filled.  Malformed messages are logged, counted and
 dropped.  The output keeps the capture stamp and frame_id of the source.
+
+Latency stays bounded when frames come faster than they can be decoded: the
+subscription only keeps the newest frame, a worker thread decodes whatever is newest
+when it is free, and a frame replaced before its turn is dropped and counted
+(`dropped_stale`).  After each frame a ReceiverReport tells the bitrate controller
+how many frames per second this receiver can show, so that the link does not carry
+frames that would be dropped here.
 """
 from __future__ import annotations
 
+import threading
 import time
+from array import array
 
 import cv2
 import numpy as np
@@ -14,9 +23,9 @@ from sensor_msgs.msg import Image
 
 from ..codec.bitstream import BitstreamError
 from ..codec.entropy import EntropyError
-from ..codec.model import DecoderModel, ModelError
-from ..msg import LatentChannels
-from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
+from ..codec.model import PROVIDERS, DecoderModel, ModelError
+from ..msg import LatentChannels, ReceiverReport
+from .common import QOS_PARAMS, RELIABILITY, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
 
 
 class DecoderNode(McuNode):
@@ -24,7 +33,11 @@ class DecoderNode(McuNode):
         "output_width": ParamSpec(0, "resize decoded frames to this width (0: 224)", range=(0, 4096)),
         "output_height": ParamSpec(0, "resize decoded frames to this height (0: 224)", range=(0, 4096)),
         "threads": ParamSpec(2, "onnxruntime threads (0: all cores)", range=(0, 64), read_only=True),
-        "decoder": ParamSpec("fast", "decoder architecture file in the model folder", read_only=True),
+        "decoder": ParamSpec("", "decoder of the model folder, decoder_<name>.onnx: fast_int8, fast, ... "
+                             "(empty: the model's preferred one)", read_only=True),
+        "providers": ParamSpec(["cpu"], "onnxruntime execution providers in order of preference: "
+                               + ", ".join(PROVIDERS) + " (unavailable ones fall back to cpu with a warning)",
+                               read_only=True),
         "model_dir": ParamSpec("", "model folder (empty: the shipped default model)", read_only=True),
         "output_reliability": ParamSpec("reliable", "QoS reliability of image_decoded (rviz subscribes reliable)",
                                         choices=["best_effort", "reliable"], read_only=True),
@@ -34,21 +47,57 @@ class DecoderNode(McuNode):
 
     def __init__(self, **kwargs):
         super().__init__("decoder_node", **kwargs)
-        self.model = DecoderModel.load(self.p["model_dir"] or None, self.p["decoder"], self.p["threads"])
-        from .common import RELIABILITY
+        self.model = DecoderModel.load(self.p["model_dir"] or None, self.p["decoder"] or None, self.p["threads"],
+                                       list(self.p["providers"]))
+        if self.model.provider_note:
+            self.get_logger().warning(self.model.provider_note)
+        self.get_logger().info(f"decoder {self.model.name} on {', '.join(self.model.providers)}")
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["output_depth"],
                              reliability=RELIABILITY[self.p["output_reliability"]])
         self.pub = self.create_publisher(Image, "image_decoded", out_qos)
+        self.report_pub = self.create_publisher(ReceiverReport, "receiver_report", 10)
         self.create_subscription(LatentChannels, "latent_gated", self._on_latent, self.qos())
         self.rate = RateMeter()
         self.latency_ms: list[float] = []
         self.decode_ms = 0.0
+        self.decode_ms_avg = 0.0
         self.last_error = ""
+        self.counters["dropped_stale"] = 0
+        self._pending: LatentChannels | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="decoder_node.decode", daemon=True)
+        self._worker.start()
 
     def _on_latent(self, msg: LatentChannels):
+        """Executor thread: keep only the newest frame; the worker decodes it when free."""
+        with self._lock:
+            if self._pending is not None:
+                self.count("dropped_stale")
+            self._pending = msg
+        self._wake.set()
+
+    def _work(self):
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.1):
+                continue
+            with self._lock:
+                msg, self._pending = self._pending, None
+                self._wake.clear()
+            if msg is not None:
+                try:
+                    self._decode(msg)
+                except Exception as e:   # noqa: BLE001 - the node must survive any one frame
+                    self.count("errors")
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    self.get_logger().error(f"frame {msg.sequence}: {self.last_error}", throttle_duration_sec=2.0)
+
+    def _decode(self, msg: LatentChannels):
         t0 = time.perf_counter()
         try:
-            rgb = self.model.decode(msg_to_frame(msg))
+            frame = msg_to_frame(msg)
+            rgb = self.model.decode(frame)
         except (BitstreamError, EntropyError, ModelError, ValueError) as e:
             self.count("malformed")
             self.last_error = str(e)
@@ -59,17 +108,39 @@ class DecoderNode(McuNode):
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         self.pub.publish(rgb_to_image(rgb, msg.header.stamp, msg.header.frame_id))
         self.decode_ms = (time.perf_counter() - t0) * 1000
+        a = 0.2 if self.decode_ms_avg else 1.0
+        self.decode_ms_avg += a * (self.decode_ms - self.decode_ms_avg)
         now = self.get_clock().now().nanoseconds * 1e-9
-        self.latency_ms = (self.latency_ms + [(now - msg.header.stamp.sec - msg.header.stamp.nanosec * 1e-9) * 1e3])[-200:]
+        age_ms = (now - msg.header.stamp.sec - msg.header.stamp.nanosec * 1e-9) * 1e3
+        self.latency_ms = (self.latency_ms + [age_ms])[-200:]
         self.count("frames")
         self.count("channels_missing", msg.num_channels - len(msg.channel_indices))
         self.rate.tick()
+        rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(self.decode_ms),
+                             max_fps=float(self.max_fps), dropped_stale=int(self.counters["dropped_stale"]))
+        rep.header = msg.header
+        rep.channels_decoded = array("B", frame.channel_indices)
+        self.report_pub.publish(rep)
+
+    @property
+    def max_fps(self) -> float:
+        """Frames/s this receiver can decode and show: one decode at a time, back to back."""
+        return 1000.0 / self.decode_ms_avg if self.decode_ms_avg > 0 else 0.0
+
+    def destroy_node(self):
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=5.0)
+        return super().destroy_node()
 
     def diagnostics(self):
         lat = np.percentile(self.latency_ms, [50, 95]) if self.latency_ms else [float("nan")] * 2
-        return (1 if self.counters.get("malformed") else 0), self.last_error or "running", {
-            "fps": self.rate.rate, "decode_ms": self.decode_ms, "latency_p50_ms": float(lat[0]),
-            "latency_p95_ms": float(lat[1])}
+        level = 1 if self.counters.get("malformed") or self.counters.get("errors") else 0
+        return level, self.last_error or "running", {
+            "fps": self.rate.rate, "decode_ms": self.decode_ms, "max_fps": self.max_fps,
+            "latency_p50_ms": float(lat[0]), "latency_p95_ms": float(lat[1]), "decoder": self.model.name,
+            "providers": ",".join(self.model.providers)}
 
 
 def main(args=None):

@@ -97,7 +97,7 @@ def export(checkpoint: str, data, out_dir: str, calib_frames: int = 256, table_f
     quant = LatentQuantizer(lo, hi, int8.latent_scale, int8.latent_zero_point)
     zero = int8.latent_zero_point.astype(np.int8).reshape(LATENT_CHANNELS, 1, 1)
     edges = quant.quantize(zero).reshape(-1).astype(np.int32)     # the symbol of a float zero
-    symbols = np.stack([quant.quantize(l) for l in latents[:table_frames]])
+    symbols = np.stack([quant.quantize(z) for z in latents[:table_frames]])
     print("fitting entropy tables ...")
     freqs = fit_tables(symbols, edges)
     arrays = int8.to_arrays()
@@ -141,9 +141,21 @@ def _export_decoder_only(ck: dict, model: MCUCoder, arch: str, out: Path) -> dic
     if d != out:
         for name in (ENCODER_FILE, "encoder_int8.h"):
             shutil.copyfile(d / name, out / name)
-    _export_onnx(model, out / DECODER_FILE.format(arch=arch))
     meta_path = out / "export.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"model_id": f"{want:#010x}"}
+    if ck.get("qat_qparams"):
+        # quantisation-aware checkpoint: only the INT8 decoder is written; the FP32 one stays
+        from .qat import export_int8
+        name = f"{arch}_int8"
+        export_int8(model.decoder, ck["qat_qparams"], out / DECODER_FILE.format(arch=name))
+        meta.setdefault("int8_decoders", {})[name] = {
+            "from": arch, "iterations": ck["step"], "training_minutes": round(ck["elapsed"] / 60, 1),
+            "batch": ck["config"]["batch"], "lr": ck["config"]["lr"], "full_k_prob": ck["config"]["full_k_prob"],
+            "activation_tensors": len(ck["qat_qparams"]), "training_history": ck.get("history", [])[-3:]}
+        meta_path.write_text(json.dumps(meta, indent=2))
+        print(f"exported INT8 decoder {name} for model {want:#010x} to {out} (encoder and FP32 decoder unchanged)")
+        return meta
+    _export_onnx(model, out / DECODER_FILE.format(arch=arch))
     meta.update({"decoder": arch, "decoder_parameters": sum(p.numel() for p in model.decoder.parameters()),
                  "decoder_finetune": {"iterations": ck["step"], "training_minutes": round(ck["elapsed"] / 60, 1),
                                       "batch": ck["config"]["batch"], "lr": ck["config"]["lr"],

@@ -46,7 +46,9 @@ class _Up(nn.Module):
         self.shuffle = nn.PixelShuffle(2)
 
     def forward(self, x):
-        return F.relu(self.shuffle(self.conv(x)))
+        # ReLU before the shuffle (the same function): the INT8 decoder fuses it into the
+        # convolution and shuffles uint8 instead of float
+        return self.shuffle(F.relu(self.conv(x)))
 
 
 class FastDecoder(nn.Module):

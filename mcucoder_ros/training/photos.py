@@ -73,7 +73,7 @@ def write_heldout(out_dir: str, debian_root="data/debian") -> list[str]:
 
     from ..codec.images import load_rgb, resize_224
     os.makedirs(out_dir, exist_ok=True)
-    cat = dict((k, p) for k, p in catalogue(debian_root) if k in HELD_OUT)
+    cat = {k: p for k, p in catalogue(debian_root) if k in HELD_OUT}
     try:
         from importlib.resources import files
         sk = Path(str(files("skimage") / "data"))

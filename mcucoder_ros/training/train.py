@@ -42,6 +42,7 @@ class TrainConfig:
     init: str = ""                  # start from these weights with a fresh schedule (fine-tuning)
     full_k_prob: float = 0.0        # share of samples that keep all 12 channels (high-end fine-tuning)
     encoder_model: str = ""         # train only the decoder, on this exported model's exact INT8 latents
+    qat: bool = False               # quantisation-aware: train the INT8 decoder onnxruntime will run
 
 
 class LatentRange:
@@ -108,9 +109,21 @@ def pick_device(name):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def qat_calibration(model, exact: ExactLatents, data, n: int = 64) -> dict:
+    """onnxruntime's activation ranges of the FP32 decoder on exact latents of training
+    crops, every k equally often; fixed for the whole quantisation-aware training."""
+    from .export import calibration_frames
+    from .qat import calibrate
+
+    x = torch.from_numpy(calibration_frames(data, n, seed=7)).permute(0, 3, 1, 2).float().div(255)
+    z = exact(x)[1].cpu()
+    z = tail_drop(z, torch.arange(n) % LATENT_CHANNELS + 1)
+    return calibrate(model.decoder.cpu(), z.numpy())
+
+
 @torch.no_grad()
 def validate(model, rng: LatentRange, frames: np.ndarray, device, ks=(1, 3, 6, 9, 12),
-             exact: ExactLatents | None = None) -> dict:
+             exact: ExactLatents | None = None, decode=None) -> dict:
     model.eval()
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255).to(device)
     res = {}
@@ -120,18 +133,19 @@ def validate(model, rng: LatentRange, frames: np.ndarray, device, ks=(1, 3, 6, 9
             xb = x[i:i + 16]
             z = exact(xb)[1] if exact else rng.quantise_noise(model.encoder(xb), hard=True)
             z = tail_drop(z, torch.full((len(xb),), k, device=device))
-            y = model.decoder(z).float().clamp(0, 1)
+            y = (decode or model.decoder)(z).float().clamp(0, 1)
             vals.append(ms_ssim(y, xb, data_range=1.0, size_average=False))
         res[k] = float(torch.cat(vals).mean())
     model.train()
     return res
 
 
-def save_checkpoint(path, model, opt, rng, step, elapsed, cfg, history, encoder_model_id=None):
+def save_checkpoint(path, model, opt, rng, step, elapsed, cfg, history, encoder_model_id=None, qparams=None):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict() if opt else None,
                 "latent_lo": rng.lo.cpu(), "latent_hi": rng.hi.cpu(), "step": step, "elapsed": elapsed,
-                "config": asdict(cfg), "history": history, "encoder_model_id": encoder_model_id}, tmp)
+                "config": asdict(cfg), "history": history, "encoder_model_id": encoder_model_id,
+                "qat_qparams": qparams}, tmp)
     os.replace(tmp, path)
 
 
@@ -153,6 +167,7 @@ def train(cfg: TrainConfig) -> str:
     opt = torch.optim.Adam(model.decoder.parameters() if exact else model.parameters(), lr=cfg.lr)
     rng = LatentRange(device)
     step, elapsed, history = 0, 0.0, []
+    resumed_qparams = None
     if cfg.init and not os.path.exists(ckpt_path):
         ck = torch.load(cfg.init, map_location=device)
         model.load_state_dict(ck["model"])
@@ -168,7 +183,19 @@ def train(cfg: TrainConfig) -> str:
         rng.lo.copy_(ck["latent_lo"].to(device)), rng.hi.copy_(ck["latent_hi"].to(device))
         rng.started = True
         step, elapsed, history = ck["step"], ck["elapsed"], ck.get("history", [])
+        resumed_qparams = ck.get("qat_qparams")
         print(f"resumed from {ckpt_path} at step {step} ({elapsed / 60:.1f} min trained)")
+
+    qparams, decode = None, None
+    if cfg.qat:
+        if not exact:
+            raise SystemExit("--qat trains the INT8 decoder of a shipped encoder: give --decoder-only MODEL_DIR")
+        from .qat import QatForward
+        qparams = resumed_qparams or qat_calibration(model, exact, cfg.data)
+        model.to(device)
+        qf = QatForward(qparams)
+        decode = lambda z: qf(model.decoder, z)  # noqa: E731
+        print(f"quantisation-aware: {len(qparams)} activation tensors on fixed onnxruntime grids")
 
     paths = list_images(cfg.data)
     sampler = CropSampler(paths, device, seed=cfg.seed + step)
@@ -205,7 +232,7 @@ def train(cfg: TrainConfig) -> str:
                 z = model.encoder(x).float()
                 rng.update(z)
                 zq = tail_drop(rng.quantise_noise(z), k)
-            y = model.decoder(zq)
+            y = (decode or model.decoder)(zq)
         y = y.float()
         loss = 1 - ms_ssim(y, x, data_range=1.0) + cfg.mse_weight * F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)
@@ -227,16 +254,17 @@ def train(cfg: TrainConfig) -> str:
         if now - t_ckpt > cfg.ckpt_every_s or progress() >= 1.0:
             entry = {"step": step, "minutes": elapsed / 60, "loss": ema_loss}
             if frames is not None:
-                entry["val_ms_ssim"] = validate(model, rng, frames, device, exact=exact)
+                entry["val_ms_ssim"] = validate(model, rng, frames, device, exact=exact, decode=decode)
                 tqdm.write(json.dumps(entry))
             history.append(entry)
-            save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history, eid)
-            save_checkpoint(os.path.join(cfg.out, "weights.pt"), model, None, rng, step, elapsed, cfg, history, eid)
+            save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history, eid, qparams)
+            save_checkpoint(os.path.join(cfg.out, "weights.pt"), model, None, rng, step, elapsed, cfg, history, eid,
+                            qparams)
             t_ckpt = time.time()
             t_last = t_ckpt  # time spent validating is not training time
     bar.close()
-    save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history, eid)
+    save_checkpoint(ckpt_path, model, opt, rng, step, elapsed, cfg, history, eid, qparams)
     weights = os.path.join(cfg.out, "weights.pt")
-    save_checkpoint(weights, model, None, rng, step, elapsed, cfg, history, eid)
+    save_checkpoint(weights, model, None, rng, step, elapsed, cfg, history, eid, qparams)
     print(f"done: {step} iterations, {elapsed / 60:.1f} min; weights in {weights}")
     return weights

@@ -1,6 +1,6 @@
 """`mcucoder-ros evaluate-abr --live`: every strategy through the real ROS graph, in real time.
 
-The simulated evaluation (abr.py) runs the same controller and link code in simulated
+The simulated evaluation (evaluate_abr.py) runs the same controller and link code in simulated
 time; this mode runs the nodes themselves over DDS, one strategy after the other, for
 the whole trace:
 
@@ -29,10 +29,11 @@ import numpy as np
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # DDS stays on this machine
 
-from .abr import JPEG_LADDER, STRATEGIES, JpegLadder, Record, _metrics  # noqa: E402
-from .codec.geometry import IMAGE_SIZE  # noqa: E402
-from .codec.metrics import ms_ssim  # noqa: E402
-from .link_emulation import Trace  # noqa: E402
+from ..abr import STRATEGIES, Record, abr_metrics  # noqa: E402
+from ..codec.geometry import IMAGE_SIZE  # noqa: E402
+from ..codec.metrics import ms_ssim  # noqa: E402
+from ..control import JPEG_LADDER, JpegLadder  # noqa: E402
+from ..link_emulation import Trace  # noqa: E402
 
 DISCOVERY_TIMEOUT_S = 20.0
 DRAIN_S = 1.5
@@ -47,8 +48,8 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage, Image
 
-    from .msg import LatentChannels
-    from .nodes.common import message_bytes
+    from ..msg import LatentChannels
+    from ..nodes.common import message_bytes
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -149,9 +150,9 @@ def _make_jpeg_sender(fps, namespace: str, harness):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
 
-    from .codec.jpeg import jpeg_encode
-    from .msg import DeliveryReport
-    from .nodes.common import stamp_to_s
+    from ..codec.jpeg import jpeg_encode
+    from ..msg import DeliveryReport
+    from ..nodes.common import stamp_to_s
 
     class JpegLadderSender(Node):
         """The JPEG baseline's camera side: every frame at the ladder quality that fits."""
@@ -194,7 +195,7 @@ class _NodeThreads:
     def __init__(self, context, nodes):
         import threading
 
-        from .nodes.common import make_executor
+        from ..nodes.common import make_executor
         self.context, self.stop_flag = context, threading.Event()
         self.executors = []
         for n in nodes:
@@ -236,7 +237,7 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
 
     pipeline = None
     if jpeg:
-        from .nodes.link_emulator_node import LinkEmulatorNode
+        from ..nodes.link_emulator_node import LinkEmulatorNode
         context = rclpy.Context()
         rclpy.init(context=context)
         h = harness_node(context)
@@ -246,7 +247,7 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
             Parameter("act_as_link_monitor", value=False)])
         nodes = [h, sender, link]
     else:
-        from .ros_cli import Pipeline
+        from ..pipeline import Pipeline
         over = {"encoder_node": {"qos_reliability": "reliable", "frame_id": "abr_eval"}}
         if strat.kind == "fixed":
             over["bitrate_controller_node"] = {"min_channels": strat.k, "max_channels": strat.k}
@@ -283,7 +284,7 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
                 n.destroy_node()
             rclpy.try_shutdown(context=context)
     recs = h.records()
-    res = _metrics(strat, recs, trace, T, 1.0 / fps)
+    res = abr_metrics(strat, recs, trace, T, 1.0 / fps)
     res["frames_shown"] = len(h.shown)
     return res
 
@@ -292,7 +293,7 @@ def evaluate_live(trace_path, clip, fps=10.0, max_frames=30, strategies=None, du
                   progress=True) -> dict:
     from tqdm import tqdm
 
-    from .evaluation import collect_frames
+    from ..evaluation import collect_frames
     trace = Trace.load(trace_path)
     frames = [f for _, f in collect_frames([clip], max_frames)]
     out = {"mode": "live", "trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,

@@ -10,23 +10,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .codec.geometry import IMAGE_SIZE
-from .codec.images import resize_224
-from .codec.metrics import ms_ssim
-from .evaluation import iter_video
+from ..codec.geometry import IMAGE_SIZE
+from ..codec.images import resize_224
+from ..codec.metrics import ms_ssim
+from ..evaluation import iter_video
+from ..sources import default_clip
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 # seconds from start -> available bandwidth (bit/s): ample, then a third of full quality, then recovery
 DEFAULT_TRACE = [(0.0, 2_000_000.0), (2.0, 200_000.0), (4.0, 400_000.0)]
-
-
-def default_clip() -> Path:
-    import sys
-    for d in (Path(__file__).resolve().parents[1] / "data" / "clips",
-              Path(sys.prefix) / "share" / "mcucoder_ros" / "data" / "clips"):
-        if (d / "traffic.mp4").exists():
-            return d / "traffic.mp4"
-    raise FileNotFoundError("bundled sample clip data/clips/traffic.mp4 not found")
 
 
 def load_trace(path) -> list[tuple[float, float]]:
@@ -53,8 +45,8 @@ def make_observer(trace, record):
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from .msg import BitrateStatus, LatentChannels, LinkQuality
-    from .nodes.common import message_bytes, stamp_to_s
+    from ..msg import BitrateStatus, LatentChannels, LinkQuality
+    from ..nodes.common import message_bytes, stamp_to_s
 
     def make(context):
         node = Node("demo_observer", namespace="/mcucoder", context=context)
@@ -90,8 +82,12 @@ def make_observer(trace, record):
     return make
 
 
+def main(a) -> dict:
+    return run_demo(a.input, a.out, a.trace, a.params)
+
+
 def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
-    from .ros_cli import Pipeline
+    from ..pipeline import Pipeline
 
     clip = Path(clip) if clip else default_clip()
     out = Path(out)

@@ -30,8 +30,8 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from .demo import default_clip
-    from .pipeline import NAMESPACE, NODES, default_params_file
+    from ..pipeline import NAMESPACE, NODES, default_params_file
+    from ..sources import default_clip
 
     clip = clip or str(default_clip())
     bindir = Path(sys.executable).parent

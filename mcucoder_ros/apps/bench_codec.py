@@ -1,17 +1,19 @@
 """`mcucoder bench`: throughput at 224x224, batch 1, and peak memory (figures printed)."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .codec import bitstream
-from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
-from .codec.model import DECODER_FILE, DecoderModel, EncoderModel, default_model_dir
+from ..codec import bitstream
+from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
+from ..codec.model import DECODER_FILE, DecoderModel, EncoderModel, default_model_dir
 
 
 def _rate(fn, seconds: float) -> float:
@@ -32,7 +34,7 @@ def _paper_decoder_onnx(path: str) -> bool:
     try:
         import torch
 
-        from .training.models import PaperDecoder
+        from ..training.models import PaperDecoder
     except ModuleNotFoundError:
         return False
     m = PaperDecoder().eval()
@@ -83,10 +85,17 @@ def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0) -> dict:
 
 def _sample_frame() -> np.ndarray:
     """A real photo (bundled sample) so that rANS timings reflect real latents."""
-    from .codec.images import load_rgb, resize_224
-    from .codec.vectors import sample_frames
+    from ..codec.images import load_rgb, resize_224
+    from ..codec.vectors import sample_frames
 
     frames = sample_frames()
     if frames:
         return resize_224(load_rgb(frames[0]))
     return np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+
+
+def main(a):
+    res = run_bench(a.model, seconds=a.seconds, threads=a.threads)
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, indent=2))
+    print(f"wrote {a.json}")

@@ -1,0 +1,62 @@
+"""`mcucoder encode`, `decode`, `eval`: one frame in or out, and the rate-distortion report."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _load_codec(a):
+    from ..codec.model import DecoderModel, EncoderModel
+    return EncoderModel.load(a.model), DecoderModel.load(a.model, a.decoder, threads=a.threads)
+
+
+def evaluate(a):
+    from ..evaluation import evaluate as evaluate_rd
+    from ..evaluation import plot, write_json
+    enc, dec = _load_codec(a)
+    res = evaluate_rd(a.paths, enc, dec, max_frames=a.max_frames)
+    write_json(res, a.json)
+    if a.plot:
+        plot(res, a.plot)
+    _print_rd(res)
+    print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))
+
+
+def _print_rd(res):
+    print(f"{res['frames']} frames at 224x224 (cv2.INTER_AREA); bpp from real bytes")
+    print("  k    bpp    PSNR  MS-SSIM")
+    for p in res["mcucoder"]:
+        print(f"  {p['k']:2d}  {p['bpp']:.3f}  {p['psnr']:5.2f}  {p['ms_ssim']:.4f}")
+    print("  JPEG q  bpp    PSNR  MS-SSIM")
+    for p in res["jpeg"]:
+        print(f"  {p['quality']:6d}  {p['bpp']:.3f}  {p['psnr']:5.2f}  {p['ms_ssim']:.4f}")
+    f = lambda v: "n/a" if v is None else f"{v:+.2f}%"  # noqa: E731
+    print(f"BD-rate vs JPEG: MS-SSIM {f(res['bd_rate_ms_ssim'])}, PSNR {f(res['bd_rate_psnr'])}")
+    for n in res.get("notes", []):
+        print("note:", n)
+
+
+def encode(a):
+    from ..codec import bitstream
+    from ..codec.images import load_rgb
+    from ..codec.model import EncoderModel
+    enc = EncoderModel.load(a.model)
+    frame = enc.encode(load_rgb(a.image), a.channels)
+    data = bitstream.pack(frame)
+    Path(a.output).write_bytes(data)
+    print(f"{a.image} -> {a.output}: {len(data)} bytes, {a.channels} channels, "
+          f"{len(data) * 8 / (224 * 224):.4f} bpp at 224x224")
+
+
+def decode(a):
+    from ..codec import bitstream
+    from ..codec.images import save_rgb
+    from ..codec.model import DecoderModel
+    try:
+        data = Path(a.file).read_bytes()
+    except OSError as e:
+        sys.exit(f"cannot read {a.file}: {e.strerror}")
+    dec = DecoderModel.load(a.model, a.decoder, threads=a.threads)
+    frame = bitstream.unpack(data)
+    save_rgb(a.output, dec.decode(frame))
+    print(f"{a.file} -> {a.output}: channels {frame.channel_indices}")

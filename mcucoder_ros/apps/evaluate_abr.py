@@ -1,0 +1,171 @@
+"""`mcucoder-ros evaluate-abr`: adaptive bitrate through an emulated link, per strategy.
+
+Frames of a real clip (224x224, cycled) are captured at --fps; each strategy decides
+what to send; the LinkEmulator (the same code as link_emulator_node) serialises every
+frame at the trace's bandwidth (FIFO: a late frame delays the next) and drops chunks
+by the trace's loss ratio. Time is simulated, so runs are deterministic and fast;
+bytes and qualities are real: every frame is coded by the shipped codec (JPEG by
+OpenCV) and decoded from the chunks that arrive.
+
+Strategies: ours (BitrateController, with LinkQuality = the trace's bandwidth, or with
+the delivery estimator only), fixed k = 12, fixed k = 6, and a JPEG quality ladder
+controlled like abr_image_transport (target bitrate x0.7 on instability, x1.5 after a
+stable window) carrying JPEG frames over the same link.
+"""
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from ..abr import STRATEGIES, Record, Strategy, abr_metrics, frame_bits
+from ..codec import bitstream
+from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
+from ..codec.jpeg import jpeg_roundtrip
+from ..codec.metrics import ms_ssim
+from ..control import JPEG_LADDER, BitrateController, ControllerConfig, JpegLadder
+from ..evaluation import collect_frames, write_json
+from ..link_emulation import DeliveryEstimator, LinkEmulator, Trace
+
+
+class FrameBank:
+    """Per source frame: chunk sizes, and decoded quality for any received channel set."""
+
+    def __init__(self, clip, encoder, decoder, max_frames=30, progress=True):
+        self.frames = [f for _, f in collect_frames([clip], max_frames)]
+        self.encoder, self.decoder = encoder, decoder
+        self.chunks, self._q, self.jpeg = [], {}, []
+        for i, rgb in enumerate(tqdm(self.frames, desc="coding frames", unit="frame", disable=not progress)):
+            self.chunks.append(encoder.encode(rgb, LATENT_CHANNELS, i).chunks)
+            self.jpeg.append({q: self._jpeg(rgb, q) for q in JPEG_LADDER})
+
+    @staticmethod
+    def _jpeg(rgb, q):
+        data, out = jpeg_roundtrip(rgb, q)
+        return len(data), ms_ssim(rgb, out)
+
+    def sizes(self, i):
+        return [len(c) for c in self.chunks[i]]
+
+    def quality(self, i, channels) -> float:
+        key = (i, tuple(channels))
+        if key not in self._q:
+            f = bitstream.Frame(self.encoder.model_id, 0, list(channels), [self.chunks[i][c] for c in channels])
+            self._q[key] = ms_ssim(self.frames[i], self.decoder.decode(f)) if channels else 0.0
+        return self._q[key]
+
+
+def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, duration: float | None = None,
+             cfg: ControllerConfig | None = None) -> dict:
+    T = duration or trace.duration
+    interval = 1.0 / fps
+    link = LinkEmulator(trace, seed=1)
+    n = int(T * fps)
+    ctrl = BitrateController(cfg or ControllerConfig(default_interval_s=interval))
+    est = DeliveryEstimator()
+    pending = []               # (delivered time, report) not yet known to the sender
+    budget = LATENT_CHANNELS
+    ladder = JpegLadder(fps)
+    recs = []
+    for i in range(n):
+        t = i * interval
+        fi = i % len(bank.frames)
+        arrived = [r for r in pending if r[0] <= t]
+        pending = [r for r in pending if r[0] > t]
+        for arrival, rep in arrived:
+            bits, start, end, cap, late = rep
+            ctrl.on_link_delay(arrival - end)
+            est.on_delivery(bits, start, end, cap, interval)
+            ctrl.on_delivered(round(cap * fps))
+            ladder.on_report(cap, start, end, late)
+        if strategy.kind == "jpeg":
+            if link.free_at - t > interval:            # the sender's own queue is backing up
+                ladder.on_backlog(t)
+            level = ladder.choose(t, {q: v[0] for q, v in bank.jpeg[fi].items()})
+            nbytes, quality = bank.jpeg[fi][level]
+            d = link.send(t, nbytes, 1)
+            ms = quality if d.kept else 0.0
+            bits = nbytes * 8
+        else:
+            sizes = bank.sizes(fi)
+            if strategy.kind == "ours":
+                if strategy.link_monitor:
+                    p = trace.at(t)
+                    ctrl.on_link_quality(p.bandwidth_bps, t, 2 * p.delay_ms / 1000)  # as link_emulator_node
+                ctrl.on_delivery_estimate(est.bps)
+                dec = ctrl.decide(sizes[:budget], t, t)
+                level, budget = dec.channels, dec.budget
+            else:
+                level = strategy.k
+            bits = frame_bits(sizes[:level])
+            if strategy.kind == "ours":
+                ctrl.on_sent(i, bits, t)
+            d = link.send(t, bits // 8, level)
+            ms = bank.quality(fi, d.kept)
+        late = d.delivered > t + interval + 0.05
+        pending.append((d.delivered, (bits, d.start, d.end, t, late)))
+        recs.append(Record(t, level, bits, d.delivered, not late and len(d.kept) > 0, ms))
+    return abr_metrics(strategy, recs, trace, T, interval)
+
+
+def evaluate(trace_path, clip, encoder, decoder, fps=10.0, max_frames=30, strategies=None, progress=True) -> dict:
+    trace = Trace.load(trace_path)
+    bank = FrameBank(clip, encoder, decoder, max_frames, progress)
+    out = {"trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
+                     "points": [p.__dict__ for p in trace.points]},
+           "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "clip": str(clip), "frames_in_bank": len(bank.frames),
+           "strategies": {}}
+    for name in strategies or STRATEGIES:
+        out["strategies"][name] = simulate(STRATEGIES[name], bank, trace, fps)
+    return out
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(res["strategies"])
+    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 5.5), sharex=True, squeeze=False)
+    pts = res["trace"]["points"]
+    tt = [p["t"] for p in pts]
+    bw = [p["bandwidth_bps"] / 1000 for p in pts]
+    for j, name in enumerate(names):
+        s = res["strategies"][name]["series"]
+        a, b = axes[0][j], axes[1][j]
+        a.step(tt, bw, where="post", label="available")
+        a.plot(s["t"], [v / 1000 for v in s["sent_bps"]], lw=0.8, label="sent")
+        a.set_title(name, fontsize=9)
+        a.set_ylabel("kbit/s")
+        a.legend(fontsize=7)
+        b.plot(s["t"], s["ms_ssim"], "g.", ms=2)
+        late = [t for t, ok in zip(s["t"], s["on_time"]) if not ok]
+        b.plot(late, [0.55] * len(late), "r|", ms=6, label="late")
+        b.set_ylim(0.5, 1.0)
+        b.set_xlabel("time (s)")
+        b.set_ylabel("MS-SSIM")
+        m = res["strategies"][name]
+        b.set_title(f"on time {m['on_time_ratio']:.2f}, util {m['utilization']:.2f}", fontsize=8)
+    fig.suptitle(f"trace {res['trace']['name']} at {res['fps']:.0f} frames/s (224x224)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(a) -> None:
+    from ..codec.model import DecoderModel, EncoderModel
+    from ..sources import default_clip
+    if a.live:
+        from .evaluate_abr_live import evaluate_live
+        res = evaluate_live(a.trace, a.input or default_clip(), a.fps, a.max_frames, a.strategies, a.duration)
+    else:
+        res = evaluate(a.trace, a.input or default_clip(), EncoderModel.load(), DecoderModel.load(threads=2),
+                       a.fps, a.max_frames, a.strategies)
+    print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s) at {res['fps']:.0f} frames/s, "
+          f"224x224, {'live ROS graph' if a.live else 'simulated time'}")
+    print(f"{'strategy':22s} {'on_time':>8s} {'stalls':>7s} {'MS-SSIM':>8s} {'util':>6s} {'switches':>9s}")
+    for n, m in res["strategies"].items():
+        print(f"{n:22s} {m['on_time_ratio']:8.3f} {m['stall_count']:7d} {m['mean_ms_ssim']:8.4f} "
+              f"{m['utilization']:6.2f} {m['k_switches']:9d}")
+    write_json(res, a.json)
+    if a.plot:
+        plot(res, a.plot)
+    print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))

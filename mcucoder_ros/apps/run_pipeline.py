@@ -1,0 +1,72 @@
+"""`mcucoder-ros pipeline`: the node set in one process, from a video, camera, image
+topic, serial port or the real firmware under QEMU; optional emulated link."""
+from __future__ import annotations
+
+from ..pipeline import NAMESPACE, Pipeline
+
+
+def _link_monitor(proxy):
+    """A node publishing the throttled serial link's state on link_quality (10 Hz)."""
+    def make(context):
+        import math
+
+        from rclpy.node import Node
+
+        from ..msg import LinkQuality
+        node = Node("serial_link_monitor", namespace=NAMESPACE, context=context)
+        pub = node.create_publisher(LinkQuality, "link_quality", 10)
+
+        def tick():
+            pt = proxy.trace.at(proxy.now())
+            m = LinkQuality(bandwidth_bps=float(pt.bandwidth_bps), packet_loss=float(pt.loss),
+                            round_trip_time_s=math.nan, rssi_dbm=math.nan)
+            m.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(m)
+        node.create_timer(0.1, tick)
+        return node
+    return make
+
+
+def run(a) -> None:
+    """a: the parsed `mcucoder-ros pipeline` arguments."""
+    qemu = None
+    port = a.input
+    proxy = None
+    if a.source.startswith("qemu-"):
+        from ..qemu import QemuCamera
+        qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames)
+        port = qemu.start()
+    if a.serial_trace:
+        if not port.startswith("socket://"):
+            raise ValueError("--serial-trace needs a socket:// serial source (a qemu source or socket://host:port)")
+        from ..link_emulation import ThrottledSerialProxy, Trace
+        host, p_ = port[len("socket://"):].rsplit(":", 1)
+        proxy = ThrottledSerialProxy(Trace.load(a.serial_trace), (host, int(p_)))
+        port = proxy.url
+    extra = []
+    if proxy and not a.no_link_monitor:
+        extra.append(_link_monitor(proxy))
+    try:
+        p = Pipeline(a.source, port, a.params, a.loop, a.namespace, trace=a.trace, link_monitor=not a.no_link_monitor,
+                     extra_nodes=extra)
+    except BaseException:
+        if qemu:
+            qemu.stop()
+        raise
+    try:
+        done = None
+        if qemu:
+            done = lambda: qemu.finished() or p.frames_in >= qemu.n_frames  # noqa: E731
+        p.run(timeout_s=a.duration, source_done=done)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dec = p.nodes["decoder_node"]
+        print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
+              f"malformed {dec.counters.get('malformed', 0)}")
+        p.shutdown()
+        if proxy:
+            proxy.close()
+        if qemu:
+            qemu.stop()
+            print(qemu.report_text())
