@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="encoder/decoder frames per second and peak memory")
     b.add_argument("--json", required=True)
-    b.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    b.add_argument("--seconds", type=float, default=3.0, help="time per measurement (split over 3 interleaved rounds)")
     b.add_argument("--model", default=None)
     b.add_argument("--threads", type=int, default=0)
     b.set_defaults(func=_app("bench_codec", "main"))

@@ -120,7 +120,10 @@ class Pipeline:
             if self.frames_in != last_in:        # frames may still be arriving (a slow serial link)
                 last_in, last_change = self.frames_in, now
             if done_fn():
-                caught_up = dec.counters.get("frames", 0) + dec.counters.get("malformed", 0) >= self.frames_in
+                c = dec.counters
+                handled = c.get("frames", 0) + c.get("malformed", 0) + c.get("dropped_stale", 0)
+                skipped = self.nodes["bitrate_controller_node"].counters.get("frames_skipped", 0)
+                caught_up = handled + skipped >= self.frames_in
                 quiet = now - last_change
                 if (caught_up and (not hasattr(self.encoder, "frames_published") or quiet > 0.5)) \
                         or quiet > drain_s:

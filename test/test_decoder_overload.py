@@ -38,9 +38,13 @@ def _run(ros, ns, frames, offer_hz, seconds, *node_args):
     proc = start("decoder_node", "--ros-args", "-r", f"__ns:={ns}", *node_args)
     try:
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 30), stop(proc)
-        # warm-up: one frame through, so that model loading is not counted
-        pub.publish(frame_to_msg(frames[0], clock.now().to_msg(), "cam"))
-        assert ros.spin_until(lambda: got, 60), stop(proc)
+        # warm-up: a frame through, so that model loading is not counted (best effort:
+        # repeated until the decoder's reader has matched and one arrives)
+        t_warm = time.monotonic()
+        while not got:
+            assert time.monotonic() - t_warm < 60, stop(proc)
+            pub.publish(frame_to_msg(frames[0], clock.now().to_msg(), "cam"))
+            ros.spin_until(lambda: got, 1.0)
         ros.spin_for(0.5)
         got.clear(), reports.clear()
         t0, i = time.monotonic(), 0
@@ -69,6 +73,8 @@ def test_overload_drops_stale_frames_and_bounds_latency(ros, encoder, photos):
     assert out_rate >= 0.6 / decode_s, f"output {out_rate:.1f}/s, one decode takes {decode_s * 1000:.0f} ms"
     age = np.array([t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) for m, t in got])
     bound = 2 / out_rate + decode_s + 0.05      # two output intervals + one decode + transport
+    print(f"offered {offered}, decoded {len(got)}, decode {decode_s * 1000:.0f} ms, age p95 "
+          f"{np.percentile(age, 95) * 1000:.0f} ms, bound {bound * 1000:.0f} ms, stale {reports[-1].dropped_stale}")
     assert np.percentile(age, 95) <= bound, (np.percentile(age, 95), bound, decode_s)
     # without dropping, a best-effort queue of 5 would age frames by ~5 decode times
     assert reports[-1].dropped_stale >= offered - len(got) - 10

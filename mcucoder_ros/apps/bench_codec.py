@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -12,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..codec import bitstream
+from ..codec.entropy import c_decoder_built as entropy_c_built
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
-from ..codec.model import DECODER_FILE, DecoderModel, EncoderModel, default_model_dir
+from ..codec.model import DECODER_FILE, DecoderModel, EncoderModel, default_model_dir, shipped_decoders
+from ..hostinfo import describe, host_info
 
 
 def _rate(fn, seconds: float) -> float:
@@ -43,28 +44,50 @@ def _paper_decoder_onnx(path: str) -> bool:
     return True
 
 
-def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0) -> dict:
+def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0, rounds: int = 3) -> dict:
+    """Every shipped decoder is measured in the same run, in interleaved rounds (the
+    median of each is kept), so that their ratios hold even when the host's speed
+    drifts; the default decoder's figures are also the top-level ones."""
     d = model_dir or default_model_dir()
     frame = _sample_frame()
     enc = EncoderModel.load(d)
-    res = {"frame_size": [IMAGE_SIZE, IMAGE_SIZE], "batch": 1, "cpu": platform.processor() or platform.machine(),
-           "cpu_count": os.cpu_count(), "onnxruntime_threads": threads or "default"}
+    host = host_info()
+    print(f"host: {describe(host)}")
+    res = {"host": host, "cpu": host["cpu_model"], "cpu_count": host["cpu_count"],
+           "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "batch": 1, "onnxruntime_threads": threads or "default"}
     res["int8_encoder_fps"] = _rate(lambda: enc.latent(frame), seconds)
     res["encoder_fps"] = _rate(lambda: bitstream.pack(enc.encode(frame, LATENT_CHANNELS)), seconds)
     print(f"INT8 encoder (numpy reference): {res['int8_encoder_fps']:.1f} frames/s; "
           f"with quantisation + rANS + bitstream: {res['encoder_fps']:.1f} frames/s")
     data = bitstream.pack(enc.encode(frame, LATENT_CHANNELS))
-    dec = DecoderModel.load(d, "fast", threads)
-    latent = dec.latent(bitstream.unpack(data))
-    res["entropy_decode_fps"] = _rate(lambda: dec.latent(bitstream.unpack(data)), seconds)
-    res["decoder_network_fps"] = _rate(lambda: dec.reconstruct(latent), seconds)
-    res["decoder_fps"] = _rate(lambda: dec.decode(bitstream.unpack(data)), seconds)
-    res["architectures"] = {"fast": {"network_fps": res["decoder_network_fps"], "decode_fps": res["decoder_fps"],
-                                     "onnx": str(dec.onnx_path)}}
-    print(f"fast decoder: network {res['decoder_network_fps']:.1f} frames/s, full decode (rANS + network) "
-          f"{res['decoder_fps']:.1f} frames/s")
+    names = shipped_decoders(d)
+    decs = {n: DecoderModel.load(d, n, threads) for n in names}
+    default = names[0]
+    latent = decs[default].latent(bitstream.unpack(data))
+    res["entropy_decode_fps"] = _rate(lambda: decs[default].latent(bitstream.unpack(data)), seconds)
+    print(f"entropy decoding (rANS, {'C' if entropy_c_built() else 'pure Python: C extension not built'}): "
+          f"{res['entropy_decode_fps']:.0f} frames/s")
+    runs = {n: {"network_fps": [], "decode_fps": []} for n in names}
+    for _ in range(rounds):
+        for n, dec in decs.items():
+            runs[n]["network_fps"].append(_rate(lambda dec=dec: dec.reconstruct(latent), seconds / rounds))
+            runs[n]["decode_fps"].append(_rate(lambda dec=dec: dec.decode(bitstream.unpack(data)), seconds / rounds))
+    res["architectures"] = {}
+    for n in names:
+        a = {k: float(np.median(v)) for k, v in runs[n].items()}
+        a.update(onnx=str(decs[n].onnx_path), onnx_bytes=decs[n].onnx_path.stat().st_size)
+        res["architectures"][n] = a
+        print(f"decoder {n:10s}: network {a['network_fps']:.1f} frames/s, full decode (rANS + network) "
+              f"{a['decode_fps']:.1f} frames/s")
+    res["default_decoder"] = default
+    res["decoder_fps"] = res["architectures"][default]["decode_fps"]
+    res["decoder_network_fps"] = res["architectures"][default]["network_fps"]
+    if default != "fast" and "fast" in res["architectures"]:
+        res["decoder_speedup_vs_fast_fp32"] = res["decoder_fps"] / res["architectures"]["fast"]["decode_fps"]
+        print(f"default decoder {default}: {res['decoder_speedup_vs_fast_fp32']:.2f}x the FP32 fast decoder "
+              "(full decode, same run)")
     res["peak_rss_mb"] = _peak_rss_mb()
-    print(f"peak resident memory (encoder + fast decoder, this process): {res['peak_rss_mb']:.0f} MB")
+    print(f"peak resident memory (encoder + {len(names)} decoders, this process): {res['peak_rss_mb']:.0f} MB")
     with tempfile.TemporaryDirectory() as tmp:
         paper = os.path.join(d, DECODER_FILE.format(arch="paper"))
         note = "shipped weights"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hostinfo import describe, host_info
+
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
@@ -30,6 +32,7 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
+    from ..msg import BitrateStatus, LatentChannels, ReceiverReport
     from ..pipeline import NAMESPACE, NODES, default_params_file
     from ..sources import default_clip
 
@@ -53,6 +56,14 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
         arrivals.append((time.monotonic(), (now - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9) * 1e3))
     node.create_subscription(Image, f"{NAMESPACE}/image_decoded", on_image,
                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    seen = {"offered": 0, "report": None, "status": None}
+
+    def on_latent(_m):
+        seen["offered"] += 1
+    node.create_subscription(LatentChannels, f"{NAMESPACE}/latent", on_latent, 10)
+    node.create_subscription(ReceiverReport, f"{NAMESPACE}/receiver_report",
+                             lambda m: seen.__setitem__("report", m), 10)
+    node.create_subscription(BitrateStatus, f"{NAMESPACE}/bitrate_status", lambda m: seen.__setitem__("status", m), 10)
     try:
         t_end = time.monotonic() + 30
         while not arrivals and time.monotonic() < t_end:
@@ -61,10 +72,13 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
             raise RuntimeError("no decoded frames arrived within 30 s")
         _spin_for(node, ctx, warmup_s)
         arrivals.clear()
+        before = {"offered": seen["offered"], "stale": _stale(seen), "skipped": _skipped(seen)}
         cpu0 = {n: _cpu_s(p.pid) for n, p in procs.items()}
         t0 = time.monotonic()
         _spin_for(node, ctx, seconds)
         dt = time.monotonic() - t0
+        offered = seen["offered"] - before["offered"]
+        stale, skipped = _stale(seen) - before["stale"], _skipped(seen) - before["skipped"]
         cpu = {n: (_cpu_s(p.pid) - cpu0[n]) / dt * 100 for n, p in procs.items()}
     finally:
         for p in procs.values():
@@ -77,12 +91,24 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
     lat = np.array([a[1] for a in arrivals])
-    res = {"frame_size": [224, 224], "requested_fps": fps, "seconds": round(dt, 2), "frames": len(arrivals),
+    host = host_info()
+    res = {"host": host, "cpu": host["cpu_model"], "frame_size": [224, 224], "requested_fps": fps,
+           "seconds": round(dt, 2), "frames_offered": offered, "frames": len(arrivals),
+           "frames_skipped_for_receiver": skipped, "frames_dropped_stale": stale,
+           "receiver_max_fps": float(seen["report"].max_fps) if seen["report"] else None,
            "fps": len(arrivals) / dt, "latency_ms_p50": float(np.percentile(lat, 50)),
            "latency_ms_p95": float(np.percentile(lat, 95)), "latency_ms_max": float(lat.max()),
            "cpu_percent_per_node": {k: round(v, 1) for k, v in cpu.items()}, "cpu_count": os.cpu_count(),
            "mode": "one process per node (as ros2 launch)", "clip": clip}
     return res
+
+
+def _stale(seen) -> int:
+    return int(seen["report"].dropped_stale) if seen["report"] else 0
+
+
+def _skipped(seen) -> int:
+    return int(seen["status"].frames_skipped) if seen["status"] else 0
 
 
 def _spin(node, ctx, t):
@@ -101,9 +127,14 @@ def _spin_for(node, ctx, seconds):
 
 
 def main(a) -> None:
+    print(f"host: {describe(host_info())}")
     res = run(a.seconds, a.fps)
-    print(f"end to end at 224x224: {res['fps']:.1f} frames/s (requested {res['requested_fps']:.0f}), latency "
-          f"capture->image_decoded p50 {res['latency_ms_p50']:.0f} ms, p95 {res['latency_ms_p95']:.0f} ms")
+    print(f"end to end at 224x224: {res['fps']:.1f} frames/s delivered (requested {res['requested_fps']:.0f}, "
+          f"encoded {res['frames_offered'] / res['seconds']:.1f}), latency capture->image_decoded "
+          f"p50 {res['latency_ms_p50']:.0f} ms, p95 {res['latency_ms_p95']:.0f} ms")
+    print(f"  frames skipped by the controller for the receiver {res['frames_skipped_for_receiver']}, dropped stale "
+          f"at the decoder {res['frames_dropped_stale']}; receiver reports max {res['receiver_max_fps'] or 0:.1f} "
+          "frames/s")
     for n, c in res["cpu_percent_per_node"].items():
         print(f"  CPU {n:26s} {c:5.1f} % of one core")
     if a.json:

@@ -25,6 +25,10 @@ try:    # the C decoder (same model, about 100x faster); the Python one below is
 except ImportError:     # built without a C compiler: decode in Python
     _c_decode = None
 
+
+def c_decoder_built() -> bool:
+    return _c_decode is not None
+
 PROB_BITS = 12
 PROB_SCALE = 1 << PROB_BITS
 RANS_L = 1 << 23

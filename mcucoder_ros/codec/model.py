@@ -133,21 +133,31 @@ class DecoderModel:
         so.log_severity_level = 3
         # no busy-waiting worker threads: the decoder shares the CPU with other nodes
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        wanted, self.provider_note = resolve_providers(providers)
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=wanted)
+        self.providers = self.session.get_providers()      # what onnxruntime really uses
         self.input_name = self.session.get_inputs()[0].name
         self.onnx_path = Path(onnx_path)
+        self.name = self.onnx_path.name[len("decoder_"):-len(".onnx")]
 
     @classmethod
-    def load(cls, model_dir=None, arch: str = "fast", threads: int = 0) -> DecoderModel:
+    def load(cls, model_dir=None, arch: str | None = None, threads: int = 0, providers=("cpu",)) -> DecoderModel:
+        """arch: a decoder of the model folder (decoder_<arch>.onnx); None or "": the preferred one."""
         d = Path(model_dir or default_model_dir())
+        if not arch:
+            names = shipped_decoders(d)
+            if not names:
+                raise ModelError(f"no decoder (decoder_*.onnx) in {d}")
+            arch = names[0]
         onnx_path = d / DECODER_FILE.format(arch=arch)
         if not onnx_path.exists():
-            raise ModelError(f"decoder model not found: {onnx_path}")
+            have = ", ".join(shipped_decoders(d)) or "none"
+            raise ModelError(f"decoder model not found: {onnx_path} (this model has: {have})")
         enc = d / ENCODER_FILE
         if not enc.exists():
             raise ModelError(f"encoder parameters not found: {enc}")
         with np.load(enc) as z:
-            return cls({k: z[k] for k in z.files}, onnx_path, threads)
+            return cls({k: z[k] for k in z.files}, onnx_path, threads, providers)
 
     def latent(self, frame: Frame) -> np.ndarray:
         """Decode the entropy-coded chunks -> float latent [1,12,28,28], missing channels zero."""

@@ -13,7 +13,11 @@ The route (docs/training.md):
 
 The first and the last convolution stay in FP32 (46 M of 5,050 M MACs): the latent
 channels have ranges far apart (one uint8 grid for all twelve would be coarser than
-some channels' own 6-bit step), and the output grid is where 8 bits hurt most.
+some channels' own 6-bit step), and the output grid is where 8 bits hurt most.  The
+residual trunk stays in float too: every convolution reads it on a uint8 grid, but the
+sums are carried in float (measured on held-out photos before fine-tuning: k = 12
+MS-SSIM 0.9516 with uint8 sums, 0.9556 with float ones, FP32 0.9597; about 10 % of
+the INT8 speed).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 from ..codec.geometry import LATENT_CHANNELS, LATENT_SIZE
 
 KEEP_FP32 = ["/head/Conv", "/tail/Conv"]    # ONNX node names left in float
-OP_TYPES = ["Conv", "Add", "Relu"]
+OP_TYPES = ["Conv", "Relu"]                 # residual additions stay in float (float_trunk)
 
 
 def export_fp32(decoder: torch.nn.Module, path: str | Path) -> None:
@@ -173,20 +177,44 @@ class QatForward:
 
     def __call__(self, dec, z):
         fq, conv = self.fq, self.conv
-        x = fq(F.relu(conv(fq(z, "latent"), dec.head, quant="/head/Conv" not in KEEP_FP32)), "/Relu_output_0")
+        head = conv(fq(z, "latent"), dec.head, quant="/head/Conv" not in KEEP_FP32)
+        x = fq(F.relu(head), "/Relu_output_0")
+        xq = x                                  # the trunk as the next convolution reads it
         stages = [("stage28", None), ("up56", "stage56"), ("up112", "stage112"), ("up224", "stage224")]
         for up, stage in stages:
             if stage is None:
                 stage = up
             else:   # the shuffle moves uint8 values: it keeps the ReLU output's grid
-                u = fq(F.relu(conv(x, getattr(dec, up).conv)), f"/{up}/Relu_output_0")
-                x = F.pixel_shuffle(u, 2)
+                u = fq(F.relu(conv(xq, getattr(dec, up).conv)), f"/{up}/Relu_output_0")
+                x = xq = F.pixel_shuffle(u, 2)
             for i, blk in enumerate(getattr(dec, stage)):
                 p = f"/{stage}/{stage}.{i}"
-                h = fq(F.relu(conv(x, blk.conv1)), f"{p}/Relu_output_0")
+                h = fq(F.relu(conv(xq, blk.conv1)), f"{p}/Relu_output_0")
                 h = fq(conv(h, blk.conv2), f"{p}/conv2/Conv_output_0")
-                x = fq(x + h, f"{p}/Add_output_0")
+                x = x + h                       # float sum (float_trunk)
+                xq = fq(x, f"{p}/Add_output_0")
         return torch.sigmoid(conv(x, dec.tail, quant="/tail/Conv" not in KEEP_FP32))
+
+
+def float_trunk(path) -> None:
+    """onnxruntime's quantiser feeds every consumer of a quantised tensor its DQ output;
+    give the residual additions the float sum of the previous addition instead, so that
+    only the convolutions read the trunk on its uint8 grid."""
+    import onnx
+
+    m = onnx.load(str(path))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    for n in m.graph.node:
+        if n.op_type != "Add":
+            continue
+        for i, name in enumerate(n.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            src = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+            if src is not None and src.op_type == "Add":
+                n.input[i] = q.input[0]
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
 
 
 def export_int8(decoder: torch.nn.Module, qparams: dict, out_path) -> None:
@@ -195,3 +223,4 @@ def export_int8(decoder: torch.nn.Module, qparams: dict, out_path) -> None:
         export_fp32(decoder, fp32)
         quantize_onnx(fp32, out_path, qparams=qparams)
     shuffle_uint8(out_path)
+    float_trunk(out_path)
