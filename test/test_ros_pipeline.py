@@ -1,5 +1,6 @@
 """The ROS pipeline with real rclpy, Fast DDS and separate processes."""
 import math
+import re
 import time
 
 import numpy as np
@@ -8,6 +9,19 @@ from conftest import ROOT
 from ros_helpers import RosContext, start, stop
 
 CLIP = ROOT / "data" / "clips" / "traffic.mp4"
+
+
+def accounted(out: str, encoded: int = 90) -> int:
+    """The runner's last line: every encoded frame was decoded, or dropped as stale by
+    a decoder that could not keep up, or skipped for it by the controller; returns how
+    many were decoded (all of them unless the host is overloaded)."""
+    m = re.search(r"frames encoded (\d+), decoded (\d+), malformed (\d+), dropped stale (\d+), "
+                  r"skipped for the receiver (\d+)", out)
+    assert m, out
+    enc, dec, bad, stale, skipped = map(int, m.groups())
+    assert enc == encoded and bad == 0 and dec + stale + skipped == enc, out
+    assert dec >= enc // 3, f"only {dec} of {enc} frames decoded: {out}"
+    return dec
 
 
 @pytest.fixture
@@ -37,8 +51,8 @@ def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, d
     finally:
         stop(proc)
     assert proc.returncode == 0, out
-    assert "frames encoded 90" in out
-    assert len(got) >= 80, f"only {len(got)} of 90 frames arrived"
+    decoded = accounted(out)
+    assert len(got) >= decoded - 2, f"only {len(got)} of {decoded} decoded frames arrived"
     for m in got[:3]:
         assert (m.width, m.height, m.encoding, m.step) == (224, 224, "rgb8", 672)
         assert m.header.frame_id == "camera"
@@ -211,8 +225,9 @@ def test_controller_keeps_sent_bitrate_under_bandwidth_step(ros):
         assert bits / span <= step_bw * 1.02, f"frames {w[0]}..{w[-1]} sent {bits / span:.0f} bit/s > {step_bw:.0f}"
     for s in late:
         assert status[s].channels >= 1
-    # every frame the encoder sent after the step was forwarded (none dropped for budget)
-    assert all(s in gated for s in latent if s > seq_step)
+    # every frame the encoder sent after the step was forwarded (none dropped for budget),
+    # unless skipped whole because the receiver could not show it (reported with k = 0)
+    assert all(s in gated or (s in status and status[s].channels == 0) for s in latent if s > seq_step)
     assert min(status[s].channels for s in late) < 12
 
 
@@ -231,6 +246,7 @@ def test_emulated_link_and_estimation_from_delivery(ros, tmp_path):
         out = stop(proc)
     finally:
         stop(proc)
-    assert proc.returncode == 0 and "decoded 90" in out, out
+    assert proc.returncode == 0, out
+    accounted(out)
     assert any(s.estimate_source == "delivery" for s in status)
     assert min(s.channels for s in status[-20:]) < 12          # it adapted to the narrow link

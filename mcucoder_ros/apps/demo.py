@@ -65,6 +65,9 @@ def make_observer(trace, record):
             record["gated"][stamp_to_s(m.header.stamp)] = (m.sequence, message_bytes(m), len(m.channel_indices),
                                                            time.monotonic() - t0)
 
+        def on_latent(m):       # before the controller: what k = 12 would have cost
+            record["full"][stamp_to_s(m.header.stamp)] = message_bytes(m)
+
         def on_status(m):
             record["status"][m.sequence] = (m.channels, m.available_bps, m.sent_bps)
 
@@ -76,6 +79,7 @@ def make_observer(trace, record):
 
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(LatentChannels, "latent_gated", on_gated, qos_profile_sensor_data)
+        node.create_subscription(LatentChannels, "latent", on_latent, qos_profile_sensor_data)
         node.create_subscription(BitrateStatus, "bitrate_status", on_status, 10)
         node.create_subscription(Image, "image_decoded", on_image, qos)
         return node
@@ -93,7 +97,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trace = load_trace(trace_csv)
-    record = {"gated": {}, "status": {}, "decoded": {}}
+    record = {"gated": {}, "status": {}, "decoded": {}, "full": {}}
     p = Pipeline("video", str(clip), params, extra_nodes=[make_observer(trace, record)],
                  overrides={"encoder_node": {"fps": 15.0}})
     try:
@@ -108,7 +112,8 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         dec = record["decoded"].get(stamp)
         st = record["status"].get(seq, (k, float("nan"), float("nan")))
         row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / PIXELS,
-               "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None}
+               "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None,
+               "full_bytes": record["full"].get(stamp)}
         if dec is not None and seq < len(sources):
             row["ms_ssim"] = ms_ssim(sources[seq], dec[0])
             row["latency_ms"] = dec[1]
@@ -139,6 +144,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
         "latency_ms_p95": float(np.percentile(lat, 95)) if lat else None,
         "trace": [{"t": t, "bandwidth_bps": b} for t, b in trace],
+        "link_utilisation": link_utilisation(rows, trace, 15.0),
         "frames": rows,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -148,8 +154,33 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     print(f"demo: {frames_in} frames in, {len(decoded)} decoded, mean {summary['mean_bpp']:.3f} bpp, "
           f"mean MS-SSIM {summary['mean_ms_ssim']:.4f}, latency p50 {summary['latency_ms_p50']:.0f} ms "
           f"p95 {summary['latency_ms_p95']:.0f} ms")
+    for seg in summary["link_utilisation"]:
+        u = "n/a" if seg["utilisation"] is None else f"{seg['utilisation']:.2f}"
+        print(f"  link {seg['bandwidth_bps'] / 1000:.0f} kbit/s from {seg['window_s'][0]:.1f} s to "
+              f"{seg['window_s'][1]:.1f} s: sent {seg['sent_bps'] / 1000:.0f} kbit/s, utilisation {u} "
+              f"(limited by {seg['limited_by']})")
     print(f"wrote {out / 'side_by_side.mp4'}, {out / 'bitrate.png'} and {out / 'summary.json'}")
     return summary
+
+
+def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: float = 0.9) -> list[dict]:
+    """Per trace segment, from settle_s after its change to the next one: the bitrate
+    sent over the bandwidth offered.  A segment is limited by "k=12" when even every
+    channel would fit the controller's target (headroom x bandwidth), else by the link."""
+    out = []
+    for i, (t0, bw) in enumerate(trace):
+        t1 = trace[i + 1][0] if i + 1 < len(trace) else max((r["t"] for r in rows), default=t0) + 1 / fps
+        w0 = t0 + settle_s
+        win = [r for r in rows if w0 <= r["t"] < t1]
+        if t1 - w0 < 2 / fps or not win:
+            continue
+        sent = sum(r["bytes"] for r in win) * 8 / (t1 - w0)      # skipped frames send nothing
+        full = [r["full_bytes"] for r in win if r.get("full_bytes")]
+        full_bps = sum(full) * 8 * fps / len(full) if full else float("nan")
+        out.append({"t": t0, "bandwidth_bps": bw, "window_s": [w0, t1], "frames": len(win), "sent_bps": sent,
+                    "all_channels_bps": full_bps, "utilisation": sent / bw,
+                    "limited_by": "k=12" if full_bps <= headroom * bw else "link"})
+    return out
 
 
 def _plot(rows, path):

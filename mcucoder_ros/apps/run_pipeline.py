@@ -62,8 +62,10 @@ def run(a) -> None:
         pass
     finally:
         dec = p.nodes["decoder_node"]
+        ctrl = p.nodes["bitrate_controller_node"]
         print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
-              f"malformed {dec.counters.get('malformed', 0)}")
+              f"malformed {dec.counters.get('malformed', 0)}, dropped stale {dec.counters.get('dropped_stale', 0)}, "
+              f"skipped for the receiver {ctrl.counters.get('frames_skipped', 0)}")
         p.shutdown()
         if proxy:
             proxy.close()
