@@ -24,11 +24,12 @@ setup(
         "tqdm>=4.60",
         "pyserial>=3.5",
         "pyyaml>=6",
+        "rosbags>=0.10",         # rosbag2 (MCAP, sqlite3) without a ROS install
     ],
     extras_require={
         # mvtb-data and scikit-image hold the offline training and held-out photos
         "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15", "mvtb-data", "scikit-image"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mcap>=1.1"],
     },
     entry_points={"console_scripts": [
         "mcucoder = mcucoder_ros.cli:main",

@@ -83,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(c, decoder=False)
     c.set_defaults(func=_app("codec_tools", "encode"))
 
+    g = sub.add_parser("decode-bag", help="decode the latents of a rosbag2 bag (MCAP or sqlite3) into a video, "
+                       "frames and timestamps; no ROS needed")
+    g.add_argument("bag", help="rosbag2 bag folder (or .mcap / .db3 file)")
+    g.add_argument("-o", "--output", required=True, help="video file to write (mp4)")
+    g.add_argument("--frames", default=None, metavar="DIR", help="also write every frame as PNG into DIR")
+    g.add_argument("--timestamps", default=None, metavar="CSV", help="also write index, sequence, stamps per frame")
+    g.add_argument("--channels", type=int, default=None, metavar="K", help="decode only the first K channels")
+    g.add_argument("--topic", default=None, help="latent topic (default: the bag's first LatentChannels topic)")
+    g.add_argument("--decoder", default=None, help="decoder of the model folder (default: the preferred one)")
+    g.set_defaults(func=_app("bag_tools", "decode_bag_main"))
+
     x = sub.add_parser("decode", help="decode an MCUCoder frame file into an image")
     x.add_argument("file")
     x.add_argument("-o", "--output", required=True)
@@ -100,7 +111,7 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     try:
         a.func(a)
-    except (BitstreamError, EntropyError, ImageError, ModelError) as e:
+    except (BitstreamError, EntropyError, ImageError, ModelError, RuntimeError, ValueError, FileNotFoundError) as e:
         sys.exit(f"mcucoder {a.cmd}: error: {e}")
 
 

@@ -64,6 +64,21 @@ def main(argv=None):
     e.add_argument("--strategies", nargs="+", default=None,
                    choices=["ours", "ours_no_link_quality", "fixed_k12", "fixed_k6", "jpeg_ladder"])
     e.set_defaults(func=_app("evaluate_abr"))
+    r = sub.add_parser("record", help="record the compressed stream into a rosbag2 bag (MCAP), no ROS install needed")
+    r.add_argument("--out", required=True, help="bag folder to create")
+    r.add_argument("--topics", nargs="+", default=["latent_gated", "bitrate_status", "link_quality"],
+                   help="topics, relative to --namespace (default: latent_gated bitrate_status link_quality)")
+    r.add_argument("--duration", type=float, default=None, help="seconds to record (default: until Ctrl-C)")
+    r.add_argument("--namespace", default=P.NAMESPACE)
+    r.set_defaults(func=_app("bag_tools", "record_main"))
+    y = sub.add_parser("play", help="republish a recorded bag with its timing (header stamps as recorded)")
+    y.add_argument("bag")
+    y.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    y.add_argument("--loop", action="store_true")
+    y.add_argument("--topics", nargs="+", default=None, help="only these topics (names or last parts)")
+    y.add_argument("--decode", action="store_true", help="also run decoder_node here: publishes image_decoded")
+    y.add_argument("--namespace", default=P.NAMESPACE)
+    y.set_defaults(func=_app("bag_tools", "play_main"))
     b = sub.add_parser("bench", help="end-to-end frames/s, latency and CPU per node (one process per node)")
     b.add_argument("--seconds", type=float, default=20.0)
     b.add_argument("--fps", type=float, default=15.0)
@@ -74,11 +89,13 @@ def main(argv=None):
         ap.error("--input is required for file and camera sources")
     from rclpy.exceptions import InvalidParameterValueException
 
+    from .bags import BagError
     from .codec.images import ImageError
     from .codec.model import ModelError
     try:
         a.func(a)
-    except (FileNotFoundError, ValueError, ImageError, ModelError, InvalidParameterValueException, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, ImageError, ModelError, BagError, InvalidParameterValueException,
+            RuntimeError) as e:
         sys.exit(f"mcucoder-ros: error: {e}")
 
 

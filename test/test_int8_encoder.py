@@ -78,3 +78,25 @@ def test_rejects_wrong_input(encoder):
         encoder.int8(np.zeros((100, 100, 3), np.uint8))
     with pytest.raises(ValueError):
         encoder.int8(np.zeros((224, 224, 3), np.float32))
+
+
+def test_int8_decoder_close_to_fp32_decoder_on_golden_frames():
+    """The default INT8 decoder (fast_int8) against the FP32 one (fast) on the golden
+    bitstreams, at k = 12 and k = 4.  Tolerance: the two pictures agree to MS-SSIM
+    >= 0.98 and mean |difference| <= 2.5 grey levels, and the INT8 picture's MS-SSIM
+    against the source is within 0.01 of the FP32 one's (held-out mean: docs/results.md)."""
+    from mcucoder_ros.codec.metrics import ms_ssim
+    from mcucoder_ros.codec.model import DecoderModel, shipped_decoders
+
+    assert shipped_decoders()[:2] == ["fast_int8", "fast"]
+    fp32, int8 = DecoderModel.load(arch="fast", threads=2), DecoderModel.load(threads=2)
+    assert int8.name == "fast_int8"
+    for name in ("astronaut", "road"):
+        src = np.fromfile(VECTORS / f"{name}.rgb", np.uint8).reshape(224, 224, 3)
+        frame = bitstream.unpack((VECTORS / f"{name}.mcf").read_bytes())
+        for k in (12, 4):
+            part = bitstream.Frame(frame.model_id, frame.sequence, frame.channel_indices[:k], frame.chunks[:k])
+            a, b = fp32.decode(part), int8.decode(part)
+            diff = np.abs(a.astype(int) - b.astype(int))
+            assert ms_ssim(a, b) >= 0.98 and diff.mean() <= 2.5, (name, k, ms_ssim(a, b), diff.mean())
+            assert ms_ssim(src, b) >= ms_ssim(src, a) - 0.01, (name, k)

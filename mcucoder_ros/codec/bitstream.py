@@ -119,3 +119,13 @@ def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *,
               int(latent_width), int(flags))
     f.validate()
     return f
+
+
+def from_message(m) -> Frame:
+    """A LatentChannels message (rclpy's, or one read from a bag by rosbags: the same
+    field names) -> Frame, checked; raises BitstreamError on inconsistent fields."""
+    if m.bitstream_version != VERSION:
+        raise BitstreamError(f"unsupported bitstream version {m.bitstream_version}")
+    return from_payload(m.model_id, m.sequence, list(m.channel_indices), list(m.chunk_lengths),
+                        bytes(m.payload), num_channels=m.num_channels, latent_height=m.latent_height,
+                        latent_width=m.latent_width)

@@ -139,11 +139,7 @@ def frame_to_msg(frame: bitstream.Frame, stamp, frame_id: str) -> LatentChannels
 
 def msg_to_frame(m: LatentChannels) -> bitstream.Frame:
     """Checked conversion; raises BitstreamError on inconsistent fields."""
-    if m.bitstream_version != bitstream.VERSION:
-        raise bitstream.BitstreamError(f"unsupported bitstream version {m.bitstream_version}")
-    return bitstream.from_payload(m.model_id, m.sequence, list(m.channel_indices), list(m.chunk_lengths),
-                                  bytes(m.payload), num_channels=m.num_channels, latent_height=m.latent_height,
-                                  latent_width=m.latent_width)
+    return bitstream.from_message(m)
 
 
 def gate(m: LatentChannels, k: int) -> LatentChannels:

@@ -19,8 +19,9 @@ from array import array
 import cv2
 import numpy as np
 from rclpy.qos import HistoryPolicy, QoSProfile
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
+from ..camera_info import load_calibration, scale_calibration
 from ..codec.bitstream import BitstreamError
 from ..codec.entropy import EntropyError
 from ..codec.model import PROVIDERS, DecoderModel, ModelError
@@ -39,6 +40,9 @@ class DecoderNode(McuNode):
                                + ", ".join(PROVIDERS) + " (unavailable ones fall back to cpu with a warning)",
                                read_only=True),
         "model_dir": ParamSpec("", "model folder (empty: the shipped default model)", read_only=True),
+        "camera_info_url": ParamSpec("", "calibration YAML (camera_calibration's format; file:// URL or path) of "
+                                     "the camera: published on camera_info, scaled to the output size (empty: none)",
+                                     read_only=True),
         "output_reliability": ParamSpec("reliable", "QoS reliability of image_decoded (rviz subscribes reliable)",
                                         choices=["best_effort", "reliable"], read_only=True),
         "output_depth": ParamSpec(10, "QoS depth of image_decoded", range=(1, 100), read_only=True),
@@ -56,6 +60,12 @@ class DecoderNode(McuNode):
                              reliability=RELIABILITY[self.p["output_reliability"]])
         self.pub = self.create_publisher(Image, "image_decoded", out_qos)
         self.report_pub = self.create_publisher(ReceiverReport, "receiver_report", 10)
+        self.calibration = None
+        if self.p["camera_info_url"]:
+            self.calibration = load_calibration(self.p["camera_info_url"])
+            self.info_pub = self.create_publisher(CameraInfo, "camera_info", out_qos)
+        else:
+            self.get_logger().info("camera_info_url not set: no camera_info is published")
         self.create_subscription(LatentChannels, "latent_gated", self._on_latent, self.qos())
         self.rate = RateMeter()
         self.latency_ms: list[float] = []
@@ -63,6 +73,7 @@ class DecoderNode(McuNode):
         self.decode_ms_avg = 0.0
         self.last_error = ""
         self.counters["dropped_stale"] = 0
+        self._info_cache = None
         self._pending: LatentChannels | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -107,6 +118,8 @@ class DecoderNode(McuNode):
         if w and h:
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         self.pub.publish(rgb_to_image(rgb, msg.header.stamp, msg.header.frame_id))
+        if self.calibration:
+            self.info_pub.publish(self._camera_info(rgb.shape[1], rgb.shape[0], msg.header))
         self.decode_ms = (time.perf_counter() - t0) * 1000
         a = 0.2 if self.decode_ms_avg else 1.0
         self.decode_ms_avg += a * (self.decode_ms - self.decode_ms_avg)
@@ -121,6 +134,16 @@ class DecoderNode(McuNode):
         rep.header = msg.header
         rep.channels_decoded = array("B", frame.channel_indices)
         self.report_pub.publish(rep)
+
+    def _camera_info(self, width: int, height: int, header) -> CameraInfo:
+        if self._info_cache is None or self._info_cache[0] != (width, height):
+            c = scale_calibration(self.calibration, width, height)
+            self._info_cache = ((width, height), CameraInfo(
+                width=width, height=height, distortion_model=c["distortion_model"], d=c["D"], k=c["K"], r=c["R"],
+                p=c["P"]))
+        info = self._info_cache[1]
+        info.header = header
+        return info
 
     @property
     def max_fps(self) -> float:

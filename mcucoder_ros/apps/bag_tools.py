@@ -1,0 +1,283 @@
+"""`mcucoder-ros record`, `mcucoder-ros play` and `mcucoder decode-bag`: compressed
+camera streams recorded as rosbag2 (MCAP), replayed with their timing, and decoded
+offline into a video, frames and timestamps (docs/ros.md, "Recording")."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+from pathlib import Path
+
+from ..bags import LATENT_TYPE, BagError, BagWriter, read_messages, shipped_model_dirs, topics_of, typestore
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # DDS stays on this machine
+
+DEFAULT_TOPICS = ("latent_gated", "bitrate_status", "link_quality")
+KNOWN_TYPES = {"latent": LATENT_TYPE, "latent_gated": LATENT_TYPE, "latent_link": LATENT_TYPE,
+               "bitrate_status": "mcucoder_ros/msg/BitrateStatus", "link_quality": "mcucoder_ros/msg/LinkQuality",
+               "receiver_report": "mcucoder_ros/msg/ReceiverReport",
+               "delivery_report": "mcucoder_ros/msg/DeliveryReport"}
+
+
+def _msg_class(msgtype: str):
+    import importlib
+    pkg, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+
+def _absolute(topic: str, namespace: str) -> str:
+    return topic if topic.startswith("/") else f"{namespace.rstrip('/')}/{topic}"
+
+
+# --- record ---------------------------------------------------------------------------
+
+def record(out, topics=DEFAULT_TOPICS, duration: float | None = None, namespace: str = "/mcucoder",
+           discovery_s: float = 10.0, storage: str = "mcap") -> dict:
+    """Record `topics` (relative to `namespace`) into a new bag until `duration` seconds
+    have passed or the process is interrupted (Ctrl-C, SIGTERM)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    names = [_absolute(t, namespace) for t in topics]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("mcucoder_recorder", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    writer = BagWriter(out, storage)
+    # best effort matches reliable and best-effort publishers alike (as ros2 bag record does)
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pending = {n: KNOWN_TYPES.get(n.rsplit("/", 1)[-1]) for n in names}
+    stop = {"now": False}
+    old = signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+
+    def subscribe(topic, msgtype):
+        writer.add_topic(topic, msgtype)
+        node.create_subscription(_msg_class(msgtype), topic,
+                                 lambda raw, t=topic: writer.write(t, node.get_clock().now().nanoseconds, raw),
+                                 qos, raw=True)
+
+    try:
+        t_start = time.monotonic()
+        while not stop["now"] and (duration is None or time.monotonic() - t_start < duration):
+            if any(ty is None for ty in pending.values()) and time.monotonic() - t_start < discovery_s:
+                graph = dict(node.get_topic_names_and_types())
+                for n, ty in pending.items():
+                    if ty is None and n in graph:
+                        pending[n] = graph[n][0]
+            for n, ty in list(pending.items()):
+                if ty is not None:
+                    subscribe(n, ty)
+                    del pending[n]
+            ex.spin_once(timeout_sec=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        writer.close()
+        node.destroy_node()
+        ex.shutdown()
+        rclpy.try_shutdown(context=ctx)
+    if pending:
+        print(f"not recorded (type unknown, no publisher seen within {discovery_s:.0f} s): {', '.join(pending)}")
+    return {"bag": str(out), "messages": dict(writer.counts)}
+
+
+def record_main(a) -> None:
+    res = record(a.out, a.topics, a.duration, a.namespace)
+    counts = ", ".join(f"{t}: {n}" for t, n in res["messages"].items())
+    size = sum(f.stat().st_size for f in Path(a.out).rglob("*") if f.is_file())
+    print(f"wrote {a.out} ({size / 1e6:.2f} MB): {counts}")
+
+
+# --- play -----------------------------------------------------------------------------
+
+def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, namespace: str = "/mcucoder",
+         topics=None, params=None) -> dict:
+    """Publish the bag's messages with their recorded spacing (divided by `rate`); header
+    stamps are kept as recorded.  With `decode`, decoder_node runs in this process on
+    the first latent topic and publishes image_decoded."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    if rate <= 0:
+        raise ValueError(f"--rate must be positive, got {rate}")
+    info = topics_of(bag)
+    chosen = [t for t in info if not topics or t in topics or t.rsplit("/", 1)[-1] in topics]
+    if not chosen:
+        raise BagError(f"none of the topics {topics} is in {bag} (it has {', '.join(info)})")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("mcucoder_player", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {t: node.create_publisher(_msg_class(info[t][0]), t, qos) for t in chosen}
+    decoder = None
+    if decode:
+        lat = [t for t in chosen if info[t][0] == LATENT_TYPE]
+        if not lat:
+            raise BagError(f"--decode: {bag} holds no {LATENT_TYPE} messages")
+        from ..nodes.decoder_node import DecoderNode
+        over = [Parameter(k, value=v) for k, v in (params or {}).items()]
+        decoder = DecoderNode(namespace=namespace, context=ctx, parameter_overrides=over,
+                              cli_args=["--ros-args", "-r", f"latent_gated:={lat[0]}"])
+        ex.add_node(decoder)
+    published = dict.fromkeys(chosen, 0)
+    errors: list[str] = []
+    try:
+        t_wait = time.monotonic()     # give subscribers a moment to match before the first message
+        while time.monotonic() - t_wait < 1.0:
+            ex.spin_once(timeout_sec=0.05)
+        while True:
+            t0, first = time.monotonic(), None
+            for m in read_messages(bag, chosen, errors):
+                first = m.timestamp_ns if first is None else first
+                due = t0 + (m.timestamp_ns - first) * 1e-9 / rate
+                while time.monotonic() < due:
+                    ex.spin_once(timeout_sec=max(0.0, min(0.01, due - time.monotonic())))
+                pubs[m.topic].publish(m.raw)          # serialized bytes, republished as recorded
+                published[m.topic] += 1
+            if not loop or errors:
+                break
+        t_end = time.monotonic()
+        while time.monotonic() - t_end < 1.0:          # let the last frames through the decoder
+            ex.spin_once(timeout_sec=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        decoded = decoder.counters.get("frames", 0) if decoder else None
+        for n in ([decoder] if decoder else []) + [node]:
+            n.destroy_node()
+        ex.shutdown()
+        rclpy.try_shutdown(context=ctx)
+    return {"published": published, "decoded": decoded, "errors": errors}
+
+
+def play_main(a) -> None:
+    res = play(a.bag, a.rate, a.loop, a.decode, a.namespace, a.topics)
+    print("published " + ", ".join(f"{t}: {n}" for t, n in res["published"].items())
+          + (f"; decoded {res['decoded']}" if res["decoded"] is not None else ""))
+    for e in res["errors"]:
+        print(f"warning: {e}")
+
+
+# --- decode-bag (no ROS needed) -------------------------------------------------------
+
+def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channels: int | None = None,
+               topic: str | None = None, decoder: str | None = None, progress: bool = True) -> dict:
+    """Decode the LatentChannels of a bag exactly as decoder_node does (same model
+    folder, same default decoder, missing channels zero-filled); `channels` keeps only
+    the first k chunks of each frame, as the bitrate controller would."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..bags import latent_topics
+    from ..codec import bitstream
+    from ..codec.entropy import EntropyError
+    from ..codec.images import save_rgb
+    from ..codec.model import DecoderModel
+
+    if channels is not None and not 0 <= channels <= 12:
+        raise ValueError(f"--channels must be in 0..12, got {channels}")
+    lat = latent_topics(bag)
+    if topic and topic not in lat:
+        raise BagError(f"{topic} is not a {LATENT_TYPE} topic of {bag} (those are: {', '.join(lat)})")
+    topic = topic or lat[0]
+    total = topics_of(bag)[topic][1]
+    models = shipped_model_dirs()
+    decoders: dict[int, DecoderModel] = {}
+    ts = typestore()
+    if frames_dir:
+        Path(frames_dir).mkdir(parents=True, exist_ok=True)
+    rows, errors, video, stamps = [], [], None, []
+    malformed = 0
+    bar = tqdm(total=total, desc=f"decoding {topic}", unit="frame", disable=not progress)
+    try:
+        for i, m in enumerate(read_messages(bag, [topic], errors)):
+            bar.update(1)
+            msg = ts.deserialize_cdr(m.raw, m.msgtype)
+            try:
+                frame = bitstream.from_message(msg)
+                if channels is not None:
+                    frame = bitstream.Frame(frame.model_id, frame.sequence, frame.channel_indices[:channels],
+                                            frame.chunks[:channels], frame.num_channels, frame.latent_height,
+                                            frame.latent_width)
+                if frame.model_id not in models:
+                    have = ", ".join(f"{k:#010x} ({d.name})" for k, d in models.items()) or "none"
+                    raise BagError(f"frame {frame.sequence} was coded with model {frame.model_id:#010x}, which no "
+                                   f"shipped model has (shipped: {have})")
+                dec = decoders.get(frame.model_id)
+                if dec is None:
+                    dec = decoders[frame.model_id] = DecoderModel.load(models[frame.model_id], decoder or None)
+                rgb = dec.decode(frame)
+            except (bitstream.BitstreamError, EntropyError, ValueError) as e:
+                malformed += 1
+                bar.write(f"skipped message {i} (sequence {msg.sequence}): {e}")
+                continue
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            stamps.append(stamp)
+            if out_video:
+                if video is None:
+                    video = _video_writer(out_video, stamps, total, bag, topic, ts)
+                video.write(np.ascontiguousarray(rgb[..., ::-1]))
+            name = ""
+            if frames_dir:
+                name = f"frame_{len(rows):06d}_seq{frame.sequence}.png"
+                save_rgb(Path(frames_dir) / name, rgb)
+            sec, ns = msg.header.stamp.sec, msg.header.stamp.nanosec     # exact: no float rounding
+            rows.append({"index": len(rows), "sequence": frame.sequence, "stamp_s": f"{sec}.{ns:09d}",
+                         "bag_time_s": f"{m.timestamp_ns // 10**9}.{m.timestamp_ns % 10**9:09d}",
+                         "channels": len(frame.chunks),
+                         "bytes": sum(len(c) for c in frame.chunks), "file": name})
+    finally:
+        bar.close()
+        if video is not None:
+            video.release()
+    if timestamps_csv:
+        with open(timestamps_csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["index", "sequence", "stamp_s", "bag_time_s", "channels", "bytes",
+                                              "file"])
+            w.writeheader()
+            w.writerows(rows)
+    if not rows and errors:
+        raise BagError(errors[0])
+    return {"topic": topic, "frames": len(rows), "malformed": malformed, "errors": errors,
+            "decoders": {f"{k:#010x}": d.name for k, d in decoders.items()}}
+
+
+def _video_writer(path, stamps, total, bag, topic, ts):
+    """mp4 at the stream's frame rate (median capture spacing of the first frames)."""
+    import cv2
+    import numpy as np
+
+    from ..codec.geometry import IMAGE_SIZE
+
+    first = []
+    for m in read_messages(bag, [topic], []):
+        msg = ts.deserialize_cdr(m.raw, m.msgtype)
+        first.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+        if len(first) >= 30:
+            break
+    dt = np.diff(first)
+    dt = dt[dt > 0]
+    fps = float(np.clip(1.0 / np.median(dt), 1.0, 120.0)) if len(dt) else 15.0
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (IMAGE_SIZE, IMAGE_SIZE))
+    if not vw.isOpened():
+        raise BagError(f"cannot write video {path}")
+    return vw
+
+
+def decode_bag_main(a) -> None:
+    res = decode_bag(a.bag, a.output, a.frames, a.timestamps, a.channels, a.topic, a.decoder)
+    print(f"{res['frames']} frames of {res['topic']} decoded ({', '.join(res['decoders'].values()) or 'none'})"
+          + (f", {res['malformed']} malformed skipped" if res["malformed"] else "")
+          + f" -> {a.output}" + (f", frames in {a.frames}" if a.frames else "")
+          + (f", timestamps in {a.timestamps}" if a.timestamps else ""))
+    for e in res["errors"]:
+        print(f"warning: {e}")

@@ -1,0 +1,147 @@
+"""Recorded streams: rosbag2 bags (MCAP or sqlite3) of LatentChannels, read and written
+without a ROS install, through the `rosbags` library.
+
+The message definitions come from the package's own msg/ files (the one source of
+truth for the wire format), registered in a rosbags typestore beside the standard ROS 2
+(Kilted) ones; bags written here embed them, so any MCAP or rosbag2 reader can open
+them without this package.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "mcucoder_ros"
+LATENT_TYPE = f"{PACKAGE}/msg/LatentChannels"
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be opened, holds no latents, or is damaged."""
+
+
+def msg_dir() -> Path:
+    """The package's msg/ folder: in the checkout, or installed under share/."""
+    for d in (Path(__file__).resolve().parents[1] / "msg", Path(sys.prefix) / "share" / PACKAGE / "msg"):
+        if (d / "LatentChannels.msg").exists():
+            return d
+    raise FileNotFoundError("the mcucoder_ros message definitions (msg/*.msg) were not found")
+
+
+def typestore():
+    """ROS 2 Kilted's standard types + mcucoder_ros/msg/* from the .msg files."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for f in sorted(msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(f.read_text(), f"{PACKAGE}/msg/{f.stem}"))
+    ts.register(types)
+    return ts
+
+
+@dataclass
+class BagMessage:
+    topic: str
+    msgtype: str
+    timestamp_ns: int          # when the recorder received it
+    raw: bytes                 # CDR, as on the wire
+
+
+def _reader(path):
+    from rosbags.highlevel import AnyReader
+
+    p = Path(path)
+    if not p.exists():
+        raise BagError(f"bag not found: {p}")
+    try:
+        reader = AnyReader([p], default_typestore=typestore())
+        reader.open()
+    except Exception as e:      # rosbags raises its own error types for every kind of damage
+        raise BagError(f"cannot open bag {p}: {e}") from None
+    return reader
+
+
+def read_messages(path, topics=None, errors: list | None = None) -> Iterator[BagMessage]:
+    """Every message of the bag (of `topics` if given) in time order.  Damage (a
+    truncated or corrupted file) ends the iteration after the last good message; the
+    error is appended to `errors` (or raised as BagError when no list is given)."""
+    reader = _reader(path)
+    try:
+        conns = [c for c in reader.connections if not topics or c.topic in topics]
+        try:
+            for conn, ts, raw in reader.messages(connections=conns):
+                yield BagMessage(conn.topic, conn.msgtype, ts, bytes(raw))
+        except Exception as e:   # noqa: BLE001 - the frames before the damage are kept
+            msg = f"bag {path} is damaged after the last good message: {type(e).__name__}: {e}"
+            if errors is None:
+                raise BagError(msg) from None
+            errors.append(msg)
+    finally:
+        reader.close()
+
+
+def topics_of(path) -> dict[str, tuple[str, int]]:
+    """topic -> (message type, message count)."""
+    reader = _reader(path)
+    try:
+        return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+    finally:
+        reader.close()
+
+
+def latent_topics(path) -> list[str]:
+    lat = [t for t, (ty, _) in topics_of(path).items() if ty == LATENT_TYPE]
+    if not lat:
+        have = ", ".join(f"{t} ({ty})" for t, (ty, _) in topics_of(path).items()) or "no topics"
+        raise BagError(f"bag {path} holds no {LATENT_TYPE} messages (it has: {have})")
+    return lat
+
+
+def deserialize(msg: BagMessage, ts=None):
+    return (ts or typestore()).deserialize_cdr(msg.raw, msg.msgtype)
+
+
+class BagWriter:
+    """A rosbag2 bag in MCAP storage with the message definitions embedded."""
+
+    def __init__(self, path, storage: str = "mcap"):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} exists already (rosbag2 bags are folders; choose a new name)")
+        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+        self.ts = typestore()
+        self.writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self.writer.open()
+        self.conns = {}
+        self.counts: dict[str, int] = {}
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic not in self.conns:
+            self.conns[topic] = self.writer.add_connection(topic, msgtype, typestore=self.ts)
+            self.counts[topic] = 0
+
+    def write(self, topic: str, timestamp_ns: int, raw: bytes) -> None:
+        self.writer.write(self.conns[topic], timestamp_ns, raw)
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def shipped_model_dirs() -> dict[int, Path]:
+    """model id -> model folder, for every model folder beside the default one."""
+    import numpy as np
+
+    from .codec.model import ENCODER_FILE, default_model_dir
+
+    out = {}
+    for d in sorted(default_model_dir().parent.iterdir()):
+        f = d / ENCODER_FILE
+        if f.exists():
+            with np.load(f) as z:
+                out[int(z["model_id"])] = d
+    return out
