@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--decoder", default=None, help="decoder of the model folder (default: the preferred one)")
     g.set_defaults(func=_app("bag_tools", "decode_bag_main"))
 
+    z = sub.add_parser("bag-sizes", help="MB per minute of recording: latents vs raw images vs JPEG (real bags)")
+    z.add_argument("--out", default="out/bag-sizes", help="folder for the bags written")
+    z.add_argument("--input", default=None, help="video (default: the bundled clip)")
+    z.add_argument("--seconds", type=float, default=60.0)
+    z.add_argument("--json", default=None)
+    z.set_defaults(func=_app("bag_tools", "bag_sizes_main"))
+
     x = sub.add_parser("decode", help="decode an MCUCoder frame file into an image")
     x.add_argument("file")
     x.add_argument("-o", "--output", required=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -95,10 +96,11 @@ def record_main(a) -> None:
 # --- play -----------------------------------------------------------------------------
 
 def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, namespace: str = "/mcucoder",
-         topics=None, params=None) -> dict:
+         topics=None, params=None, wait_s: float = 5.0) -> dict:
     """Publish the bag's messages with their recorded spacing (divided by `rate`); header
     stamps are kept as recorded.  With `decode`, decoder_node runs in this process on
-    the first latent topic and publishes image_decoded."""
+    the first latent topic (decoding every frame in order: drop_stale false) and
+    publishes image_decoded."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -123,15 +125,23 @@ def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, names
         if not lat:
             raise BagError(f"--decode: {bag} holds no {LATENT_TYPE} messages")
         from ..nodes.decoder_node import DecoderNode
-        over = [Parameter(k, value=v) for k, v in (params or {}).items()]
+        over = [Parameter(k, value=v) for k, v in {"drop_stale": False, **(params or {})}.items()]
         decoder = DecoderNode(namespace=namespace, context=ctx, parameter_overrides=over,
                               cli_args=["--ros-args", "-r", f"latent_gated:={lat[0]}"])
         ex.add_node(decoder)
     published = dict.fromkeys(chosen, 0)
     errors: list[str] = []
     try:
-        t_wait = time.monotonic()     # give subscribers a moment to match before the first message
-        while time.monotonic() - t_wait < 1.0:
+        # give subscribers a moment to match before the first message (volatile topics
+        # lose what is published before): up to wait_s for every played topic, and for
+        # image_decoded when decoding here, to have a subscriber
+        outs = [p for t, p in pubs.items() if not decoder or info[t][0] != LATENT_TYPE]
+        outs += [decoder.pub] if decoder else []
+        t_wait = time.monotonic()
+        while time.monotonic() - t_wait < wait_s and not all(p.get_subscription_count() for p in outs):
+            ex.spin_once(timeout_sec=0.05)
+        t_wait = time.monotonic()
+        while time.monotonic() - t_wait < 0.5:
             ex.spin_once(timeout_sec=0.05)
         while True:
             t0, first = time.monotonic(), None
@@ -144,9 +154,13 @@ def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, names
                 published[m.topic] += 1
             if not loop or errors:
                 break
-        t_end = time.monotonic()
-        while time.monotonic() - t_end < 1.0:          # let the last frames through the decoder
+        t_end = time.monotonic()      # let the last frames through the decoder (it queues them all)
+        n_lat = sum(n for t, n in published.items() if info[t][0] == LATENT_TYPE)
+        while time.monotonic() - t_end < (60.0 if decoder else 1.0):
             ex.spin_once(timeout_sec=0.05)
+            c = decoder.counters if decoder else {}
+            if decoder and c.get("frames", 0) + c.get("malformed", 0) >= n_lat and time.monotonic() - t_end > 0.5:
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -281,3 +295,102 @@ def decode_bag_main(a) -> None:
           + (f", timestamps in {a.timestamps}" if a.timestamps else ""))
     for e in res["errors"]:
         print(f"warning: {e}")
+
+
+# --- bag sizes ------------------------------------------------------------------------
+
+def bag_sizes(out_dir, clip=None, seconds: float = 60.0, fps: float = 15.0, model_dir=None) -> dict:
+    """MB per minute of recording, measured by writing real MCAP bags of the bundled
+    clip (cycled) at `fps` for `seconds`: LatentChannels at k = 12 and k = 6, raw
+    sensor_msgs/Image rgb8 224x224, and sensor_msgs/CompressedImage JPEG at the OpenCV
+    quality whose mean MS-SSIM on the same frames comes closest to k = 12 and to k = 6."""
+    import numpy as np
+
+    from ..codec import bitstream
+    from ..codec.jpeg import jpeg_roundtrip
+    from ..codec.metrics import ms_ssim
+    from ..codec.model import DecoderModel, EncoderModel
+    from ..evaluation import collect_frames
+    from ..sources import default_clip
+
+    clip = clip or default_clip()
+    frames = [f for _, f in collect_frames([clip])]
+    enc, dec = EncoderModel.load(model_dir), DecoderModel.load(model_dir)
+    ts = typestore()
+    T = ts.types
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    n = int(seconds * fps)
+
+    def header(i):
+        t = 1_700_000_000 + i / fps
+        return Header(stamp=Time(sec=int(t), nanosec=int((t % 1) * 1e9)), frame_id="camera")
+
+    coded = {k: [enc.encode(f, k, i) for i, f in enumerate(frames)] for k in (12, 6)}
+    quality = {k: float(np.mean([ms_ssim(f, dec.decode(c)) for f, c in zip(frames, coded[k])])) for k in coded}
+    jpeg_ms: dict[int, float] = {}
+
+    def jpeg_quality(q):
+        if q not in jpeg_ms:
+            jpeg_ms[q] = float(np.mean([ms_ssim(f, jpeg_roundtrip(f, q)[1]) for f in frames]))
+        return jpeg_ms[q]
+
+    jpeg_q = {}
+    for k, target in quality.items():      # the JPEG quality with the closest mean MS-SSIM: coarse, then fine
+        def gap(q, target=target):
+            return abs(jpeg_quality(q) - target)
+        coarse = min(range(5, 101, 5), key=gap)
+        jpeg_q[k] = min(range(max(1, coarse - 4), min(100, coarse + 4) + 1), key=gap)
+
+    def latent_msg(i, k):
+        fr = coded[k][i % len(frames)]
+        return T[LATENT_TYPE](header=header(i), sequence=i, model_id=fr.model_id, bitstream_version=bitstream.VERSION,
+                              num_channels=12, latent_height=28, latent_width=28,
+                              channel_indices=np.array(fr.channel_indices, np.uint8),
+                              chunk_lengths=np.array([len(c) for c in fr.chunks], np.uint16),
+                              payload=np.frombuffer(b"".join(fr.chunks), np.uint8))
+
+    def image_msg(i):
+        f = frames[i % len(frames)]
+        return T["sensor_msgs/msg/Image"](header=header(i), height=224, width=224, encoding="rgb8", is_bigendian=0,
+                                          step=672, data=f.reshape(-1))
+
+    def jpeg_msg(i, q):
+        data = jpeg_roundtrip(frames[i % len(frames)], q)[0]
+        return T["sensor_msgs/msg/CompressedImage"](header=header(i), format="rgb8; jpeg compressed bgr8",
+                                                    data=np.frombuffer(data, np.uint8))
+
+    cases = {"latent_k12": (LATENT_TYPE, lambda i: latent_msg(i, 12)),
+             "latent_k6": (LATENT_TYPE, lambda i: latent_msg(i, 6)),
+             "image_rgb8": ("sensor_msgs/msg/Image", image_msg),
+             f"jpeg_q{jpeg_q[12]}": ("sensor_msgs/msg/CompressedImage", lambda i: jpeg_msg(i, jpeg_q[12])),
+             f"jpeg_q{jpeg_q[6]}": ("sensor_msgs/msg/CompressedImage", lambda i: jpeg_msg(i, jpeg_q[6]))}
+    res = {"clip": str(clip), "fps": fps, "seconds": seconds, "frame_size": [224, 224], "storage": "mcap",
+           "ms_ssim": {f"latent_k{k}": v for k, v in quality.items()},
+           "jpeg_quality_matching": {f"latent_k{k}": q for k, q in jpeg_q.items()},
+           "jpeg_ms_ssim": {f"q{q}": jpeg_ms[q] for q in jpeg_q.values()}, "mb_per_minute": {}}
+    for name, (msgtype, make) in cases.items():
+        path = Path(out_dir) / name
+        if path.exists():
+            shutil.rmtree(path)
+        w = BagWriter(path)
+        w.add_topic("/camera/stream", msgtype)
+        for i in range(n):
+            w.write("/camera/stream", int(i / fps * 1e9), ts.serialize_cdr(make(i), msgtype))
+        w.close()
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        res["mb_per_minute"][name] = size / 1e6 * 60.0 / seconds
+    return res
+
+
+def bag_sizes_main(a) -> None:
+    import json
+    res = bag_sizes(a.out, a.input, a.seconds)
+    for name, mb in res["mb_per_minute"].items():
+        print(f"{name:12s} {mb:8.2f} MB per minute at {res['fps']:.0f} frames/s")
+    print("MS-SSIM on the clip: " + ", ".join(f"{k} {v:.4f}" for k, v in res["ms_ssim"].items())
+          + "; JPEG qualities with the closest MS-SSIM: "
+          + ", ".join(f"{k}: q{v} ({res['jpeg_ms_ssim'][f'q{v}']:.4f})"
+                      for k, v in res["jpeg_quality_matching"].items()))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+        print(f"wrote {a.json}")

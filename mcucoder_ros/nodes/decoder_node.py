@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from array import array
+from collections import deque
 
 import cv2
 import numpy as np
@@ -46,6 +47,8 @@ class DecoderNode(McuNode):
         "output_reliability": ParamSpec("reliable", "QoS reliability of image_decoded (rviz subscribes reliable)",
                                         choices=["best_effort", "reliable"], read_only=True),
         "output_depth": ParamSpec(10, "QoS depth of image_decoded", range=(1, 100), read_only=True),
+        "drop_stale": ParamSpec(True, "decode only the newest waiting frame (live); false: every frame in order, "
+                                "for replays (at most 1000 waiting)", read_only=True),
         **QOS_PARAMS,
     }
 
@@ -56,6 +59,9 @@ class DecoderNode(McuNode):
         if self.model.provider_note:
             self.get_logger().warning(self.model.provider_note)
         self.get_logger().info(f"decoder {self.model.name} on {', '.join(self.model.providers)}")
+        # one run now: onnxruntime's first run allocates and plans, which would otherwise
+        # make the first frame slow and its followers stale
+        self.model.reconstruct(np.zeros((1, 12, 28, 28), np.float32))
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["output_depth"],
                              reliability=RELIABILITY[self.p["output_reliability"]])
         self.pub = self.create_publisher(Image, "image_decoded", out_qos)
@@ -74,7 +80,7 @@ class DecoderNode(McuNode):
         self.last_error = ""
         self.counters["dropped_stale"] = 0
         self._info_cache = None
-        self._pending: LatentChannels | None = None
+        self._pending: deque[LatentChannels] = deque(maxlen=1 if self.p["drop_stale"] else 1000)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -84,9 +90,9 @@ class DecoderNode(McuNode):
     def _on_latent(self, msg: LatentChannels):
         """Executor thread: keep only the newest frame; the worker decodes it when free."""
         with self._lock:
-            if self._pending is not None:
-                self.count("dropped_stale")
-            self._pending = msg
+            if len(self._pending) == self._pending.maxlen:
+                self.count("dropped_stale")      # the oldest waiting frame is replaced
+            self._pending.append(msg)
         self._wake.set()
 
     def _work(self):
@@ -94,8 +100,9 @@ class DecoderNode(McuNode):
             if not self._wake.wait(timeout=0.1):
                 continue
             with self._lock:
-                msg, self._pending = self._pending, None
-                self._wake.clear()
+                msg = self._pending.popleft() if self._pending else None
+                if not self._pending:
+                    self._wake.clear()
             if msg is not None:
                 try:
                     self._decode(msg)
