@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=int, default=200)
     t.add_argument("--qat", action="store_true",
                    help="with --decoder-only: quantisation-aware training of the INT8 decoder (docs/training.md)")
+    t.add_argument("--distill", metavar="CHECKPOINT", default=None,
+                   help="with --decoder-only: learn the output of this checkpoint's decoder (e.g. the FP32 one "
+                        "for --qat) instead of the photo")
     t.add_argument("--decoder-only", metavar="MODEL_DIR", default=None,
                    help="train only the decoder, on the exact INT8 latents of the exported encoder in "
                         "MODEL_DIR (firmware, model id and bitstreams stay as they are)")

@@ -15,7 +15,7 @@ def train(a):
                       batch=a.batch, lr=a.lr, mse_weight=a.mse_weight, heldout=a.heldout, seed=a.seed,
                       device=a.device, ckpt_every_s=a.ckpt_every, init=a.init,
                       full_k_prob=a.full_k_prob, warmup=a.warmup, encoder_model=a.decoder_only or "",
-                      qat=a.qat)
+                      qat=a.qat, distill=a.distill or "")
     run_training(cfg)
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     full_k_prob: float = 0.0        # share of samples that keep all 12 channels (high-end fine-tuning)
     encoder_model: str = ""         # train only the decoder, on this exported model's exact INT8 latents
     qat: bool = False               # quantisation-aware: train the INT8 decoder onnxruntime will run
+    distill: str = ""               # checkpoint of a teacher decoder: learn its output, not the photo
 
 
 class LatentRange:
@@ -197,6 +198,15 @@ def train(cfg: TrainConfig) -> str:
         decode = lambda z: qf(model.decoder, z)  # noqa: E731
         print(f"quantisation-aware: {len(qparams)} activation tensors on fixed onnxruntime grids")
 
+    teacher = None
+    if cfg.distill:
+        if not exact:
+            raise SystemExit("--distill needs --decoder-only MODEL_DIR (the teacher decodes the same latents)")
+        teacher = MCUCoder(cfg.decoder).to(device)
+        teacher.load_state_dict(torch.load(cfg.distill, map_location=device)["model"])
+        teacher = teacher.decoder.eval().requires_grad_(False)
+        print(f"distilling from the decoder of {cfg.distill}")
+
     paths = list_images(cfg.data)
     sampler = CropSampler(paths, device, seed=cfg.seed + step)
     frames = np.load(cfg.heldout)["frames"] if cfg.heldout else None
@@ -233,6 +243,9 @@ def train(cfg: TrainConfig) -> str:
                 rng.update(z)
                 zq = tail_drop(rng.quantise_noise(z), k)
             y = (decode or model.decoder)(zq)
+            if teacher is not None:     # the target is the teacher's picture of the same latents
+                with torch.no_grad():
+                    x = teacher(zq).float().clamp(0, 1)
         y = y.float()
         loss = 1 - ms_ssim(y, x, data_range=1.0) + cfg.mse_weight * F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)
