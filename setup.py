@@ -25,11 +25,12 @@ setup(
         "pyserial>=3.5",
         "pyyaml>=6",
         "rosbags>=0.10",         # rosbag2 (MCAP, sqlite3) without a ROS install
+        "mcap>=1.1",             # reading MCAP bags that were cut off (no index)
     ],
     extras_require={
         # mvtb-data and scikit-image hold the offline training and held-out photos
         "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15", "mvtb-data", "scikit-image"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mcap>=1.1"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
     },
     entry_points={"console_scripts": [
         "mcucoder = mcucoder_ros.cli:main",

@@ -63,11 +63,54 @@ def _reader(path):
     return reader
 
 
+def _mcap_files(path) -> list[Path]:
+    p = Path(path)
+    return sorted(p.glob("*.mcap")) if p.is_dir() else ([p] if p.suffix == ".mcap" and p.exists() else [])
+
+
+def _read_mcap_sequentially(path, topics, errors: list | None, why: str) -> Iterator[BagMessage]:
+    """A bag whose MCAP file has no valid summary (a recording that was cut off: the
+    index is written last): read its records from the start, as far as they go."""
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    damage = []
+    for f in _mcap_files(path):
+        schemas, channels = {}, {}
+        with open(f, "rb") as fh:
+            try:
+                for rec in StreamReader(fh, skip_magic=False).records:
+                    if isinstance(rec, Schema):
+                        schemas[rec.id] = rec.name
+                    elif isinstance(rec, Channel):
+                        channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+                    elif isinstance(rec, Message) and rec.channel_id in channels:
+                        topic, msgtype = channels[rec.channel_id]
+                        if not topics or topic in topics:
+                            yield BagMessage(topic, msgtype, rec.log_time, bytes(rec.data))
+            except Exception as e:   # noqa: BLE001 - the records before the damage are kept
+                detail = f": {e}" if str(e) else ""
+                damage.append(f"{f.name} ends early or is damaged ({type(e).__name__}{detail})")
+    msg = f"bag {path}: {why}; read sequentially up to the damage: " + ("; ".join(damage) or "no damage found")
+    if errors is None:
+        if damage:
+            raise BagError(msg)
+    else:
+        errors.append(msg)
+
+
 def read_messages(path, topics=None, errors: list | None = None) -> Iterator[BagMessage]:
     """Every message of the bag (of `topics` if given) in time order.  Damage (a
     truncated or corrupted file) ends the iteration after the last good message; the
-    error is appended to `errors` (or raised as BagError when no list is given)."""
-    reader = _reader(path)
+    error is appended to `errors` (or raised as BagError when no list is given).  An
+    MCAP bag without a valid index (cut off while recording) is read sequentially."""
+    try:
+        reader = _reader(path)
+    except BagError as e:
+        if not _mcap_files(path):
+            raise
+        yield from _read_mcap_sequentially(path, topics, errors, str(e))
+        return
     try:
         conns = [c for c in reader.connections if not topics or c.topic in topics]
         try:
@@ -84,7 +127,17 @@ def read_messages(path, topics=None, errors: list | None = None) -> Iterator[Bag
 
 def topics_of(path) -> dict[str, tuple[str, int]]:
     """topic -> (message type, message count)."""
-    reader = _reader(path)
+    try:
+        reader = _reader(path)
+    except BagError:
+        if not _mcap_files(path):
+            raise
+        out: dict[str, tuple[str, int]] = {}
+        for m in _read_mcap_sequentially(path, None, [], ""):
+            out[m.topic] = (m.msgtype, out.get(m.topic, ("", 0))[1] + 1)
+        if not out:
+            raise
+        return out
     try:
         return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
     finally:
@@ -104,9 +157,15 @@ def deserialize(msg: BagMessage, ts=None):
 
 
 class BagWriter:
-    """A rosbag2 bag in MCAP storage with the message definitions embedded."""
+    """A rosbag2 bag in MCAP storage with the message definitions embedded.
 
-    def __init__(self, path, storage: str = "mcap"):
+    A recording may be cut off (power, SIGKILL) before the index at the end of the file
+    is written; the MCAP chunk being filled is then lost.  So the chunk is closed and
+    written out every `flush_s` seconds of recording (rosbags would otherwise hold up to
+    1 MiB, about 13 s of latents, in memory), and readers recover the rest
+    (read_messages reads such a file sequentially)."""
+
+    def __init__(self, path, storage: str = "mcap", flush_s: float = 1.0):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.path = Path(path)
@@ -118,6 +177,7 @@ class BagWriter:
         self.writer.open()
         self.conns = {}
         self.counts: dict[str, int] = {}
+        self.flush_s, self._last_flush, self._unflushed = flush_s, None, 0
 
     def add_topic(self, topic: str, msgtype: str) -> None:
         if topic not in self.conns:
@@ -127,6 +187,18 @@ class BagWriter:
     def write(self, topic: str, timestamp_ns: int, raw: bytes) -> None:
         self.writer.write(self.conns[topic], timestamp_ns, raw)
         self.counts[topic] += 1
+        self._unflushed += 1
+        if self._last_flush is None:
+            self._last_flush = timestamp_ns
+        elif (timestamp_ns - self._last_flush) * 1e-9 >= self.flush_s:
+            self._flush(timestamp_ns)
+
+    def _flush(self, now_ns: int) -> None:
+        storage = getattr(self.writer, "storage", None)     # rosbags' MCAP storage (no public flush)
+        if self._unflushed and hasattr(storage, "close_chunk") and hasattr(storage, "bio"):
+            storage.close_chunk()
+            storage.bio.flush()
+        self._last_flush, self._unflushed = now_ns, 0
 
     def close(self) -> None:
         self.writer.close()

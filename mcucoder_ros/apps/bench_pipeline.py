@@ -29,7 +29,7 @@ def _cpu_s(pid: int) -> float:
 
 def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmup_s: float = 3.0) -> dict:
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     from ..msg import BitrateStatus, LatentChannels, ReceiverReport
@@ -60,7 +60,7 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
 
     def on_latent(_m):
         seen["offered"] += 1
-    node.create_subscription(LatentChannels, f"{NAMESPACE}/latent", on_latent, 10)
+    node.create_subscription(LatentChannels, f"{NAMESPACE}/latent", on_latent, qos_profile_sensor_data)
     node.create_subscription(ReceiverReport, f"{NAMESPACE}/receiver_report",
                              lambda m: seen.__setitem__("report", m), 10)
     node.create_subscription(BitrateStatus, f"{NAMESPACE}/bitrate_status", lambda m: seen.__setitem__("status", m), 10)
