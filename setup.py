@@ -30,7 +30,7 @@ setup(
     extras_require={
         # mvtb-data and scikit-image hold the offline training and held-out photos
         "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15", "mvtb-data", "scikit-image"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mcap-ros2-support>=0.5"],
     },
     entry_points={"console_scripts": [
         "mcucoder = mcucoder_ros.cli:main",
