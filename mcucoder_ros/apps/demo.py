@@ -65,9 +65,6 @@ def make_observer(trace, record):
             record["gated"][stamp_to_s(m.header.stamp)] = (m.sequence, message_bytes(m), len(m.channel_indices),
                                                            time.monotonic() - t0)
 
-        def on_latent(m):       # before the controller: what k = 12 would have cost
-            record["full"][stamp_to_s(m.header.stamp)] = message_bytes(m)
-
         def on_status(m):
             record["status"][m.sequence] = (m.channels, m.available_bps, m.sent_bps)
 
@@ -79,7 +76,6 @@ def make_observer(trace, record):
 
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(LatentChannels, "latent_gated", on_gated, qos_profile_sensor_data)
-        node.create_subscription(LatentChannels, "latent", on_latent, qos_profile_sensor_data)
         node.create_subscription(BitrateStatus, "bitrate_status", on_status, 10)
         node.create_subscription(Image, "image_decoded", on_image, qos)
         return node
@@ -97,7 +93,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trace = load_trace(trace_csv)
-    record = {"gated": {}, "status": {}, "decoded": {}, "full": {}}
+    record = {"gated": {}, "status": {}, "decoded": {}}
     p = Pipeline("video", str(clip), params, extra_nodes=[make_observer(trace, record)],
                  overrides={"encoder_node": {"fps": 15.0}})
     try:
@@ -107,13 +103,20 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         p.shutdown()
 
     sources = [resize_224(f) for _, f in iter_video(clip, frames_in)]
+    from ..codec.model import EncoderModel
+    encoder = EncoderModel.load()
+
+    def channel_bytes(rgb):
+        return [len(c) for c in encoder.encode(rgb, 12).chunks]
+
     rows = []
     for stamp, (seq, nbytes, k, t) in sorted(record["gated"].items(), key=lambda kv: kv[1][0]):
         dec = record["decoded"].get(stamp)
         st = record["status"].get(seq, (k, float("nan"), float("nan")))
         row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / PIXELS,
-               "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None,
-               "full_bytes": record["full"].get(stamp)}
+               "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None}
+        if seq < len(sources):     # what every channel would cost (the camera codes only k + 1 of them)
+            row["channel_bytes"] = channel_bytes(sources[seq])
         if dec is not None and seq < len(sources):
             row["ms_ssim"] = ms_ssim(sources[seq], dec[0])
             row["latency_ms"] = dec[1]
@@ -158,15 +161,20 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         u = "n/a" if seg["utilisation"] is None else f"{seg['utilisation']:.2f}"
         print(f"  link {seg['bandwidth_bps'] / 1000:.0f} kbit/s from {seg['window_s'][0]:.1f} s to "
               f"{seg['window_s'][1]:.1f} s: sent {seg['sent_bps'] / 1000:.0f} kbit/s, utilisation {u} "
-              f"(limited by {seg['limited_by']})")
+              f"(limited by {seg['limited_by']}; whole channels within one nominal frame interval: "
+              f"{seg['whole_channel_utilisation']:.2f})")
     print(f"wrote {out / 'side_by_side.mp4'}, {out / 'bitrate.png'} and {out / 'summary.json'}")
     return summary
 
 
 def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: float = 0.9) -> list[dict]:
     """Per trace segment, from settle_s after its change to the next one: the bitrate
-    sent over the bandwidth offered.  A segment is limited by "k=12" when even every
-    channel would fit the controller's target (headroom x bandwidth), else by the link."""
+    sent over the bandwidth offered.  A segment is limited by "k=12" when every channel
+    would fit the controller's target (headroom x bandwidth), else by the link.
+    `whole_channel_utilisation` is the most that whole channels allow when no frame may
+    take longer than one frame interval on the link (the controller's rule): per frame,
+    the largest k that fits."""
+    from ..control import BitrateController
     out = []
     for i, (t0, bw) in enumerate(trace):
         t1 = trace[i + 1][0] if i + 1 < len(trace) else max((r["t"] for r in rows), default=t0) + 1 / fps
@@ -175,10 +183,13 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
         if t1 - w0 < 2 / fps or not win:
             continue
         sent = sum(r["bytes"] for r in win) * 8 / (t1 - w0)      # skipped frames send nothing
-        full = [r["full_bytes"] for r in win if r.get("full_bytes")]
-        full_bps = sum(full) * 8 * fps / len(full) if full else float("nan")
+        sizes = [r["channel_bytes"] for r in win if r.get("channel_bytes")]
+        cost = [[BitrateController.frame_bytes(c[:k]) * 8 for k in range(1, 13)] for c in sizes]
+        full_bps = sum(c[-1] for c in cost) * fps / len(cost) if cost else float("nan")
+        fit = [max([b for b in c if b <= bw / fps] or [0]) for c in cost]
+        best = sum(fit) * fps / len(fit) / bw if fit else float("nan")
         out.append({"t": t0, "bandwidth_bps": bw, "window_s": [w0, t1], "frames": len(win), "sent_bps": sent,
-                    "all_channels_bps": full_bps, "utilisation": sent / bw,
+                    "all_channels_bps": full_bps, "utilisation": sent / bw, "whole_channel_utilisation": best,
                     "limited_by": "k=12" if full_bps <= headroom * bw else "link"})
     return out
 
