@@ -50,7 +50,7 @@ demo: setup
 	@echo; echo "Demo results in $(OUT)/:"; \
 	 echo "  side_by_side.mp4  source | decoded, with k and bitrate"; \
 	 echo "  bitrate.png       available bandwidth, sent bitrate, MS-SSIM and k over time"; \
-	 echo "  summary.json      frames in/decoded, mean bpp, mean MS-SSIM, latency p50/p95"; \
+	 echo "  summary.json      frames in/decoded, mean bpp, mean MS-SSIM, latency p50/p95, link use per segment"; \
 	 echo "  rd.json, rd.png   rate-distortion of MCUCoder vs JPEG on the bundled photos"
 
 test: setup
