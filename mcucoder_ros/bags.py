@@ -144,10 +144,12 @@ def topics_of(path) -> dict[str, tuple[str, int]]:
         reader.close()
 
 
-def latent_topics(path) -> list[str]:
-    lat = [t for t, (ty, _) in topics_of(path).items() if ty == LATENT_TYPE]
+def latent_topics(path, topics: dict | None = None) -> list[str]:
+    """The LatentChannels topics of a bag (`topics`: its topics_of, if already read)."""
+    topics = topics_of(path) if topics is None else topics
+    lat = [t for t, (ty, _) in topics.items() if ty == LATENT_TYPE]
     if not lat:
-        have = ", ".join(f"{t} ({ty})" for t, (ty, _) in topics_of(path).items()) or "no topics"
+        have = ", ".join(f"{t} ({ty})" for t, (ty, _) in topics.items()) or "no topics"
         raise BagError(f"bag {path} holds no {LATENT_TYPE} messages (it has: {have})")
     return lat
 

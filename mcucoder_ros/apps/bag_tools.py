@@ -10,7 +10,16 @@ import signal
 import time
 from pathlib import Path
 
-from ..bags import LATENT_TYPE, BagError, BagWriter, read_messages, shipped_model_dirs, topics_of, typestore
+from ..bags import (
+    LATENT_TYPE,
+    BagError,
+    BagWriter,
+    latent_topics,
+    read_messages,
+    shipped_model_dirs,
+    topics_of,
+    typestore,
+)
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # DDS stays on this machine
 
@@ -190,7 +199,6 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
     import numpy as np
     from tqdm import tqdm
 
-    from ..bags import latent_topics
     from ..codec import bitstream
     from ..codec.entropy import EntropyError
     from ..codec.images import save_rgb
@@ -198,17 +206,18 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
 
     if channels is not None and not 0 <= channels <= 12:
         raise ValueError(f"--channels must be in 0..12, got {channels}")
-    lat = latent_topics(bag)
+    info = topics_of(bag)           # read once: a cut-off bag is scanned to list its topics
+    lat = latent_topics(bag, info)
     if topic and topic not in lat:
         raise BagError(f"{topic} is not a {LATENT_TYPE} topic of {bag} (those are: {', '.join(lat)})")
     topic = topic or lat[0]
-    total = topics_of(bag)[topic][1]
+    total = info[topic][1]
     models = shipped_model_dirs()
     decoders: dict[int, DecoderModel] = {}
     ts = typestore()
     if frames_dir:
         Path(frames_dir).mkdir(parents=True, exist_ok=True)
-    rows, errors, video, stamps = [], [], None, []
+    rows, errors, video = [], [], None
     malformed = 0
     bar = tqdm(total=total, desc=f"decoding {topic}", unit="frame", disable=not progress)
     try:
@@ -233,11 +242,9 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
                 malformed += 1
                 bar.write(f"skipped message {i} (sequence {msg.sequence}): {e}")
                 continue
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            stamps.append(stamp)
             if out_video:
                 if video is None:
-                    video = _video_writer(out_video, stamps, total, bag, topic, ts)
+                    video = _video_writer(out_video, bag, topic, ts)
                 video.write(np.ascontiguousarray(rgb[..., ::-1]))
             name = ""
             if frames_dir:
@@ -264,7 +271,7 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
             "decoders": {f"{k:#010x}": d.name for k, d in decoders.items()}}
 
 
-def _video_writer(path, stamps, total, bag, topic, ts):
+def _video_writer(path, bag, topic, ts):
     """mp4 at the stream's frame rate (median capture spacing of the first frames)."""
     import cv2
     import numpy as np

@@ -224,30 +224,3 @@ def export_int8(decoder: torch.nn.Module, qparams: dict, out_path) -> None:
         quantize_onnx(fp32, out_path, qparams=qparams)
     shuffle_uint8(out_path)
     float_trunk(out_path)
-
-
-@torch.no_grad()
-def refine_ranges(decoder, qparams: dict, latents: torch.Tensor, target: torch.Tensor,
-                  factors=(0.8, 0.9, 1.1, 1.25), rounds: int = 1, log=print) -> dict:
-    """After fine-tuning: per activation tensor, try its range scaled by `factors`
-    (zero point kept, so real zero stays exact) and keep what brings the INT8 pictures
-    closer to `target` (the FP32 decoder's pictures of `latents`), one tensor at a time."""
-    from pytorch_msssim import ms_ssim
-
-    def loss(qp):
-        y = QatForward(qp)(decoder, latents).clamp(0, 1)
-        return float(1 - ms_ssim(y, target, data_range=1.0))
-
-    qp = dict(qparams)
-    best = loss(qp)
-    log(f"range refinement: start {best:.5f}")
-    for _ in range(rounds):
-        for name in list(qp):
-            s, zp = qp[name]
-            for f in factors:
-                trial = {**qp, name: (s * f, zp)}
-                v = loss(trial)
-                if v < best - 1e-6:
-                    best, qp = v, trial
-                    log(f"  {name}: range x{f} -> {best:.5f}")
-    return qp
