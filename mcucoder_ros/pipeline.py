@@ -10,7 +10,7 @@ from pathlib import Path
 
 NAMESPACE = "/mcucoder"
 HOST_SOURCES = ("video", "images", "camera", "image_topic")      # encoder_node stands in for the MCU
-SERIAL_SOURCES = ("serial", "qemu-m7", "qemu-m33")              # mcu_bridge_node reads the MCU
+SERIAL_SOURCES = ("serial", "qemu-m7", "qemu-m33", "qemu-m3", "qemu-stm32f405")   # mcu_bridge_node reads the MCU
 SOURCES = HOST_SOURCES + SERIAL_SOURCES
 
 ENCODER = ("encoder_node", "mcucoder_ros.nodes.encoder_node:EncoderNode")

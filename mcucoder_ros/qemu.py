@@ -15,7 +15,8 @@ from pathlib import Path
 from .codec.images import resize_224
 from .evaluation import collect_frames
 
-MACHINES = {"m7": "mps2-an500", "m33": "mps2-an505"}
+# firmware target -> QEMU machine (firmware/Makefile builds each target)
+MACHINES = {"m7": "mps2-an500", "m33": "mps2-an505", "m3": "mps2-an385", "stm32f405": "netduinoplus2"}
 
 
 def firmware_elf(target: str) -> Path:
@@ -42,7 +43,7 @@ def _free_port() -> int:
 class QemuCamera:
     def __init__(self, target: str, video: str, max_frames: int | None = None):
         if target not in MACHINES:
-            raise ValueError(f"unknown QEMU target '{target}' (m7 or m33)")
+            raise ValueError(f"unknown QEMU target '{target}' ({', '.join(MACHINES)})")
         if not shutil.which("qemu-system-arm"):
             raise FileNotFoundError("qemu-system-arm not found (apt-get install qemu-system-arm)")
         self.target, self.video, self.max_frames = target, video, max_frames

@@ -32,7 +32,7 @@ def main(argv=None):
     p = sub.add_parser("pipeline", help="encoder -> bitrate controller -> decoder in one process")
     p.add_argument("--source", choices=P.SOURCES, default="video")
     p.add_argument("--input", default="", help="video file, image folder or camera index; serial: the port "
-                   "(tty, pty or socket://host:port); qemu-m7/qemu-m33: the video fed to the emulated camera")
+                   "(tty, pty or socket://host:port); qemu-*: the video fed to the emulated camera")
     p.add_argument("--params", default=None, help="parameters YAML (default: config/pipeline.yaml)")
     p.add_argument("--loop", action="store_true", help="restart a file input at its end (runs until Ctrl-C)")
     p.add_argument("--namespace", default=P.NAMESPACE)

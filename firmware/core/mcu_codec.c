@@ -2,125 +2,92 @@
  * (models/<name>/encoder_int8.h, written by `mcucoder export`). */
 #include "mcu_codec.h"
 
-#include <string.h>
-
-#include "encoder_int8.h"
+#include "mcu_conv.h"
 
 #define RANS_PROB_BITS 12
 #define RANS_L (1u << 23)
 
-/* --- TFLite reference fixed-point arithmetic ------------------------------------- */
-static int32_t srdhm(int32_t a, int32_t b) {
-    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / (1ll << 31));   /* truncates toward zero, as TFLite */
-}
-
-static int32_t rounding_divide_by_pot(int32_t x, int exponent) {
-    int32_t mask = (int32_t)((1ll << exponent) - 1);
-    int32_t remainder = x & mask;
-    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-static int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
-    int left = shift > 0 ? shift : 0;
-    int right = shift > 0 ? 0 : -shift;
-    return rounding_divide_by_pot(srdhm(acc * (1 << left), multiplier), right);
-}
-
-static int8_t clamp_out(int32_t v, int32_t lo) {
-    if (v < lo) v = lo;
-    if (v > 127) v = 127;
-    return (int8_t)v;
-}
-
-/* --- buffers (static: no malloc) ---------------------------------------------------- */
-#define A1 (MCU_IMAGE_SIZE / 2)
-static int8_t act1[16][A1][A1];                      /* 200,704 bytes */
-static int8_t act2[16][MCU_LATENT][MCU_LATENT];
-static int8_t latent_buf[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
-static uint8_t sym_buf[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
-
 uint32_t mcu_model_id(void) { return MCU_MODEL_ID; }
 
-/* conv1 3->16 k7 s2 p3 + ReLU, reading the HWC uint8 frame directly:
- * the int8 input is p - 128 with zero point -128, so (x - zp) is the pixel value. */
-static void conv1(const uint8_t *rgb) {
-    for (int oc = 0; oc < 16; oc++) {
-        for (int oy = 0; oy < A1; oy++) {
-            for (int ox = 0; ox < A1; ox++) {
-                int32_t acc = mcu_conv1_bias[oc];
-                for (int ky = 0; ky < 7; ky++) {
-                    int iy = oy * MCU_CONV1_STRIDE - MCU_CONV1_PAD + ky;
-                    if (iy < 0 || iy >= MCU_IMAGE_SIZE) continue;
-                    for (int kx = 0; kx < 7; kx++) {
-                        int ix = ox * MCU_CONV1_STRIDE - MCU_CONV1_PAD + kx;
-                        if (ix < 0 || ix >= MCU_IMAGE_SIZE) continue;
-                        const uint8_t *px = rgb + 3 * (iy * MCU_IMAGE_SIZE + ix);
-                        for (int ic = 0; ic < 3; ic++)
-                            acc += ((int32_t)px[ic] - 128 - MCU_CONV1_IN_ZP) * mcu_conv1_weight[oc][ic][ky][kx];
-                    }
+/* --- profiling ------------------------------------------------------------------------ */
+uint32_t mcu_stage_ticks[MCU_STAGES];
+static uint32_t (*stage_clock)(void);
+static uint32_t stage_t0;
+
+void mcu_set_clock(uint32_t (*clock)(void)) { stage_clock = clock; }
+static void stage_begin(void) { if (stage_clock) stage_t0 = stage_clock(); }
+static void stage_end(int stage) { if (stage_clock) mcu_stage_ticks[stage] += stage_clock() - stage_t0; }
+
+/* --- row-streaming encoder -------------------------------------------------------------
+ * conv1 row r reads camera rows 2r-3..2r+3, conv2 row r reads conv1 rows 4r-1..4r+3 and
+ * conv3 row r reads conv2 rows r-1..r+1, so rings of 8, 5 and 3 rows suffice: a row is
+ * overwritten only once nothing later needs it.  Nothing is computed twice.  Padding
+ * rows point at a zero row; padding columns are zero bytes that are never written. */
+#define IN_RING 8
+#define A1_RING 5
+#define A2_RING 3
+static uint8_t in_ring[IN_RING][MCU_IN_ROW_BYTES];     /* the camera row ring: 5.5 KB */
+static uint8_t a1_ring[A1_RING][MCU_A1_ROW_BYTES];     /* 9.1 KB */
+static uint8_t a2_ring[A2_RING][MCU_A2_ROW_BYTES];     /* 1.4 KB */
+static const uint8_t zero_row[MCU_A1_ROW_BYTES];       /* the longest row; in flash */
+
+int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx,
+                           int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
+    int next_in = 0, next_a1 = 0, next_a2 = 0;
+    for (int oy3 = 0; oy3 < MCU_LATENT; oy3++) {
+        int last2 = oy3 + 1 < MCU_LATENT ? oy3 + 1 : MCU_LATENT - 1;
+        for (; next_a2 <= last2; next_a2++) {
+            for (; next_a1 <= 4 * next_a2 + 3; next_a1++) {
+                int last_in = 2 * next_a1 + 3 < MCU_IMAGE_SIZE ? 2 * next_a1 + 3 : MCU_IMAGE_SIZE - 1;
+                for (; next_in <= last_in; next_in++) {
+                    stage_begin();
+                    int err = read_row(ctx, next_in, in_ring[next_in % IN_RING] + MCU_IN_ROW_OFFSET);
+                    stage_end(MCU_STAGE_CAMERA);
+                    if (err) return err;
                 }
-                int32_t v = requantize(acc, mcu_conv1_multiplier[oc], mcu_conv1_shift[oc]) + mcu_conv1_out_zp[oc];
-                act1[oc][oy][ox] = clamp_out(v, MCU_CONV1_RELU ? mcu_conv1_out_zp[oc] : -128);
+                const uint8_t *rows[7];
+                for (int ky = 0; ky < 7; ky++) {
+                    int y = 2 * next_a1 - 3 + ky;
+                    rows[ky] = y < 0 || y >= MCU_IMAGE_SIZE ? zero_row : in_ring[y % IN_RING];
+                }
+                stage_begin();
+                mcu_conv1_row(rows, a1_ring[next_a1 % A1_RING] + MCU_C1);
+                stage_end(MCU_STAGE_CONV1);
             }
+            const uint8_t *rows[5];
+            for (int ky = 0; ky < 5; ky++) {
+                int y = 4 * next_a2 - 1 + ky;
+                rows[ky] = y < 0 || y >= MCU_A1 ? zero_row : a1_ring[y % A1_RING];
+            }
+            stage_begin();
+            mcu_conv2_row(rows, a2_ring[next_a2 % A2_RING] + MCU_C1);
+            stage_end(MCU_STAGE_CONV2);
         }
+        const uint8_t *rows[3];
+        for (int ky = 0; ky < 3; ky++) {
+            int y = oy3 - 1 + ky;
+            rows[ky] = y < 0 || y >= MCU_LATENT ? zero_row : a2_ring[y % A2_RING];
+        }
+        stage_begin();
+        mcu_conv3_row(rows, oy3, latent);
+        stage_end(MCU_STAGE_CONV3);
     }
+    return 0;
 }
 
-/* conv2 and conv3 are spelled out rather than one generic routine: with constant
- * shapes the compiler unrolls the loops (a generic version measured 518 M instead of
- * 372 M instructions per frame on the M7). */
-static void conv2(void) {
-    for (int oc = 0; oc < 16; oc++)
-        for (int oy = 0; oy < MCU_LATENT; oy++)
-            for (int ox = 0; ox < MCU_LATENT; ox++) {
-                int32_t acc = mcu_conv2_bias[oc];
-                for (int ic = 0; ic < 16; ic++)
-                    for (int ky = 0; ky < 5; ky++) {
-                        int iy = oy * MCU_CONV2_STRIDE - MCU_CONV2_PAD + ky;
-                        if (iy < 0 || iy >= A1) continue;
-                        for (int kx = 0; kx < 5; kx++) {
-                            int ix = ox * MCU_CONV2_STRIDE - MCU_CONV2_PAD + kx;
-                            if (ix < 0 || ix >= A1) continue;
-                            acc += ((int32_t)act1[ic][iy][ix] - MCU_CONV2_IN_ZP) * mcu_conv2_weight[oc][ic][ky][kx];
-                        }
-                    }
-                int32_t v = requantize(acc, mcu_conv2_multiplier[oc], mcu_conv2_shift[oc]) + mcu_conv2_out_zp[oc];
-                act2[oc][oy][ox] = clamp_out(v, MCU_CONV2_RELU ? mcu_conv2_out_zp[oc] : -128);
-            }
-}
-
-static void conv3(int8_t out[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
-    for (int oc = 0; oc < MCU_CHANNELS; oc++)
-        for (int oy = 0; oy < MCU_LATENT; oy++)
-            for (int ox = 0; ox < MCU_LATENT; ox++) {
-                int32_t acc = mcu_conv3_bias[oc];
-                for (int ic = 0; ic < 16; ic++)
-                    for (int ky = 0; ky < 3; ky++) {
-                        int iy = oy * MCU_CONV3_STRIDE - MCU_CONV3_PAD + ky;
-                        if (iy < 0 || iy >= MCU_LATENT) continue;
-                        for (int kx = 0; kx < 3; kx++) {
-                            int ix = ox * MCU_CONV3_STRIDE - MCU_CONV3_PAD + kx;
-                            if (ix < 0 || ix >= MCU_LATENT) continue;
-                            acc += ((int32_t)act2[ic][iy][ix] - MCU_CONV3_IN_ZP) * mcu_conv3_weight[oc][ic][ky][kx];
-                        }
-                    }
-                int32_t v = requantize(acc, mcu_conv3_multiplier[oc], mcu_conv3_shift[oc]) + mcu_conv3_out_zp[oc];
-                out[oc][oy][ox] = clamp_out(v, MCU_CONV3_RELU ? mcu_conv3_out_zp[oc] : -128);
-            }
+static int frame_row(void *ctx, int y, uint8_t *dst) {
+    const uint8_t *src = (const uint8_t *)ctx + (size_t)y * MCU_IMAGE_SIZE * 3;
+    for (int i = 0; i < MCU_IMAGE_SIZE * 3; i++) dst[i] = src[i];
+    return 0;
 }
 
 void mcu_encode_latent(const uint8_t *rgb, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
-    conv1(rgb);
-    conv2();
-    conv3(latent);
+    mcu_encode_latent_rows(frame_row, (void *)rgb, latent);
 }
 
 void mcu_quantize(const int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT], int channels,
                   uint8_t sym[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
+    stage_begin();
     for (int c = 0; c < channels; c++) {
         int32_t lo = mcu_latent_lo[c], hi = mcu_latent_hi[c], span = hi - lo;
         for (int y = 0; y < MCU_LATENT; y++)
@@ -131,6 +98,7 @@ void mcu_quantize(const int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT], int
                 sym[c][y][x] = (uint8_t)((2 * 63 * (v - lo) + span) / (2 * span));
             }
     }
+    stage_end(MCU_STAGE_CODE);
 }
 
 /* Context model of docs/bitstream.md: MED prediction, activity buckets. */
@@ -142,7 +110,9 @@ static int activity_bucket(int activity) {
 }
 
 size_t mcu_code_channel(int ch, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8_t *out) {
-    static uint8_t emitted[MCU_MAX_CHUNK];
+    /* rANS codes backwards: bytes are emitted last-first into out + 4, then reversed */
+    uint8_t *emitted = out + 4;
+    stage_begin();
     const int edge = mcu_edge_symbol[ch];
     uint32_t x = RANS_L;
     size_t n = 0;
@@ -167,7 +137,12 @@ size_t mcu_code_channel(int ch, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8
     out[1] = (uint8_t)(x >> 16);
     out[2] = (uint8_t)(x >> 8);
     out[3] = (uint8_t)x;
-    for (size_t k = 0; k < n; k++) out[4 + k] = emitted[n - 1 - k];
+    for (size_t i = 0; i < n / 2; i++) {
+        uint8_t t = emitted[i];
+        emitted[i] = emitted[n - 1 - i];
+        emitted[n - 1 - i] = t;
+    }
+    stage_end(MCU_STAGE_CODE);
     return 4 + n;
 }
 
@@ -176,10 +151,12 @@ static void put_u32(uint8_t *p, uint32_t v) {
 }
 
 size_t mcu_encode_frame(const uint8_t *rgb, int channels, uint32_t sequence, uint8_t *out) {
+    static int8_t latent_buf[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
+    uint8_t (*sym_buf)[MCU_LATENT][MCU_LATENT] = (uint8_t (*)[MCU_LATENT][MCU_LATENT])latent_buf;
     if (channels < 0) channels = 0;
     if (channels > MCU_CHANNELS) channels = MCU_CHANNELS;
     mcu_encode_latent(rgb, latent_buf);
-    mcu_quantize(latent_buf, channels, sym_buf);
+    mcu_quantize(latent_buf, channels, sym_buf);     /* in place */
     out[0] = 'M'; out[1] = 'C'; out[2] = 1; out[3] = 0;
     put_u32(out + 4, MCU_MODEL_ID);
     put_u32(out + 8, sequence);

@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
             failures += compare("frame", name, frame, ref, n_ref);
         }
     }
-    printf("%s: %d vectors, %d failures (model %08x)\n", failures ? "FAIL" : "OK", n_names, failures,
-           (unsigned)mcu_model_id());
+    printf("%s: %d vectors, %d failures (model %08x, %s kernels)\n", failures ? "FAIL" : "OK", n_names, failures,
+           (unsigned)mcu_model_id(), MCU_KERNELS);
     return failures ? 1 : 0;
 }

@@ -167,6 +167,8 @@ def _export_decoder_only(ck: dict, model: MCUCoder, arch: str, out: Path) -> dic
 
 
 def _c_init(a: np.ndarray) -> str:
+    if a.ndim <= 1 and a.dtype == np.uint32:      # hex, so no value reads as a signed int
+        return "{" + ", ".join(f"0x{int(v):08x}" for v in np.atleast_1d(a)) + "}"
     if a.ndim <= 1:
         return "{" + ", ".join(str(int(v)) for v in np.atleast_1d(a)) + "}"
     return "{" + ",\n ".join(_c_init(x) for x in a) + "}"
@@ -176,6 +178,25 @@ def _c_array(ctype: str, name: str, a: np.ndarray) -> str:
     a = np.asarray(a)
     dims = "".join(f"[{d}]" for d in a.shape) or "[1]"
     return f"static const {ctype} {name}{dims} = {_c_init(a)};\n"
+
+
+def dsp_weight_pairs(weight: np.ndarray) -> np.ndarray:
+    """The weights as the firmware's SIMD kernels read them (firmware/core/mcu_conv_dsp.c):
+    per output channel, the taps in input order (row ky, then the row's kx * in_channels
+    bytes, which lie side by side in an HWC activation row), as int16 pairs packed in
+    uint32 for SMLAD. A row's bytes are read four at a time and split by UXTB16 into
+    bytes (0, 2) and (1, 3), so the pairs follow that order; a row's last bytes when its
+    length is not a multiple of 4 (conv1: 21 bytes) come after all rows, one per row.
+    Zero pairs pad each channel to a multiple of 4 pairs, the kernel's step."""
+    o, i, kh, kw = weight.shape
+    span = weight.astype(np.int16).transpose(0, 2, 3, 1).reshape(o, kh, kw * i)
+    body_len = (kw * i) // 4 * 4
+    body = span[:, :, :body_len].reshape(o, kh, -1, 4)[..., [0, 2, 1, 3]].reshape(o, -1)
+    tail = span[:, :, body_len:].transpose(0, 2, 1).reshape(o, -1)
+    halves = np.concatenate([body, tail], axis=1)
+    halves = np.pad(halves, ((0, 0), (0, -halves.shape[1] % 8)))
+    u16 = halves.view(np.uint16).astype(np.uint32).reshape(o, -1, 2)
+    return u16[..., 0] | (u16[..., 1] << 16)
 
 
 def write_c_header(arrays: dict, path: Path) -> None:
@@ -193,6 +214,7 @@ def write_c_header(arrays: dict, path: Path) -> None:
         lines.append(_c_array("int32_t", f"mcu_conv{i}_bias", arrays[f"conv{i}_bias"]))
         lines.append(_c_array("int32_t", f"mcu_conv{i}_multiplier", arrays[f"conv{i}_multiplier"]))
         lines.append(_c_array("int32_t", f"mcu_conv{i}_shift", arrays[f"conv{i}_shift"]))
+        lines.append(_c_array("uint32_t", f"mcu_conv{i}_wpairs", dsp_weight_pairs(arrays[f"conv{i}_weight"])))
     lines.append(_c_array("int16_t", "mcu_latent_lo", arrays["latent_lo"]))
     lines.append(_c_array("int16_t", "mcu_latent_hi", arrays["latent_hi"]))
     lines.append(_c_array("uint8_t", "mcu_edge_symbol", arrays["edge_symbols"]))

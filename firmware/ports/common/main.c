@@ -8,9 +8,10 @@
 
 #define FIRMWARE_VERSION 0x0100u
 
-static uint8_t frame[224 * 224 * 3];
+/* No frame buffer: the encoder pulls camera rows into its own ring (mcu_codec.c). The
+ * symbols overwrite the latent in place. */
 static int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
-static uint8_t sym[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
+static uint8_t (*const sym)[MCU_LATENT][MCU_LATENT] = (uint8_t (*)[MCU_LATENT][MCU_LATENT])latent;
 static uint8_t chunk[MCU_MAX_CHUNK];
 static mcu_control_t ctl = {MCU_CHANNELS, 0, 0, 0, 0};
 static uint32_t frames_sent, tx_bytes;
@@ -81,15 +82,19 @@ int main(void) {
         return 1;
     }
     uint32_t encode_ticks_total = 0;
+    mcu_set_clock(port_ticks);
     for (int seq = 0; seq < n_frames; seq++) {
         poll_commands();
         uint32_t t_capture = port_ticks();
-        if (camera_read(seq, frame)) return 1;
         int k = ctl.budget;
-        uint32_t t0 = port_ticks();
-        mcu_encode_latent(frame, latent);
+        /* camera rows are read as the encoder needs them; their wait is not encode time */
+        uint32_t t0 = port_ticks(), camera0 = mcu_stage_ticks[MCU_STAGE_CAMERA];
+        if (camera_start(seq) || mcu_encode_latent_rows(camera_read_row, 0, latent)) {
+            console_write("camera: read failed\n");
+            return 1;
+        }
         mcu_quantize(latent, k, sym);
-        uint32_t ticks = port_ticks() - t0;
+        uint32_t ticks = port_ticks() - t0 - (mcu_stage_ticks[MCU_STAGE_CAMERA] - camera0);
         uint8_t h[13];
         le32(h, (uint32_t)seq); le32(h + 4, t_capture / (TIMER_HZ / 1000000)); h[8] = MCU_CHANNELS;
         h[9] = MCU_LATENT; h[10] = MCU_LATENT; h[11] = (uint8_t)k; h[12] = 1;
@@ -122,6 +127,14 @@ int main(void) {
     while (port_ticks() - t_end < TIMER_HZ / 2) poll_commands();
     report("frames", frames_sent);
     report("instructions_per_frame", encode_ticks_total / frames_sent * INSTR_PER_TICK);
+    static const char *const stages[MCU_STAGES] = {"camera", "conv1", "conv2", "conv3", "code"};
+    for (int i = 0; i < MCU_STAGES; i++) {
+        char key[32] = "instructions_";
+        int n = 13;
+        for (const char *p = stages[i]; *p; p++) key[n++] = *p;
+        key[n] = 0;
+        report(key, mcu_stage_ticks[i] / frames_sent * INSTR_PER_TICK);
+    }
     report("static_ram_bytes", port_static_ram());
     report("stack_peak_bytes", port_stack_peak());
     report("flash_bytes", port_flash_used());

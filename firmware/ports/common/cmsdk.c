@@ -1,0 +1,34 @@
+/* CMSDK APB UART + timer drivers, shared by the MPS2 ports (M3, M7, M33).
+ * Register layouts: Arm Cortex-M System Design Kit technical reference. */
+#include "port.h"
+
+#define REG(base, off) (*(volatile uint32_t *)((base) + (off)))
+#define UART_DATA 0x00
+#define UART_STATE 0x04     /* bit0 TX full, bit1 RX full */
+#define UART_CTRL 0x08      /* bit0 TX enable, bit1 RX enable */
+#define UART_BAUDDIV 0x10
+#define TIMER_CTRL 0x00
+#define TIMER_VALUE 0x04
+#define TIMER_RELOAD 0x08
+
+void port_init(void) {
+    REG(UART0_BASE, UART_BAUDDIV) = 16;
+    REG(UART0_BASE, UART_CTRL) = 0x3;
+    REG(TIMER0_BASE, TIMER_RELOAD) = 0xFFFFFFFFu;
+    REG(TIMER0_BASE, TIMER_VALUE) = 0xFFFFFFFFu;
+    REG(TIMER0_BASE, TIMER_CTRL) = 0x1;
+}
+
+void mcu_port_putc(uint8_t c) {
+    while (REG(UART0_BASE, UART_STATE) & 1u) {
+    }
+    REG(UART0_BASE, UART_DATA) = c;
+}
+
+int port_uart_getc(void) {
+    if (REG(UART0_BASE, UART_STATE) & 2u) return (int)(REG(UART0_BASE, UART_DATA) & 0xFF);
+    return -1;
+}
+
+uint32_t port_ticks(void) { return 0xFFFFFFFFu - REG(TIMER0_BASE, TIMER_VALUE); }
+

@@ -1,0 +1,52 @@
+/* Arm semihosting, for the QEMU ports: the camera is a file of 224x224 RGB frames in
+ * QEMU's working directory (camera.rgb), read row by row; the console and exit code
+ * go to the host.  A board replaces this file with its camera driver. */
+#include "port.h"
+
+static int semihost(int op, void *arg) {
+    register int r0 __asm__("r0") = op;
+    register void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+#define SYS_OPEN 0x01
+#define SYS_WRITE0 0x04
+#define SYS_READ 0x06
+#define SYS_SEEK 0x0A
+#define SYS_FLEN 0x0C
+#define SYS_EXIT 0x18
+
+static int camera_fd = -1;
+#define FRAME_BYTES (224 * 224 * 3)
+
+int camera_open(void) {
+    static const char name[] = "camera.rgb";   /* in QEMU's working directory */
+    uint32_t args[3] = {(uint32_t)name, 1 /* "rb" */, sizeof name - 1};
+    camera_fd = semihost(SYS_OPEN, args);
+    if (camera_fd < 0) return -1;
+    uint32_t a[1] = {(uint32_t)camera_fd};
+    int len = semihost(SYS_FLEN, a);
+    return len < 0 ? -1 : len / FRAME_BYTES;
+}
+
+/* The emulated camera delivers a frame row by row, as a DMA line ring would. */
+int camera_start(int index) {
+    uint32_t seek[2] = {(uint32_t)camera_fd, (uint32_t)(index * FRAME_BYTES)};
+    return semihost(SYS_SEEK, seek) != 0 ? -1 : 0;
+}
+
+int camera_read_row(void *ctx, int y, uint8_t *dst) {
+    (void)ctx;
+    (void)y;                       /* rows come in order: the file position follows them */
+    uint32_t rd[3] = {(uint32_t)camera_fd, (uint32_t)dst, 224 * 3};
+    return semihost(SYS_READ, rd) == 0 ? 0 : -1;    /* returns bytes NOT read */
+}
+
+void console_write(const char *s) { semihost(SYS_WRITE0, (void *)s); }
+
+void port_exit(int code) {
+    semihost(SYS_EXIT, (void *)(code == 0 ? 0x20026 : 0x20023));  /* ApplicationExit / RunTimeError */
+    for (;;) {
+    }
+}
