@@ -83,6 +83,13 @@ def test_firmware_report_within_budgets(tmp_path):
         assert sum(t["stages"].values()) <= t["instructions_per_frame"] * 1.01
     for target in ("m7", "m33", "stm32f405"):       # the SIMD kernels: issue 9's budget
         assert 10_000_000 < rep[target]["instructions_per_frame"] <= 45_000_000, rep[target]
+    for target in ("m7", "m33", "stm32f405", "m3"):  # M-JPEG on the same MCU, decoded by OpenCV
+        for k in ("k6", "k12"):
+            j, m = rep[target]["jpeg"][k], rep["quality_match"][k]
+            assert j["quality"] == m["jpeg_quality"] and j["instructions_per_frame"] > 1_000_000
+            assert abs(j["bytes_per_frame"] - m["opencv_jpeg_bytes_per_frame"]) < 0.05 * j["bytes_per_frame"]
+            assert j["ms_ssim"] >= m["mcucoder_ms_ssim"] - 0.005
+        assert set(rep[target]["energy"]["k6"]) >= {"ble_1m", "ieee802154", "wifi_n", "break_even_nj_per_bit"}
 
 
 def test_pipeline_from_qemu_to_image_decoded():

@@ -11,6 +11,8 @@ static int semihost(int op, void *arg) {
 }
 
 #define SYS_OPEN 0x01
+#define SYS_CLOSE 0x02
+#define SYS_WRITE 0x05
 #define SYS_WRITE0 0x04
 #define SYS_READ 0x06
 #define SYS_SEEK 0x0A
@@ -49,4 +51,37 @@ void port_exit(int code) {
     semihost(SYS_EXIT, (void *)(code == 0 ? 0x20026 : 0x20023));  /* ApplicationExit / RunTimeError */
     for (;;) {
     }
+}
+
+/* Files for the JPEG measurement (jpeg_main.c). */
+int semihost_read_file(const char *name, uint8_t *buf, int cap) {
+    uint32_t len = 0;
+    while (name[len]) len++;
+    uint32_t args[3] = {(uint32_t)name, 1 /* "rb" */, len};
+    int fd = semihost(SYS_OPEN, args);
+    if (fd < 0) return -1;
+    uint32_t fl[1] = {(uint32_t)fd};
+    int n = semihost(SYS_FLEN, fl);
+    if (n > cap) n = cap;
+    uint32_t rd[3] = {(uint32_t)fd, (uint32_t)buf, (uint32_t)n};
+    int left = semihost(SYS_READ, rd);
+    semihost(SYS_CLOSE, fl);
+    return n - left;
+}
+
+int semihost_open_write(const char *name) {
+    uint32_t len = 0;
+    while (name[len]) len++;
+    uint32_t args[3] = {(uint32_t)name, 5 /* "wb" */, len};
+    return semihost(SYS_OPEN, args);
+}
+
+void semihost_write(int fd, const uint8_t *data, uint32_t n) {
+    uint32_t args[3] = {(uint32_t)fd, (uint32_t)data, n};
+    semihost(SYS_WRITE, args);
+}
+
+void semihost_close(int fd) {
+    uint32_t args[1] = {(uint32_t)fd};
+    semihost(SYS_CLOSE, args);
 }
