@@ -57,7 +57,8 @@ def qemu(machine, elf, cwd, timeout=900):
 def sizes(elf):
     out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
     sec = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)", out, re.M)}
-    return sec.get(".data", 0) + sec.get(".bss", 0), sec.get(".text", 0) + sec.get(".ARM.exidx", 0) + sec.get(".data", 0)
+    static = sec.get(".data", 0) + sec.get(".bss", 0)
+    return static, sec.get(".text", 0) + sec.get(".ARM.exidx", 0) + sec.get(".data", 0)
 
 
 def frames(vectors):
@@ -91,8 +92,9 @@ def quality_match(rgb):
 
 
 def run_target(name, build, camera, match, rgb):
-    from mcucoder_ros.codec.metrics import ms_ssim
     import cv2
+
+    from mcucoder_ros.codec.metrics import ms_ssim
     machine, desc = TARGETS[name]
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(camera, Path(tmp) / "camera.rgb")
