@@ -179,7 +179,12 @@ class ThrottledSerialProxy:
             except (TimeoutError, OSError):
                 continue
             try:
-                dev = socket.create_connection(self.upstream, timeout=5)
+                # a small receive window, so the device feels the link's pace as a UART
+                # would (the kernel's default buffers hold dozens of frames)
+                dev = socket.socket()
+                dev.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                dev.settimeout(5)
+                dev.connect(self.upstream)
             except OSError:
                 host.close()
                 continue
