@@ -69,6 +69,18 @@ DEFINE_DOT(dot1, K1, "304")     /* byte offsets 4 * K of the second pixel and ch
 DEFINE_DOT(dot2, K2, "800")
 DEFINE_DOT(dot3, K3, "288")
 
+/* the 2x2 block's outputs (channels oc, oc+1 of two neighbouring HWC pixels) as uint8 */
+static inline __attribute__((always_inline)) void store_2x2(uint8_t *o, int oc, const int32_t acc[4],
+                                                            const int32_t *mult, const int32_t *shift,
+                                                            const int32_t *zp, int relu) {
+    const mcu_requant_t qa = mcu_requant_params(mult[oc], shift[oc], zp[oc], relu);
+    const mcu_requant_t qb = mcu_requant_params(mult[oc + 1], shift[oc + 1], zp[oc + 1], relu);
+    o[oc] = mcu_requant_u8(acc[0], &qa);
+    o[MCU_C1 + oc] = mcu_requant_u8(acc[1], &qa);
+    o[oc + 1] = mcu_requant_u8(acc[2], &qb);
+    o[MCU_C1 + oc + 1] = mcu_requant_u8(acc[3], &qb);
+}
+
 void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
     const uint8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3], *r4 = rows[4], *r5 = rows[5],
                   *r6 = rows[6];
@@ -92,14 +104,7 @@ void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
         for (int oc = 0; oc < MCU_C1; oc += 2) {
             int32_t acc[4] = {mcu_conv1_bias[oc], mcu_conv1_bias[oc], mcu_conv1_bias[oc + 1], mcu_conv1_bias[oc + 1]};
             dot1(mcu_conv1_wpairs[oc], acc);
-            const mcu_requant_t qa = mcu_requant_params(mcu_conv1_multiplier[oc], mcu_conv1_shift[oc],
-                                                        mcu_conv1_out_zp[oc], MCU_CONV1_RELU);
-            const mcu_requant_t qb = mcu_requant_params(mcu_conv1_multiplier[oc + 1], mcu_conv1_shift[oc + 1],
-                                                        mcu_conv1_out_zp[oc + 1], MCU_CONV1_RELU);
-            o[oc] = mcu_requant_u8(acc[0], &qa);
-            o[MCU_C1 + oc] = mcu_requant_u8(acc[1], &qa);
-            o[oc + 1] = mcu_requant_u8(acc[2], &qb);
-            o[MCU_C1 + oc + 1] = mcu_requant_u8(acc[3], &qb);
+            store_2x2(o, oc, acc, mcu_conv1_multiplier, mcu_conv1_shift, mcu_conv1_out_zp, MCU_CONV1_RELU);
         }
     }
 }
@@ -112,14 +117,7 @@ void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
         for (int oc = 0; oc < MCU_C1; oc += 2) {
             int32_t acc[4] = {mcu_conv2_bias[oc], mcu_conv2_bias[oc], mcu_conv2_bias[oc + 1], mcu_conv2_bias[oc + 1]};
             dot2(mcu_conv2_wpairs[oc], acc);
-            const mcu_requant_t qa = mcu_requant_params(mcu_conv2_multiplier[oc], mcu_conv2_shift[oc],
-                                                        mcu_conv2_out_zp[oc], MCU_CONV2_RELU);
-            const mcu_requant_t qb = mcu_requant_params(mcu_conv2_multiplier[oc + 1], mcu_conv2_shift[oc + 1],
-                                                        mcu_conv2_out_zp[oc + 1], MCU_CONV2_RELU);
-            o[oc] = mcu_requant_u8(acc[0], &qa);
-            o[MCU_C1 + oc] = mcu_requant_u8(acc[1], &qa);
-            o[oc + 1] = mcu_requant_u8(acc[2], &qb);
-            o[MCU_C1 + oc + 1] = mcu_requant_u8(acc[3], &qb);
+            store_2x2(o, oc, acc, mcu_conv2_multiplier, mcu_conv2_shift, mcu_conv2_out_zp, MCU_CONV2_RELU);
         }
     }
 }
