@@ -63,11 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="models/default")
     e.set_defaults(func=_app("model_tools", "export"))
 
+    f = sub.add_parser("fit-inter", help="fit a model's inter-frame coding tables on video (writes encoder_inter.npz)")
+    f.add_argument("videos", nargs="*", help="real video clips (consecutive frames)")
+    f.add_argument("--pan-photos", nargs="*", default=[], help="photos to pan across as synthetic moving-camera clips")
+    f.add_argument("--pan-frames", type=int, default=30, help="frames per synthetic pan")
+    f.add_argument("--skip", type=int, default=0, help="skip the first frames of each video (held out for tests)")
+    f.add_argument("--max-frames", type=int, default=300, help="frames per video")
+    f.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    f.set_defaults(func=_app("model_tools", "fit_inter"))
+
     v = sub.add_parser("eval", help="rate-distortion of MCUCoder (k=1..12) against OpenCV JPEG")
     v.add_argument("paths", nargs="+", help="image files, folders of images, video files")
     v.add_argument("--json", required=True, help="output JSON")
     v.add_argument("--plot", help="output PNG with both RD curves")
     v.add_argument("--max-frames", type=int, default=None)
+    v.add_argument("--inter", action="store_true", help="also code each path as a video sequence (inter-frame, "
+                   "lossless) and compare with intra; adds H.264 where ffmpeg has libx264")
     _model_args(v)
     v.set_defaults(func=_app("codec_tools", "evaluate"))
 

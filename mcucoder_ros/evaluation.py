@@ -126,6 +126,97 @@ def evaluate(paths, encoder, decoder, max_frames=None, qualities=DEFAULT_QUALITI
     return res
 
 
+def code_sequence(frames, encoder, channels: int, references=None) -> list:
+    """Code consecutive frames in video mode over a loss-free link: every frame is
+    acknowledged as soon as it is sent, as a receiver one frame away would.  Returns
+    the Frames (bitstream v2 where a channel is coded against its reference)."""
+    from .codec.inter import ReferenceState
+    state = references if references is not None else ReferenceState()
+    out = []
+    for i, rgb in enumerate(frames):
+        f = encoder.encode(rgb, channels, i, references=state)
+        state.acknowledge(i, f.channel_indices)
+        out.append(f)
+    return out
+
+
+def evaluate_inter(paths, encoder, decoder, res: dict, max_frames=None, progress=True) -> dict:
+    """Adds video-mode keys to an `evaluate` result: each path is coded as one sequence.
+    Inter coding is lossless on the symbols, so each frame decodes to the picture its
+    intra coding gives at the same k: the decoder checks that symbol for symbol, and
+    the quality figures are the intra ones; only the rates differ."""
+    from .codec.inter import ReceivedReferences
+    clips = {}
+    ks = range(1, LATENT_CHANNELS + 1)
+    inter_bits = {k: [] for k in ks}
+    intra_bits = {k: [] for k in ks}
+    for p in tqdm(paths, desc="inter", unit="clip", disable=not progress):
+        frames = [f for _, f in collect_frames([p], max_frames)]
+        intra_syms = [encoder.symbols(f) for f in frames]
+        per_k = {}
+        for k in ks:
+            coded = code_sequence(frames, encoder, k)
+            store = ReceivedReferences()
+            for f, sym in zip(coded, intra_syms):
+                got = decoder.symbols(bitstream.unpack(bitstream.pack(f)), store)
+                if f.extra.get("lost_channels") or any(not np.array_equal(got[c], sym[c]) for c in range(k)):
+                    raise RuntimeError(f"inter decoding of {p} frame {f.sequence} at k={k} differs from intra")
+            inter_b = [len(bitstream.pack(f)) for f in coded]
+            intra_b = [len(bitstream.pack(encoder.encode(f, k, i))) for i, f in enumerate(frames)]
+            inter_bits[k] += [8 * b for b in inter_b]
+            intra_bits[k] += [8 * b for b in intra_b]
+            per_k[k] = {"intra_bytes_per_frame": float(np.mean(intra_b)),
+                        "inter_bytes_per_frame": float(np.mean(inter_b)),
+                        "saving": 1 - float(np.sum(inter_b)) / float(np.sum(intra_b))}
+        clips[str(p)] = {"frames": len(frames), "per_k": per_k}
+    intra_rows = {r["k"]: r for r in res["mcucoder"]}
+    res["inter"] = [{"k": k, "bpp": float(np.mean(inter_bits[k])) / PIXELS, "psnr": intra_rows[k]["psnr"],
+                     "ms_ssim": intra_rows[k]["ms_ssim"], "ms_ssim_db": intra_rows[k]["ms_ssim_db"],
+                     "intra_bpp_same_frames": float(np.mean(intra_bits[k])) / PIXELS,
+                     "saving_vs_intra": 1 - float(np.sum(inter_bits[k])) / float(np.sum(intra_bits[k]))} for k in ks]
+    res["inter_clips"] = clips
+    notes = res.setdefault("notes", [])
+    ir = [p["intra_bpp_same_frames"] for p in res["inter"]]
+    r2 = [p["bpp"] for p in res["inter"]]
+    d = [p["ms_ssim_db"] for p in res["inter"]]
+    res["bd_rate_inter_vs_intra"] = _bd(*_monotone(ir, d), *_monotone(r2, d), "inter vs intra", notes)
+    return res
+
+
+def h264_curve(paths, max_frames=None, crfs=(18, 23, 28, 33, 38, 43, 48)) -> list | None:
+    """H.264 reference (ffmpeg's libx264: ultrafast, zerolatency, no B-frames) on the
+    same 224x224 frames; bytes of the raw elementary stream.  None without ffmpeg."""
+    import shutil
+    import subprocess
+    import tempfile
+    if not shutil.which("ffmpeg"):
+        return None
+    clips = [np.stack([f for _, f in collect_frames([p], max_frames)]) for p in paths]
+    rows = []
+    for crf in crfs:
+        bits, ps, ms, n = 0, [], [], 0
+        for frames in clips:
+            with tempfile.TemporaryDirectory() as tmp:
+                stream = Path(tmp) / "clip.h264"
+                enc = subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "224x224",
+                                      "-r", "15", "-i", "-", "-c:v", "libx264", "-preset", "ultrafast", "-tune",
+                                      "zerolatency", "-bf", "0", "-crf", str(crf), "-pix_fmt", "yuv420p", str(stream)],
+                                     input=frames.tobytes(), capture_output=True)
+                if enc.returncode != 0:
+                    return None        # an ffmpeg without libx264
+                dec = subprocess.run(["ffmpeg", "-v", "error", "-i", str(stream), "-f", "rawvideo", "-pix_fmt", "rgb24",
+                                      "-"], capture_output=True, check=True).stdout
+                out = np.frombuffer(dec, np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)[:len(frames)]
+                bits += 8 * stream.stat().st_size
+                ps += [psnr(a, b) for a, b in zip(frames, out)]
+                ms += [ms_ssim(a, b) for a, b in zip(frames, out)]
+                n += len(frames)
+        m = float(np.mean(ms))
+        rows.append({"crf": crf, "bpp": bits / n / PIXELS, "psnr": float(np.mean(ps)), "ms_ssim": m,
+                     "ms_ssim_db": ms_ssim_db(m)})
+    return rows
+
+
 def plot(res: dict, path: str) -> None:
     import matplotlib
 
@@ -137,6 +228,12 @@ def plot(res: dict, path: str) -> None:
         ax.plot([p["bpp"] for p in res["mcucoder"]], [p[key] for p in res["mcucoder"]], "o-",
                 label="MCUCoder (k=1..12)")
         ax.plot([p["bpp"] for p in res["jpeg"]], [p[key] for p in res["jpeg"]], "s--", label="OpenCV JPEG")
+        if res.get("inter"):
+            ax.plot([p["bpp"] for p in res["inter"]], [p[key] for p in res["inter"]], "^-",
+                    label="MCUCoder video mode (inter, lossless)")
+        if res.get("h264"):
+            ax.plot([p["bpp"] for p in res["h264"]], [p[key] for p in res["h264"]], "d:",
+                    label="H.264 (x264 zerolatency, reference)")
         for p in res["mcucoder"]:
             ax.annotate(str(p["k"]), (p["bpp"], p[key]), fontsize=7, xytext=(2, -8), textcoords="offset points")
         ax.set_xlim(0, min(max(p["bpp"] for p in res["jpeg"]), 2.5 * max(p["bpp"] for p in res["mcucoder"])) * 1.02)
@@ -146,7 +243,10 @@ def plot(res: dict, path: str) -> None:
         ax.legend(loc="lower right")
     bd1, bd2 = res.get("bd_rate_ms_ssim"), res.get("bd_rate_psnr")
     fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
-    fig.suptitle(f"{res['frames']} frames at 224x224 - BD-rate vs JPEG: MS-SSIM {fmt(bd1)}, PSNR {fmt(bd2)}")
+    title = f"{res['frames']} frames at 224x224 - BD-rate vs JPEG: MS-SSIM {fmt(bd1)}, PSNR {fmt(bd2)}"
+    if res.get("inter"):
+        title += f"; inter vs intra {fmt(res.get('bd_rate_inter_vs_intra'))}"
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

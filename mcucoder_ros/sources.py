@@ -79,3 +79,23 @@ def default_clip() -> Path:
         if (d / "traffic.mp4").exists():
             return d / "traffic.mp4"
     raise FileNotFoundError("bundled sample clip data/clips/traffic.mp4 not found")
+
+
+def pan_frames(image: np.ndarray, frames: int, speed: float = 3.0, window: float = 0.6) -> list[np.ndarray]:
+    """A synthetic moving-camera clip: a square window (`window` of the photo's short
+    side) panning diagonally across a still photo by `speed` output pixels per frame,
+    each view resized to 224x224 (INTER_AREA).  Camera motion with real image content,
+    for inter-frame coding where few real moving-camera clips exist offline; name it
+    synthetic wherever it is used."""
+    from .codec.images import resize_224
+    h, w = image.shape[:2]
+    side = int(min(h, w) * window)
+    step = speed * side / 224.0
+    span_x, span_y = w - side, h - side
+    out = []
+    for i in range(frames):
+        # bounce inside the photo so any number of frames fits
+        x = int(abs((i * step) % (2 * span_x) - span_x)) if span_x else 0
+        y = int(abs((i * step * 0.5) % (2 * span_y) - span_y)) if span_y else 0
+        out.append(resize_224(np.ascontiguousarray(image[y:y + side, x:x + side])))
+    return out

@@ -12,9 +12,17 @@ def _load_codec(a):
 
 def evaluate(a):
     from ..evaluation import evaluate as evaluate_rd
-    from ..evaluation import plot, write_json
+    from ..evaluation import evaluate_inter, h264_curve, plot, write_json
     enc, dec = _load_codec(a)
     res = evaluate_rd(a.paths, enc, dec, max_frames=a.max_frames)
+    if a.inter:
+        if enc.inter_coders is None:
+            sys.exit("--inter: this model has no inter-frame tables (encoder_inter.npz); fit them with "
+                     "`mcucoder fit-inter`")
+        evaluate_inter(a.paths, enc, dec, res, max_frames=a.max_frames)
+        res["h264"] = h264_curve(a.paths, a.max_frames)
+        if res["h264"] is None:
+            res.setdefault("notes", []).append("no H.264 reference: ffmpeg with libx264 is not installed")
     write_json(res, a.json)
     if a.plot:
         plot(res, a.plot)
@@ -32,6 +40,13 @@ def _print_rd(res):
         print(f"  {p['quality']:6d}  {p['bpp']:.3f}  {p['psnr']:5.2f}  {p['ms_ssim']:.4f}")
     f = lambda v: "n/a" if v is None else f"{v:+.2f}%"  # noqa: E731
     print(f"BD-rate vs JPEG: MS-SSIM {f(res['bd_rate_ms_ssim'])}, PSNR {f(res['bd_rate_psnr'])}")
+    if res.get("inter"):
+        print("video mode (inter, lossless), bytes per frame against intra on the same frames:")
+        for clip, c in res["inter_clips"].items():
+            print(f"  {Path(clip).name} ({c['frames']} frames): " + ", ".join(
+                f"k={k} {v['inter_bytes_per_frame']:.0f}/{v['intra_bytes_per_frame']:.0f} ({-100 * v['saving']:+.0f}%)"
+                for k, v in c["per_k"].items() if k in (1, 4, 6, 8, 12)))
+        print(f"BD-rate inter vs intra (MS-SSIM): {f(res['bd_rate_inter_vs_intra'])}")
     for n in res.get("notes", []):
         print("note:", n)
 

@@ -30,3 +30,42 @@ def export(a):
     except ModuleNotFoundError as e:
         sys.exit(f"export needs the [train] extra (torch): {e}")
     export_model(a.checkpoint, a.data, a.out)
+
+
+def fit_inter(a):
+    """Fit the inter-frame tables (codec/inter.py) of a model on video: real clips
+    (frames from --skip on, so a test clip cut from the same video stays unseen) and
+    synthetic pans across photos; writes <model>/encoder_inter.npz."""
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..codec.images import load_rgb
+    from ..codec.inter import TEMPORAL_THRESHOLDS, fit_inter_tables
+    from ..codec.model import INTER_FILE, EncoderModel, default_model_dir
+    from ..evaluation import iter_video
+    from ..sources import pan_frames
+    model_dir = Path(a.model or default_model_dir())
+    enc = EncoderModel.load(model_dir)
+    clips, names = [], []
+    for v in a.videos:
+        frames = [f for i, (_, f) in enumerate(iter_video(v, a.skip + a.max_frames)) if i >= a.skip]
+        clips.append(frames)
+        names.append(f"{Path(v).name} frames {a.skip}..{a.skip + len(frames) - 1}")
+    for p in a.pan_photos:
+        clips.append(pan_frames(load_rgb(p), a.pan_frames))
+        names.append(f"pan across {Path(p).name}, {a.pan_frames} frames")
+    if not clips:
+        raise SystemExit("fit-inter needs at least one video or --pan-photos")
+    total = sum(len(c) for c in clips)
+    with tqdm(total=total, desc="symbols", unit="frame") as bar:
+        seqs = []
+        for c in clips:
+            seqs.append(np.stack([enc.symbols(f) for f in c]))
+            bar.update(len(c))
+    freqs = fit_inter_tables(seqs, enc.edges)
+    out = model_dir / INTER_FILE
+    np.savez(out, model_id=np.uint32(enc.model_id), freqs=freqs.astype(np.uint16),
+             thresholds=np.asarray(TEMPORAL_THRESHOLDS, np.int32), fitted_on=np.asarray(names))
+    print(f"wrote {out}: inter tables for model {enc.model_id:#010x} from {total} frames of {len(clips)} clips")

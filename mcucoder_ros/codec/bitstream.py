@@ -1,4 +1,4 @@
-"""MCUCoder frame bitstream, version 1 (specified in docs/bitstream.md).
+"""MCUCoder frame bitstream, versions 1 and 2 (specified in docs/bitstream.md).
 
     offset size  field
     0      2     magic b"MC"
@@ -12,6 +12,10 @@
     15     1     chunk_count   n (0..num_channels)
     16     3n    chunk table: channel index u8, chunk length u16 LE (strictly increasing indices)
     16+3n  ...   the chunks, concatenated in table order
+
+Version 2 (inter-frame coding, codec/inter.py) differs only in the chunk table: 4n bytes,
+channel u8, length u16 LE, reference u8 (0: intra; d: coded against channel `channel`
+of frame sequence - d).  A frame whose chunks are all intra is written as version 1.
 """
 from __future__ import annotations
 
@@ -22,10 +26,13 @@ from .entropy import MAX_CHUNK_BYTES
 from .geometry import LATENT_CHANNELS, LATENT_SIZE
 
 MAGIC = b"MC"
-VERSION = 1
+VERSION = 1              # intra only
+VERSION_INTER = 2        # chunk table with a reference per chunk
+VERSIONS = (VERSION, VERSION_INTER)
 HEADER = struct.Struct("<2sBBIIBBBB")
 CHUNK_ENTRY = struct.Struct("<BH")
-MAX_FRAME_BYTES = HEADER.size + LATENT_CHANNELS * (CHUNK_ENTRY.size + MAX_CHUNK_BYTES)
+CHUNK_ENTRY_V2 = struct.Struct("<BHB")
+MAX_FRAME_BYTES = HEADER.size + LATENT_CHANNELS * (CHUNK_ENTRY_V2.size + MAX_CHUNK_BYTES)
 
 
 class BitstreamError(ValueError):
@@ -43,6 +50,15 @@ class Frame:
     latent_width: int = LATENT_SIZE
     flags: int = 0
     extra: dict = field(default_factory=dict)
+    references: list[int] | None = None     # per chunk: 0 intra, d > 0 inter against frame sequence - d
+
+    @property
+    def reference_deltas(self) -> list[int]:
+        return list(self.references) if self.references is not None else [0] * len(self.chunks)
+
+    @property
+    def version(self) -> int:
+        return VERSION_INTER if any(self.reference_deltas) else VERSION
 
     def validate(self) -> None:
         if not (0 <= self.model_id < 2**32 and 0 <= self.sequence < 2**32):
@@ -61,6 +77,9 @@ class Frame:
         for c, ch in zip(self.channel_indices, self.chunks):
             if not 4 <= len(ch) <= MAX_CHUNK_BYTES:
                 raise BitstreamError(f"chunk of channel {c} has {len(ch)} bytes (allowed 4..{MAX_CHUNK_BYTES})")
+        refs = self.reference_deltas
+        if len(refs) != len(self.chunks) or any(not 0 <= int(d) <= 255 for d in refs):
+            raise BitstreamError(f"one reference per chunk is required, each in 0..255: {refs}")
 
     @property
     def payload(self) -> bytes:
@@ -74,9 +93,14 @@ class Frame:
 
 def pack(frame: Frame) -> bytes:
     frame.validate()
-    head = HEADER.pack(MAGIC, VERSION, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
+    version = frame.version
+    head = HEADER.pack(MAGIC, version, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
                        frame.latent_height, frame.latent_width, len(frame.chunks))
-    table = b"".join(CHUNK_ENTRY.pack(c, len(ch)) for c, ch in zip(frame.channel_indices, frame.chunks))
+    if version == VERSION:
+        table = b"".join(CHUNK_ENTRY.pack(c, len(ch)) for c, ch in zip(frame.channel_indices, frame.chunks))
+    else:
+        table = b"".join(CHUNK_ENTRY_V2.pack(c, len(ch), d)
+                         for c, ch, d in zip(frame.channel_indices, frame.chunks, frame.reference_deltas))
     return head + table + frame.payload
 
 
@@ -89,20 +113,22 @@ def unpack(data: bytes) -> Frame:
     magic, version, flags, model_id, seq, nc, lh, lw, n = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise BitstreamError(f"not an MCUCoder frame (magic {magic!r})")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {version} (this decoder reads {VERSION})")
+    if version not in VERSIONS:
+        raise BitstreamError(f"unsupported bitstream version {version} (this decoder reads {VERSIONS})")
     if n > nc:
         raise BitstreamError(f"chunk count {n} exceeds channel count {nc}")
-    table_end = HEADER.size + n * CHUNK_ENTRY.size
+    entry = CHUNK_ENTRY if version == VERSION else CHUNK_ENTRY_V2
+    table_end = HEADER.size + n * entry.size
     if len(data) < table_end:
         raise BitstreamError("truncated chunk table")
-    entries = [CHUNK_ENTRY.unpack_from(data, HEADER.size + i * CHUNK_ENTRY.size) for i in range(n)]
+    entries = [entry.unpack_from(data, HEADER.size + i * entry.size) for i in range(n)]
+    refs = [e[2] for e in entries] if version == VERSION_INTER else None
     return from_payload(model_id, seq, [e[0] for e in entries], [e[1] for e in entries], data[table_end:],
-                        num_channels=nc, latent_height=lh, latent_width=lw, flags=flags)
+                        num_channels=nc, latent_height=lh, latent_width=lw, flags=flags, references=refs)
 
 
 def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *, num_channels=LATENT_CHANNELS,
-                 latent_height=LATENT_SIZE, latent_width=LATENT_SIZE, flags=0) -> Frame:
+                 latent_height=LATENT_SIZE, latent_width=LATENT_SIZE, flags=0, references=None) -> Frame:
     """Build a Frame from the fields a LatentChannels message carries (checked)."""
     channel_indices = [int(c) for c in channel_indices]
     chunk_lengths = [int(n) for n in chunk_lengths]
@@ -116,7 +142,7 @@ def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *,
         chunks.append(payload[off:off + n])
         off += n
     f = Frame(int(model_id), int(sequence), channel_indices, chunks, int(num_channels), int(latent_height),
-              int(latent_width), int(flags))
+              int(latent_width), int(flags), references=[int(d) for d in references] if references else None)
     f.validate()
     return f
 

@@ -14,9 +14,11 @@ from .entropy import ChannelCoder, EntropyError
 from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
 from .images import resize_224
 from .int8_encoder import Int8Encoder
+from .inter import InterChannelCoder, ReceivedReferences, ReferenceState
 from .latent_quant import LatentQuantizer
 
 ENCODER_FILE = "encoder_int8.npz"
+INTER_FILE = "encoder_inter.npz"      # inter-frame tables (codec/inter.py), optional
 DECODER_FILE = "decoder_{arch}.onnx"
 # The decoder used when none is named: the first of these that the model folder ships.
 DECODER_PREFERENCE = ("fast_int8", "fast")
@@ -29,6 +31,18 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
 
 class ModelError(RuntimeError):
     """A model folder is missing, incomplete or does not match the bitstream."""
+
+
+def load_inter_tables(model_dir, model_id: int):
+    """The model's inter-frame tables [12, 8, 64], or None when it has none."""
+    path = Path(model_dir) / INTER_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        if int(z["model_id"]) != model_id:
+            raise ModelError(f"{path} was fitted for model {int(z['model_id']):#010x}, not {model_id:#010x} "
+                             "(refit it: mcucoder fit-inter)")
+        return z["freqs"]
 
 
 def default_model_dir() -> Path:
@@ -84,7 +98,7 @@ def model_id_of(arrays: dict) -> int:
 class EncoderModel:
     """uint8 RGB frame -> Frame (bitstream chunks of the first k channels)."""
 
-    def __init__(self, arrays):
+    def __init__(self, arrays, inter_freqs=None):
         self.arrays = {k: np.asarray(arrays[k]) for k in arrays}
         self.int8 = Int8Encoder.from_arrays(self.arrays)
         self.quantizer = LatentQuantizer(self.arrays["latent_lo"], self.arrays["latent_hi"],
@@ -92,14 +106,18 @@ class EncoderModel:
         self.edges = self.arrays["edge_symbols"].astype(int)
         self.coders = [ChannelCoder(self.arrays["freqs"][c], self.edges[c]) for c in range(LATENT_CHANNELS)]
         self.model_id = int(self.arrays["model_id"])
+        self.inter_coders = None if inter_freqs is None else \
+            [InterChannelCoder(inter_freqs[c], self.edges[c]) for c in range(LATENT_CHANNELS)]
 
     @classmethod
     def load(cls, model_dir=None) -> EncoderModel:
-        path = Path(model_dir or default_model_dir()) / ENCODER_FILE
+        d = Path(model_dir or default_model_dir())
+        path = d / ENCODER_FILE
         if not path.exists():
             raise ModelError(f"encoder model not found: {path} (run `mcucoder export` or set MCUCODER_MODEL_DIR)")
         with np.load(path) as z:
-            return cls({k: z[k] for k in z.files})
+            arrays = {k: z[k] for k in z.files}
+        return cls(arrays, load_inter_tables(d, int(arrays["model_id"])))
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
         """Any-size uint8 RGB frame -> int8 latent [12, 28, 28] (frame resized to 224x224)."""
@@ -108,25 +126,47 @@ class EncoderModel:
     def symbols(self, rgb: np.ndarray) -> np.ndarray:
         return self.quantizer.quantize(self.latent(rgb))
 
-    def encode(self, rgb: np.ndarray, channels: int = LATENT_CHANNELS, sequence: int = 0) -> Frame:
+    def encode(self, rgb: np.ndarray, channels: int = LATENT_CHANNELS, sequence: int = 0,
+               references: ReferenceState | None = None) -> Frame:
+        """The first `channels` channels, intra; with `references` (video mode), each channel
+        is coded against its acknowledged reference when that is shorter (bitstream v2)."""
         if not 0 <= channels <= LATENT_CHANNELS:
             raise ValueError(f"channels must be in 0..{LATENT_CHANNELS}, got {channels}")
+        if references is not None and self.inter_coders is None:
+            raise ModelError("this model has no inter-frame tables (encoder_inter.npz): fit them with "
+                             "`mcucoder fit-inter`")
         latent = self.latent(rgb)[:channels]     # only the budgeted channels are quantised and coded
         sym = self.quantizer.quantize(latent)
-        chunks = [self.coders[c].encode(sym[c]) for c in range(channels)]
-        return Frame(self.model_id, sequence % 2**32, list(range(channels)), chunks)
+        sequence %= 2**32
+        chunks, refs = [], []
+        for c in range(channels):
+            chunk, delta = self.coders[c].encode(sym[c]), 0
+            ref = references.reference(sequence, c) if references is not None else None
+            if ref is not None:
+                inter = self.inter_coders[c].encode(sym[c], ref[1])
+                if len(inter) < len(chunk):
+                    chunk, delta = inter, ref[0]
+            chunks.append(chunk)
+            refs.append(delta)
+            if references is not None:
+                references.sent(sequence, c, sym[c])
+        if references is not None:
+            references.frame_done()
+        return Frame(self.model_id, sequence, list(range(channels)), chunks,
+                     references=refs if any(refs) else None)
 
 
 class DecoderModel:
     """Frame (any subset of channels) -> uint8 RGB 224x224 through onnxruntime."""
 
-    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0, providers=("cpu",)):
+    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0, providers=("cpu",), inter_freqs=None):
         import onnxruntime as ort
 
-        enc = EncoderModel(encoder_arrays)
+        enc = EncoderModel(encoder_arrays, inter_freqs)
         self.model_id = enc.model_id
         self.quantizer = enc.quantizer
         self.coders = enc.coders
+        self.inter_coders = enc.inter_coders
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -157,19 +197,39 @@ class DecoderModel:
         if not enc.exists():
             raise ModelError(f"encoder parameters not found: {enc}")
         with np.load(enc) as z:
-            return cls({k: z[k] for k in z.files}, onnx_path, threads, providers)
+            arrays = {k: z[k] for k in z.files}
+        return cls(arrays, onnx_path, threads, providers, load_inter_tables(d, int(arrays["model_id"])))
 
-    def latent(self, frame: Frame) -> np.ndarray:
-        """Decode the entropy-coded chunks -> float latent [1,12,28,28], missing channels zero."""
+    def symbols(self, frame: Frame, references: ReceivedReferences | None = None) -> dict[int, np.ndarray]:
+        """Decode the chunks -> {channel: symbols}.  An inter chunk decodes only against
+        that channel of its reference frame, from `references`; without it the channel
+        is lost (left out, so zero-filled), never decoded wrong.  frame.extra gets
+        `lost_channels`; with `references`, the decoded channels are stored there."""
         if frame.model_id != self.model_id:
             raise ModelError(f"frame was coded with model {frame.model_id:#010x}, this decoder has "
                              f"{self.model_id:#010x}")
-        z = np.zeros((1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), np.float32)
-        for c, chunk in zip(frame.channel_indices, frame.chunks):
+        out, lost = {}, []
+        for c, chunk, delta in zip(frame.channel_indices, frame.chunks, frame.reference_deltas):
             try:
-                sym = self.coders[c].decode(chunk)
+                if not delta:
+                    out[c] = self.coders[c].decode(chunk)
+                    continue
+                ref = references.get(frame.sequence - delta, c) if references is not None else None
+                if ref is None or self.inter_coders is None:
+                    lost.append(c)
+                    continue
+                out[c] = self.inter_coders[c].decode(chunk, ref)
             except EntropyError as e:
                 raise EntropyError(f"channel {c}: {e}") from None
+        frame.extra["lost_channels"] = lost
+        if references is not None:
+            references.store(frame.sequence, out)
+        return out
+
+    def latent(self, frame: Frame, references: ReceivedReferences | None = None) -> np.ndarray:
+        """Decode the entropy-coded chunks -> float latent [1,12,28,28], missing channels zero."""
+        z = np.zeros((1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), np.float32)
+        for c, sym in self.symbols(frame, references).items():
             z[0, c] = self.quantizer.dequantize(sym[None], [c])[0]
         return z
 
@@ -177,8 +237,8 @@ class DecoderModel:
         y = self.session.run(None, {self.input_name: latent.astype(np.float32)})[0][0]
         return (np.clip(y, 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
 
-    def decode(self, frame: Frame) -> np.ndarray:
-        return self.reconstruct(self.latent(frame))
+    def decode(self, frame: Frame, references: ReceivedReferences | None = None) -> np.ndarray:
+        return self.reconstruct(self.latent(frame, references))
 
 
 assert IMAGE_SIZE == 8 * LATENT_SIZE
