@@ -38,6 +38,8 @@ def main(argv=None):
     p.add_argument("--namespace", default=P.NAMESPACE)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--max-frames", type=int, default=None, help="qemu sources: frames of the video to use")
+    p.add_argument("--video-mode", action="store_true", help="inter-frame coding against acknowledged references "
+                   "(encoder_node video_mode; host sources)")
     p.add_argument("--trace", default=None, help="insert link_emulator_node with this bandwidth trace (CSV)")
     p.add_argument("--serial-trace", default=None,
                    help="throttle the serial stream (device -> host) of a socket:// or qemu source to this trace")

@@ -250,3 +250,43 @@ def test_emulated_link_and_estimation_from_delivery(ros, tmp_path):
     accounted(out)
     assert any(s.estimate_source == "delivery" for s in status)
     assert min(s.channels for s in status[-20:]) < 12          # it adapted to the narrow link
+
+
+def test_video_mode_codes_against_acknowledged_references(ros, encoder, decoder):
+    """--video-mode: the decoder's reports travel back through the controller to the
+    encoder, which then codes channels against what the decoder acknowledged.  Every
+    decoded picture is exactly the intra decoding of its source frame (inter coding is
+    lossless), no reference is ever missing, and the fixed-camera clip costs far fewer
+    bytes than intra."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from mcucoder_ros.evaluation import iter_video
+    from mcucoder_ros.msg import LatentChannels
+    from mcucoder_ros.nodes.common import message_bytes
+
+    got, latents = [], []
+    ros.node.create_subscription(Image, "/mcucoder/image_decoded", got.append,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ros.node.create_subscription(LatentChannels, "/mcucoder/latent_gated", latents.append, qos_profile_sensor_data)
+    proc = start("mcucoder-ros", "pipeline", "--source", "video", "--input", CLIP, "--video-mode")
+    try:
+        assert ros.spin_until(lambda: proc.poll() is not None, timeout=60), "runner did not end at end of input"
+        ros.spin_for(0.5)
+        out = stop(proc)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, out
+    accounted(out)
+    m = re.search(r"video mode: (\d+) inter chunks, (\d+) acknowledgements, (\d+) lost references", out)
+    assert m and int(m.group(1)) > 100 and int(m.group(2)) > 30 and int(m.group(3)) == 0, out
+    assert any(x.bitstream_version == 2 and len(x.reference_deltas) == len(x.channel_indices) for x in latents)
+    frames = [f for _, f in iter_video(CLIP, 90)]
+    intra = {bytes(decoder.decode(encoder.encode(frames[i], 12))): i for i in range(90)}
+    assert got and all(bytes(g.data) in intra for g in got), "a decoded picture differs from its intra decoding"
+    by_seq = {x.sequence: x for x in latents if len(x.channel_indices) == 12}
+    assert len(by_seq) > 30
+    video_bytes = sum(message_bytes(x) for x in by_seq.values())
+    from mcucoder_ros.codec import bitstream
+    intra_bytes = sum(len(bitstream.pack(encoder.encode(frames[s], 12, s))) for s in by_seq)
+    assert video_bytes < 0.7 * intra_bytes, (video_bytes, intra_bytes)

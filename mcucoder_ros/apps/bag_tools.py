@@ -202,6 +202,7 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
     from ..codec import bitstream
     from ..codec.entropy import EntropyError
     from ..codec.images import save_rgb
+    from ..codec.inter import ReceivedReferences
     from ..codec.model import DecoderModel
 
     if channels is not None and not 0 <= channels <= 12:
@@ -219,6 +220,7 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
         Path(frames_dir).mkdir(parents=True, exist_ok=True)
     rows, errors, video = [], [], None
     malformed = 0
+    references = {}
     bar = tqdm(total=total, desc=f"decoding {topic}", unit="frame", disable=not progress)
     try:
         for i, m in enumerate(read_messages(bag, [topic], errors)):
@@ -227,9 +229,10 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
             try:
                 frame = bitstream.from_message(msg)
                 if channels is not None:
+                    refs = frame.reference_deltas[:channels]
                     frame = bitstream.Frame(frame.model_id, frame.sequence, frame.channel_indices[:channels],
                                             frame.chunks[:channels], frame.num_channels, frame.latent_height,
-                                            frame.latent_width)
+                                            frame.latent_width, references=refs if any(refs) else None)
                 if frame.model_id not in models:
                     have = ", ".join(f"{k:#010x} ({d.name})" for k, d in models.items()) or "none"
                     raise BagError(f"frame {frame.sequence} was coded with model {frame.model_id:#010x}, which no "
@@ -237,7 +240,8 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
                 dec = decoders.get(frame.model_id)
                 if dec is None:
                     dec = decoders[frame.model_id] = DecoderModel.load(models[frame.model_id], decoder or None)
-                rgb = dec.decode(frame)
+                # video mode: frames decode in recording order against the references kept here
+                rgb = dec.decode(frame, references.setdefault(frame.model_id, ReceivedReferences()))
             except (bitstream.BitstreamError, EntropyError, ValueError) as e:
                 malformed += 1
                 bar.write(f"skipped message {i} (sequence {msg.sequence}): {e}")
@@ -354,7 +358,8 @@ def bag_sizes(out_dir, clip=None, seconds: float = 60.0, fps: float = 15.0, mode
                               num_channels=12, latent_height=28, latent_width=28,
                               channel_indices=np.array(fr.channel_indices, np.uint8),
                               chunk_lengths=np.array([len(c) for c in fr.chunks], np.uint16),
-                              payload=np.frombuffer(b"".join(fr.chunks), np.uint8))
+                              payload=np.frombuffer(b"".join(fr.chunks), np.uint8),
+                              reference_deltas=np.array([], np.uint8))
 
     def image_msg(i):
         f = frames[i % len(frames)]

@@ -150,8 +150,13 @@ def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *,
 def from_message(m) -> Frame:
     """A LatentChannels message (rclpy's, or one read from a bag by rosbags: the same
     field names) -> Frame, checked; raises BitstreamError on inconsistent fields."""
-    if m.bitstream_version != VERSION:
+    if m.bitstream_version not in VERSIONS:
         raise BitstreamError(f"unsupported bitstream version {m.bitstream_version}")
+    refs = list(getattr(m, "reference_deltas", []) or [])      # bags of the first message version lack it
+    if m.bitstream_version == VERSION and refs:
+        raise BitstreamError("a version 1 frame carries no references")
+    if refs and len(refs) != len(m.channel_indices):
+        raise BitstreamError(f"{len(refs)} references for {len(m.channel_indices)} chunks")
     return from_payload(m.model_id, m.sequence, list(m.channel_indices), list(m.chunk_lengths),
                         bytes(m.payload), num_channels=m.num_channels, latent_height=m.latent_height,
-                        latent_width=m.latent_width)
+                        latent_width=m.latent_width, references=refs or None)

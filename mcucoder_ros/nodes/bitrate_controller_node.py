@@ -4,6 +4,9 @@ Subscribes `latent`, `link_quality`, `delivery_report` and `receiver_report`;
 publishes `latent_gated` (the first k chunks, byte for byte), `bitrate_status` and the
 upstream `channel_budget`.  Frames the receiver could not show (its reported max_fps
 is below the source rate) are skipped whole, before any link time is spent on them.
+Video mode: the receiver's reports go upstream unchanged on `reference_ack`, the
+acknowledgements the camera side predicts from (encoder_node, or the MCU through
+mcu_bridge_node).  Inter chunks are budgeted by their real sizes like any other.
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ class BitrateControllerNode(McuNode):
         self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
         self.fps_gate = FrameRateGate(margin=self.p["receiver_fps_margin"])
         self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
+        self.ack_pub = self.create_publisher(ReceiverReport, "reference_ack", 10)
         self.counters["frames_skipped"] = 0
 
     def _config(self) -> ControllerConfig:
@@ -83,6 +87,7 @@ class BitrateControllerNode(McuNode):
 
     def _on_receiver(self, r: ReceiverReport):
         self.fps_gate.on_receiver_fps(r.max_fps, time.monotonic())
+        self.ack_pub.publish(r)
         self.count("receiver_reports")
 
     def _on_latent(self, msg: LatentChannels):

@@ -128,12 +128,14 @@ def frame_to_msg(frame: bitstream.Frame, stamp, frame_id: str) -> LatentChannels
     m.header.frame_id = frame_id
     m.sequence = frame.sequence
     m.model_id = frame.model_id
-    m.bitstream_version = bitstream.VERSION
+    m.bitstream_version = frame.version
     m.num_channels, m.latent_height, m.latent_width = frame.num_channels, frame.latent_height, frame.latent_width
     # array.array: the generated setters check plain sequences element by element (slow)
     m.channel_indices = array("B", frame.channel_indices)
     m.chunk_lengths = array("H", frame.chunk_lengths)
     m.payload = array("B", frame.payload)
+    if frame.version == bitstream.VERSION_INTER:
+        m.reference_deltas = array("B", frame.reference_deltas)
     return m
 
 
@@ -154,12 +156,18 @@ def gate(m: LatentChannels, k: int) -> LatentChannels:
     out.channel_indices = array("B", idx[:keep])
     out.chunk_lengths = array("H", lens[:keep])
     out.payload = m.payload[:sum(lens[:keep])]
+    refs = list(m.reference_deltas)[:keep]
+    if any(refs):
+        out.reference_deltas = array("B", refs)
+    else:                                   # the kept chunks are all intra: a v1 frame
+        out.bitstream_version = bitstream.VERSION
     return out
 
 
 def message_bytes(m: LatentChannels) -> int:
     """Bytes this frame costs on a link: the bitstream frame it stands for."""
-    return bitstream.HEADER.size + bitstream.CHUNK_ENTRY.size * len(m.chunk_lengths) + len(m.payload)
+    entry = bitstream.CHUNK_ENTRY_V2 if len(m.reference_deltas) else bitstream.CHUNK_ENTRY
+    return bitstream.HEADER.size + entry.size * len(m.chunk_lengths) + len(m.payload)
 
 
 ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}

@@ -9,6 +9,12 @@ when it is free, and a frame replaced before its turn is dropped and counted
 (`dropped_stale`).  After each frame a ReceiverReport tells the bitrate controller
 how many frames per second this receiver can show, so that the link does not carry
 frames that would be dropped here.
+
+Video mode (bitstream v2): the node keeps the symbols it decoded for the last 255
+frames; an inter chunk decodes against its reference from there, or, when that is
+missing, the channel counts as lost (zero-filled, `lost_references`) and a refresh is
+requested (at most once a second).  The ReceiverReport's `channels_decoded` is the
+acknowledgement the camera predicts from.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from ..camera_info import load_calibration, scale_calibration
 from ..codec.bitstream import BitstreamError
 from ..codec.entropy import EntropyError
+from ..codec.inter import ReceivedReferences
 from ..codec.model import PROVIDERS, DecoderModel, ModelError
 from ..msg import LatentChannels, ReceiverReport
 from .common import QOS_PARAMS, RELIABILITY, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
@@ -79,6 +86,9 @@ class DecoderNode(McuNode):
         self.decode_ms_avg = 0.0
         self.last_error = ""
         self.counters["dropped_stale"] = 0
+        self.counters["lost_references"] = 0
+        self.references = ReceivedReferences()
+        self._last_refresh_request = -1e9
         self._info_cache = None
         self._pending: deque[LatentChannels] = deque(maxlen=1 if self.p["drop_stale"] else 1000)
         self._lock = threading.Lock()
@@ -115,7 +125,7 @@ class DecoderNode(McuNode):
         t0 = time.perf_counter()
         try:
             frame = msg_to_frame(msg)
-            rgb = self.model.decode(frame)
+            rgb = self.model.decode(frame, self.references)
         except (BitstreamError, EntropyError, ModelError, ValueError) as e:
             self.count("malformed")
             self.last_error = str(e)
@@ -136,10 +146,17 @@ class DecoderNode(McuNode):
         self.count("frames")
         self.count("channels_missing", msg.num_channels - len(msg.channel_indices))
         self.rate.tick()
+        lost = frame.extra.get("lost_channels", [])
+        refresh = False
+        if lost:
+            self.count("lost_references", len(lost))
+            refresh = time.monotonic() - self._last_refresh_request >= 1.0     # rate-limited
+            self._last_refresh_request = time.monotonic() if refresh else self._last_refresh_request
         rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(self.decode_ms),
-                             max_fps=float(self.max_fps), dropped_stale=int(self.counters["dropped_stale"]))
+                             max_fps=float(self.max_fps), dropped_stale=int(self.counters["dropped_stale"]),
+                             lost_references=int(self.counters["lost_references"]), refresh_request=refresh)
         rep.header = msg.header
-        rep.channels_decoded = array("B", frame.channel_indices)
+        rep.channels_decoded = array("B", [c for c in frame.channel_indices if c not in lost])
         self.report_pub.publish(rep)
 
     def _camera_info(self, width: int, height: int, header) -> CameraInfo:

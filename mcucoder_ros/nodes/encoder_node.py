@@ -3,6 +3,10 @@
 Input: a sensor_msgs/Image topic (`image_raw`) or a video file / image folder /
 camera device (OpenCV).  Runs the exact INT8 encoder, quantisation and rANS coding
 of the first `channel_budget` channels and publishes `latent` (LatentChannels).
+
+`video_mode`: channels are coded against references the receiver acknowledged
+(`reference_ack`, forwarded by the bitrate controller from the decoder), bitstream v2;
+without acknowledgements the stream stays intra.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
 from ..codec.images import ImageError
+from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
-from ..msg import LatentChannels
+from ..msg import LatentChannels, ReceiverReport
 from ..sources import FrameSource
 from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, image_to_rgb, run_node
 
@@ -32,6 +37,12 @@ class EncoderNode(McuNode):
                                     range=(1, LATENT_CHANNELS)),
         "frame_id": ParamSpec("camera", "frame_id stamped on the latent"),
         "model_dir": ParamSpec("", "model folder (empty: the shipped default model)", read_only=True),
+        "video_mode": ParamSpec(False, "inter-frame coding against acknowledged references (bitstream v2; the "
+                                "model needs encoder_inter.npz)", read_only=True),
+        "max_reference_age": ParamSpec(30, "video mode: frames after which a reference is not used",
+                                       range=(1, MAX_REFERENCE_DELTA)),
+        "refresh_period": ParamSpec(60, "video mode: each channel is sent intra once per this many frames, one "
+                                    "channel at a time (0: never)", range=(0, 10000)),
         **QOS_PARAMS,
     }
 
@@ -45,6 +56,13 @@ class EncoderNode(McuNode):
         self.encode_ms = 0.0
         self.pub = self.create_publisher(LatentChannels, "latent", self.qos())
         self.create_subscription(UInt8, "channel_budget", self._on_budget, 10)
+        self.references = None
+        if self.p["video_mode"]:
+            if self.model.inter_coders is None:
+                raise ValueError("video_mode needs the model's inter tables (encoder_inter.npz): "
+                                 "mcucoder fit-inter")
+            self.references = ReferenceState(self.p["max_reference_age"], self.p["refresh_period"])
+            self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
         self.source = None
         if self.p["source"] == "image_topic":
             self.create_subscription(Image, "image_raw", self._on_image, self.qos())
@@ -56,6 +74,8 @@ class EncoderNode(McuNode):
                                f"{self.model.model_id:#010x}, budget {self.budget} channels")
 
     def on_parameter_changed(self, name, value):
+        if self.references is not None and name in ("max_reference_age", "refresh_period"):
+            setattr(self.references, "max_age" if name == "max_reference_age" else name, int(value))
         if name == "fps" and self.source is not None:
             self.timer.cancel()
             self.timer = self.create_timer(1.0 / (value or self.source.fps or 15.0), self._on_timer)
@@ -67,6 +87,13 @@ class EncoderNode(McuNode):
             self.budget = int(msg.data)
         else:
             self.count("invalid_budgets")
+
+    def _on_ack(self, r: ReceiverReport):
+        self.references.acknowledge(r.sequence, list(r.channels_decoded))
+        if r.refresh_request:
+            self.references.request_refresh()
+            self.count("refresh_requests")
+        self.count("acks")
 
     def _on_image(self, msg: Image):
         try:
@@ -95,11 +122,12 @@ class EncoderNode(McuNode):
 
     def encode_and_publish(self, rgb, stamp, frame_id):
         t0 = time.perf_counter()
-        frame = self.model.encode(rgb, self.budget, self.seq)
+        frame = self.model.encode(rgb, self.budget, self.seq, references=self.references)
         self.encode_ms = (time.perf_counter() - t0) * 1000
         self.pub.publish(frame_to_msg(frame, stamp, frame_id))
         self.seq += 1
         self.count("frames")
+        self.count("inter_chunks", sum(1 for d in frame.reference_deltas if d))
         self.rate.tick()
 
     def diagnostics(self):

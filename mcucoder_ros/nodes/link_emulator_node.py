@@ -82,15 +82,21 @@ class LinkEmulatorNode(McuNode):
         out.sequence, out.model_id, out.bitstream_version = m.sequence, m.model_id, m.bitstream_version
         out.num_channels, out.latent_height, out.latent_width = m.num_channels, m.latent_height, m.latent_width
         lens, payload, off = [], bytearray(), 0
-        idx = []
+        idx, refs = [], []
+        deltas = list(m.reference_deltas) or [0] * n_chunks
         for i, (c, n) in enumerate(zip(m.channel_indices, m.chunk_lengths)):
             if i in kept:
                 idx.append(c)
                 lens.append(n)
+                refs.append(deltas[i] if i < len(deltas) else 0)
                 payload += bytes(m.payload[off:off + n])
             off += n
         from array import array
         out.channel_indices, out.chunk_lengths, out.payload = array("B", idx), array("H", lens), array("B", payload)
+        if any(refs):                         # video mode: each kept chunk keeps its reference
+            out.reference_deltas = array("B", refs)
+        else:                                 # only intra chunks left: a version 1 frame
+            out.bitstream_version = 1
         self._queue(t, d, m.header, m.sequence, message_bytes(m), n_chunks, len(idx), out)
 
     def _on_image(self, m):
