@@ -149,7 +149,7 @@ def test_bag_without_latents_or_with_unknown_model(tmp_path):
     m = Lat(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="c"), sequence=0, model_id=0xDEADBEEF,
             bitstream_version=1, num_channels=12, latent_height=28, latent_width=28,
             channel_indices=np.array([0], np.uint8), chunk_lengths=np.array([4], np.uint16),
-            payload=np.array([0, 128, 0, 0], np.uint8))
+            payload=np.array([0, 128, 0, 0], np.uint8), reference_deltas=np.array([], np.uint8))
     w.write("/x/latent", 1, ts.serialize_cdr(m, "mcucoder_ros/msg/LatentChannels"))
     w.close()
     with pytest.raises(BagError, match="0xdeadbeef, which no shipped model has"):

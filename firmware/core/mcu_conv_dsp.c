@@ -2,7 +2,7 @@
  * a time, the receptive fields are widened to int16 pairs once (im2col), then a 2x2
  * block of (output channel, pixel) accumulators takes two MACs per SMLAD.  The weights
  * come pre-widened and in the same pair order from the exporter (mcu_convN_wpairs,
- * training/export.py: dsp_weight_pairs), so the inner loop is loads and SMLADs only:
+ * codec/c_header.py: dsp_weight_pairs), so the inner loop is loads and SMLADs only:
  * 4 LDRD + 8 SMLAD per 16 MACs, written in assembly because the compiler's version
  * took 20 instructions for the same work. */
 #include "mcu_conv.h"

@@ -35,12 +35,14 @@ def export(a):
 def fit_inter(a):
     """Fit the inter-frame tables (codec/inter.py) of a model on video: real clips
     (frames from --skip on, so a test clip cut from the same video stays unseen) and
-    synthetic pans across photos; writes <model>/encoder_inter.npz."""
+    synthetic pans across photos; writes <model>/encoder_inter.npz and the firmware's
+    encoder_inter.h."""
     from pathlib import Path
 
     import numpy as np
     from tqdm import tqdm
 
+    from ..codec.c_header import write_inter_c_header
     from ..codec.images import load_rgb
     from ..codec.inter import TEMPORAL_THRESHOLDS, fit_inter_tables
     from ..codec.model import INTER_FILE, EncoderModel, default_model_dir
@@ -68,4 +70,6 @@ def fit_inter(a):
     out = model_dir / INTER_FILE
     np.savez(out, model_id=np.uint32(enc.model_id), freqs=freqs.astype(np.uint16),
              thresholds=np.asarray(TEMPORAL_THRESHOLDS, np.int32), fitted_on=np.asarray(names))
-    print(f"wrote {out}: inter tables for model {enc.model_id:#010x} from {total} frames of {len(clips)} clips")
+    write_inter_c_header(enc.model_id, freqs, TEMPORAL_THRESHOLDS, model_dir / "encoder_inter.h")
+    print(f"wrote {out} and encoder_inter.h: inter tables for model {enc.model_id:#010x} from {total} frames of "
+          f"{len(clips)} clips")

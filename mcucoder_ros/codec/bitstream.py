@@ -152,7 +152,7 @@ def from_message(m) -> Frame:
     field names) -> Frame, checked; raises BitstreamError on inconsistent fields."""
     if m.bitstream_version not in VERSIONS:
         raise BitstreamError(f"unsupported bitstream version {m.bitstream_version}")
-    refs = list(getattr(m, "reference_deltas", []) or [])      # bags of the first message version lack it
+    refs = [int(d) for d in getattr(m, "reference_deltas", ())]     # bags of the first message version lack it
     if m.bitstream_version == VERSION and refs:
         raise BitstreamError("a version 1 frame carries no references")
     if refs and len(refs) != len(m.channel_indices):
