@@ -3,11 +3,15 @@
 #include "mcu_codec.h"
 
 #include "mcu_conv.h"
+#include "mcu_video.h"
 
 #define RANS_PROB_BITS 12
 #define RANS_L (1u << 23)
 
 uint32_t mcu_model_id(void) { return MCU_MODEL_ID; }
+
+/* shared by the convolutions (im2col) and video-mode coding, which never overlap */
+uint32_t mcu_scratch[MCU_SCRATCH_WORDS] __attribute__((aligned(8)));
 
 /* --- profiling ------------------------------------------------------------------------ */
 uint32_t mcu_stage_ticks[MCU_STAGES];
@@ -101,7 +105,9 @@ void mcu_quantize(const int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT], int
     stage_end(MCU_STAGE_CODE);
 }
 
-/* Context model of docs/bitstream.md: MED prediction, activity buckets. */
+/* Context models of docs/bitstream.md.  Intra: MED prediction, spatial activity
+ * buckets.  Inter (video mode): the reference's co-located symbol, temporal activity
+ * buckets.  One rANS coder for both. */
 static int activity_bucket(int activity) {
     static const uint8_t thresholds[7] = {0, 1, 2, 4, 7, 12, 20};
     int b = 0;
@@ -109,29 +115,60 @@ static int activity_bucket(int activity) {
     return b;
 }
 
-size_t mcu_code_channel(int ch, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8_t *out) {
+#if MCU_HAVE_INTER
+static int temporal_bucket(int activity) {
+    int b = 0;
+    while (b < 7 && activity > mcu_inter_thresholds[b]) b++;
+    return b;
+}
+#endif
+
+/* cumulative frequency below residual r: whichever end of the row is nearer (the
+ * tables ship without a cumulative copy, to save 12 KB of flash) */
+static uint32_t cum_freq(const uint16_t freq[64], int r) {
+    uint32_t c = 0;
+    if (r < 32) {
+        for (int j = 0; j < r; j++) c += freq[j];
+        return c;
+    }
+    for (int j = r; j < 64; j++) c += freq[j];
+    return (1u << RANS_PROB_BITS) - c;
+}
+
+static size_t code_channel(const uint16_t freq[8][64], const uint8_t *sym, const uint8_t *ref, int edge,
+                           uint8_t *out) {
     /* rANS codes backwards: bytes are emitted last-first into out + 4, then reversed */
     uint8_t *emitted = out + 4;
-    stage_begin();
-    const int edge = mcu_edge_symbol[ch];
     uint32_t x = RANS_L;
     size_t n = 0;
     for (int i = MCU_SYMBOLS_PER_CHANNEL - 1; i >= 0; i--) {
-        int py = i / MCU_LATENT, px = i % MCU_LATENT;
-        int a = px ? sym[py][px - 1] : edge;
-        int b = py ? sym[py - 1][px] : edge;
-        int c = (px && py) ? sym[py - 1][px - 1] : edge;
-        int mn = a < b ? a : b, mx = a < b ? b : a;
-        int pred = c >= mx ? mn : (c <= mn ? mx : a + b - c);
-        int r = (sym[py][px] - pred) & 63;
-        int ctx = activity_bucket((a > c ? a - c : c - a) + (b > c ? b - c : c - b));
-        uint32_t f = mcu_rans_freq[ch][ctx][r];
+        int px = i % MCU_LATENT;
+        int a = px ? sym[i - 1] : edge;
+        int b = i >= MCU_LATENT ? sym[i - MCU_LATENT] : edge;
+        int r, ctx;
+        if (!ref) {
+            int c = (px && i >= MCU_LATENT) ? sym[i - MCU_LATENT - 1] : edge;
+            int mn = a < b ? a : b, mx = a < b ? b : a;
+            int pred = c >= mx ? mn : (c <= mn ? mx : a + b - c);
+            r = (sym[i] - pred) & 63;
+            ctx = activity_bucket((a > c ? a - c : c - a) + (b > c ? b - c : c - b));
+        } else {
+#if MCU_HAVE_INTER
+            int ar = px ? ref[i - 1] : edge;
+            int br = i >= MCU_LATENT ? ref[i - MCU_LATENT] : edge;
+            r = (sym[i] - ref[i]) & 63;
+            ctx = temporal_bucket((a > ar ? a - ar : ar - a) + (b > br ? b - br : br - b));
+#else
+            r = ctx = 0;
+#endif
+        }
+        uint32_t f = freq[ctx][r];
         uint32_t xmax = ((RANS_L >> RANS_PROB_BITS) << 8) * f;
         while (x >= xmax) {
             emitted[n++] = (uint8_t)(x & 0xff);
             x >>= 8;
         }
-        x = ((x / f) << RANS_PROB_BITS) + (x % f) + mcu_rans_cum[ch][ctx][r];
+        x = ((x / f) << RANS_PROB_BITS) + (x % f) + cum_freq(freq[ctx], r);
     }
     out[0] = (uint8_t)(x >> 24);
     out[1] = (uint8_t)(x >> 16);
@@ -142,9 +179,25 @@ size_t mcu_code_channel(int ch, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8
         emitted[i] = emitted[n - 1 - i];
         emitted[n - 1 - i] = t;
     }
-    stage_end(MCU_STAGE_CODE);
     return 4 + n;
 }
+
+size_t mcu_code_channel(int ch, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8_t *out) {
+    stage_begin();
+    size_t n = code_channel(mcu_rans_freq[ch], &sym[0][0], 0, mcu_edge_symbol[ch], out);
+    stage_end(MCU_STAGE_CODE);
+    return n;
+}
+
+#if MCU_HAVE_INTER
+size_t mcu_code_channel_inter(int ch, const uint8_t sym[MCU_LATENT][MCU_LATENT],
+                              const uint8_t ref[MCU_LATENT][MCU_LATENT], uint8_t *out) {
+    stage_begin();
+    size_t n = code_channel(mcu_inter_freq[ch], &sym[0][0], &ref[0][0], mcu_edge_symbol[ch], out);
+    stage_end(MCU_STAGE_CODE);
+    return n;
+}
+#endif
 
 static void put_u32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);

@@ -13,6 +13,22 @@
 #include "encoder_int8.h"
 #include "mcu_codec.h"
 
+#if defined(__has_include)
+#if __has_include("encoder_inter.h")
+#include "encoder_inter.h"       /* video-mode tables, from `mcucoder fit-inter` */
+#define MCU_HAVE_INTER 1
+#endif
+#endif
+#ifndef MCU_HAVE_INTER
+#define MCU_HAVE_INTER 0
+#endif
+
+/* Scratch memory shared by the SIMD kernels' im2col (two pixels x 200 pairs) and
+ * video-mode coding (an unpacked reference channel + one chunk). */
+#define MCU_SCRATCH_WORDS ((MCU_SYMBOLS_PER_CHANNEL + MCU_MAX_CHUNK + 3) / 4 > 400 \
+                           ? (MCU_SYMBOLS_PER_CHANNEL + MCU_MAX_CHUNK + 3) / 4 : 400)
+extern uint32_t mcu_scratch[MCU_SCRATCH_WORDS];
+
 #if MCU_CONV1_IN_ZP != -128 || MCU_CONV2_IN_ZP != -128 || MCU_CONV3_IN_ZP != -128
 #error "the row kernels assume an input zero point of -128 (zero bytes are padding)"
 #endif

@@ -12,8 +12,9 @@
 #define K2 200    /* conv2: 5 rows x 80 bytes = 5 x 40 pairs */
 #define K3 72     /* conv3: 3 rows x 48 bytes = 3 x 24 pairs */
 
-/* im2col of two output pixels, the second right after the first (K pairs each) */
-static uint32_t col[2 * K2] __attribute__((aligned(8)));
+/* im2col of two output pixels, the second right after the first (K pairs each), in
+ * the scratch memory that video-mode coding uses once the convolutions are done */
+#define col mcu_scratch
 
 /* bytes [0, 4 * words) of src -> 2 * words pairs, in the exporter's order (0,2), (1,3) */
 static inline __attribute__((always_inline)) void widen(const uint8_t *src, int words, uint32_t *dst) {

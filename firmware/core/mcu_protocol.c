@@ -86,6 +86,12 @@ static void dispatch(mcu_control_t *ctl) {
     case MCU_CMD_SET_FPS:
         if (len == 2) ctl->fps_x100 = (uint16_t)(p[0] | (p[1] << 8)); else ctl->rx_errors++;
         break;
+    case MCU_CMD_ACK:
+        if (len == 7 && ctl->on_ack)
+            ctl->on_ack((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24,
+                        (uint16_t)(p[4] | (p[5] << 8)), p[6]);
+        else if (len != 7) ctl->rx_errors++;
+        break;
     case MCU_CMD_REQUEST_STATUS: ctl->status_requested = 1; break;
     case MCU_CMD_REQUEST_HELLO: ctl->hello_requested = 1; break;
     default: ctl->rx_errors++;

@@ -9,8 +9,9 @@
 #define MCU_PROTOCOL_VERSION 1
 enum {
     MCU_PKT_HELLO = 0x01, MCU_PKT_FRAME_HEADER = 0x02, MCU_PKT_CHUNK = 0x03, MCU_PKT_FRAME_END = 0x04,
-    MCU_PKT_STATUS = 0x05,
-    MCU_CMD_REQUEST_HELLO = 0x80, MCU_CMD_SET_BUDGET = 0x81, MCU_CMD_SET_FPS = 0x82, MCU_CMD_REQUEST_STATUS = 0x83
+    MCU_PKT_STATUS = 0x05, MCU_PKT_CHUNK_INTER = 0x06,
+    MCU_CMD_REQUEST_HELLO = 0x80, MCU_CMD_SET_BUDGET = 0x81, MCU_CMD_SET_FPS = 0x82, MCU_CMD_REQUEST_STATUS = 0x83,
+    MCU_CMD_ACK = 0x84
 };
 
 void mcu_port_putc(uint8_t c);              /* provided by the port (UART) or the host test */
@@ -27,6 +28,8 @@ typedef struct {
     uint8_t status_requested;
     uint8_t hello_requested;
     uint32_t rx_errors;      /* bad CRC, bad framing, unknown or malformed commands */
+    /* video mode: called for each ACK command (frame, channel mask, flags: bit 0 refresh) */
+    void (*on_ack)(uint32_t sequence, uint16_t channels, uint8_t flags);
 } mcu_control_t;
 
 /* Feed one received byte; complete, valid commands update *ctl. */

@@ -48,10 +48,8 @@ def run(a) -> None:
         extra.append(_link_monitor(proxy))
     overrides = None
     if getattr(a, "video_mode", False):
-        if a.source not in ("video", "images", "camera"):
-            raise ValueError("--video-mode: the firmware codes intra only so far; use a host source (video, images, "
-                             "camera)")
-        overrides = {"encoder_node": {"video_mode": True}}
+        node = "mcu_bridge_node" if a.source == "serial" or a.source.startswith("qemu-") else "encoder_node"
+        overrides = {node: {"video_mode": True}}
     try:
         p = Pipeline(a.source, port, a.params, a.loop, a.namespace, trace=a.trace, link_monitor=not a.no_link_monitor,
                      extra_nodes=extra, overrides=overrides)
@@ -72,9 +70,10 @@ def run(a) -> None:
         print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
               f"malformed {dec.counters.get('malformed', 0)}, dropped stale {dec.counters.get('dropped_stale', 0)}, "
               f"skipped for the receiver {ctrl.counters.get('frames_skipped', 0)}")
-        enc = p.nodes.get("encoder_node")
-        if enc is not None and enc.references is not None:
-            print(f"video mode: {enc.counters.get('inter_chunks', 0)} inter chunks, {enc.counters.get('acks', 0)} "
+        enc = p.nodes.get("encoder_node") or p.nodes.get("mcu_bridge_node")
+        if enc is not None and enc.p.get("video_mode"):
+            acks = enc.counters.get("acks", 0) + enc.counters.get("acks_forwarded", 0)
+            print(f"video mode: {enc.counters.get('inter_chunks', 0)} inter chunks, {acks} "
                   f"acknowledgements, {dec.counters.get('lost_references', 0)} lost references")
         p.shutdown()
         if proxy:

@@ -13,6 +13,7 @@ class PendingFrame:
     capture_us: int
     k: int
     chunks: dict = field(default_factory=dict)
+    references: dict = field(default_factory=dict)    # video mode: channel -> reference delta
 
 
 @dataclass
@@ -44,7 +45,9 @@ class FrameAssembler:
         chans = sorted(c for c in p.chunks if c < p.k)
         # a frame is usable up to the first missing channel only if channels are a prefix;
         # any received subset is still valid bitstream (the decoder zero-fills)
-        frame = bitstream.Frame(self.hello.model_id, p.sequence, chans, [p.chunks[c] for c in chans])
+        refs = [p.references.get(c, 0) for c in chans]
+        frame = bitstream.Frame(self.hello.model_id, p.sequence, chans, [p.chunks[c] for c in chans],
+                                references=refs if any(refs) else None)
         if not complete or len(chans) < p.k:
             self.errors["partial_frames"] += 1
         return DeviceFrame(frame, p.capture_us, complete and len(chans) == p.k, ticks)
@@ -61,7 +64,7 @@ class FrameAssembler:
                     self.errors["version"] += 1
             elif pkt.type == sp.FRAME_HEADER:
                 seq, cap, nc, h, w, k, ver = sp.parse_fixed(sp.FRAME_HEADER_FMT, pkt.payload, "FRAME_HEADER")
-                if (nc, h, w, ver) != (12, 28, 28, bitstream.VERSION) or not 0 <= k <= nc:
+                if (nc, h, w) != (12, 28, 28) or ver not in bitstream.VERSIONS or not 0 <= k <= nc:
                     raise sp.ProtocolError(f"unsupported frame geometry {nc}x{h}x{w} v{ver} k={k}")
                 if seq == self.last_sequence or (self.pending is not None and self.pending.sequence == seq):
                     self.errors["duplicates"] += 1          # a repeated frame: keep the first
@@ -70,14 +73,19 @@ class FrameAssembler:
                     f = self._finish(False)
                     out += [f] if f else []
                 self.pending = PendingFrame(seq, cap, k)
-            elif pkt.type == sp.CHUNK:
-                seq, ch, data = sp.parse_chunk(pkt.payload)
+            elif pkt.type in (sp.CHUNK, sp.CHUNK_INTER):
+                if pkt.type == sp.CHUNK:
+                    (seq, ch, data), delta = sp.parse_chunk(pkt.payload), 0
+                else:
+                    seq, ch, delta, data = sp.parse_chunk_inter(pkt.payload)
                 if self.pending is None or seq != self.pending.sequence or ch >= self.pending.k:
                     self.errors["orphan_chunks"] += 1
                 elif ch in self.pending.chunks:
                     self.errors["duplicates"] += 1
                 else:
                     self.pending.chunks[ch] = data
+                    if delta:
+                        self.pending.references[ch] = delta
             elif pkt.type == sp.FRAME_END:
                 seq, ticks = sp.parse_fixed(sp.FRAME_END_FMT, pkt.payload, "FRAME_END")
                 if self.pending is not None and seq == self.pending.sequence:

@@ -15,15 +15,17 @@ MAX_PAYLOAD = 1200                      # a channel chunk (<= 1184 B) plus its h
 MAX_ENCODED = MAX_PAYLOAD + 5 + (MAX_PAYLOAD + 5) // 254 + 2
 
 # device -> host
-HELLO, FRAME_HEADER, CHUNK, FRAME_END, STATUS = 0x01, 0x02, 0x03, 0x04, 0x05
+HELLO, FRAME_HEADER, CHUNK, FRAME_END, STATUS, CHUNK_INTER = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 # host -> device
-REQUEST_HELLO, SET_BUDGET, SET_FPS, REQUEST_STATUS = 0x80, 0x81, 0x82, 0x83
+REQUEST_HELLO, SET_BUDGET, SET_FPS, REQUEST_STATUS, ACK = 0x80, 0x81, 0x82, 0x83, 0x84
 TARGETS = {0: "host", 1: "cortex-m7 (mps2-an500)", 2: "cortex-m33 (mps2-an505)", 3: "cortex-m3 (mps2-an385)",
            4: "stm32f405 (cortex-m4f)"}
 
 HELLO_FMT = struct.Struct("<BHIBIII")          # protocol, fw version, model id, target, ram static, stack, flash
 FRAME_HEADER_FMT = struct.Struct("<IIBBBBB")   # seq, capture time us, num ch, h, w, k, bitstream version
 CHUNK_HEAD_FMT = struct.Struct("<IB")          # seq, channel (chunk bytes follow)
+CHUNK_INTER_HEAD_FMT = struct.Struct("<IBB")   # seq, channel, reference delta (video mode; chunk bytes follow)
+ACK_FMT = struct.Struct("<IHB")                # seq, channels decoded (bit c: channel c), flags (bit 0: refresh)
 FRAME_END_FMT = struct.Struct("<II")           # seq, encode ticks (timer ticks)
 STATUS_FMT = struct.Struct("<IIIBHI")          # frames, tx bytes, rx errors, budget, fps x100, uptime ms
 
@@ -184,6 +186,23 @@ def parse_chunk(p: bytes) -> tuple[int, int, bytes]:
         raise ProtocolError(f"CHUNK of {len(p)} bytes is too short")
     seq, ch = CHUNK_HEAD_FMT.unpack_from(p)
     return seq, ch, p[CHUNK_HEAD_FMT.size:]
+
+
+def parse_chunk_inter(p: bytes) -> tuple[int, int, int, bytes]:
+    if len(p) < CHUNK_INTER_HEAD_FMT.size + 4:
+        raise ProtocolError(f"CHUNK_INTER of {len(p)} bytes is too short")
+    seq, ch, delta = CHUNK_INTER_HEAD_FMT.unpack_from(p)
+    if delta == 0:
+        raise ProtocolError("CHUNK_INTER with reference 0")
+    return seq, ch, delta, p[CHUNK_INTER_HEAD_FMT.size:]
+
+
+def ack(sequence: int, channels, refresh: bool = False) -> bytes:
+    """Video mode: the receiver decoded these channels of frame `sequence` (and no others)."""
+    mask = 0
+    for c in channels:
+        mask |= 1 << int(c)
+    return encode_packet(ACK, ACK_FMT.pack(sequence % 2**32, mask & 0xFFFF, 1 if refresh else 0))
 
 
 def set_budget(k: int) -> bytes:

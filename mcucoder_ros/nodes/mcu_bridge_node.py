@@ -4,6 +4,8 @@ Opens a tty, a pty or a `socket://host:port` URL (pyserial), parses the serial
 protocol (docs/serial-protocol.md), publishes each frame as soon as it is complete
 (or, partial, when the next one starts), forwards `channel_budget` to the device,
 and reopens the port with back-off when it vanishes.  Garbage is counted, never fatal.
+With `video_mode`, the receiver's acknowledgements (`reference_ack`) go to the device
+as ACK commands, and it codes channels against them (bitstream v2).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from std_msgs.msg import UInt8
 from ..codec.geometry import LATENT_CHANNELS
 from ..link import serial_protocol as sp
 from ..link.frames import FrameAssembler
-from ..msg import LatentChannels
+from ..msg import LatentChannels, ReceiverReport
 from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, run_node
 
 
@@ -28,6 +30,8 @@ class McuBridgeNode(McuNode):
         "frame_id": ParamSpec("camera", "frame_id stamped on the latent"),
         "fps": ParamSpec(0.0, "frame rate requested from the device (0: as fast as it can)", range=(0.0, 120.0)),
         "reconnect_max_s": ParamSpec(5.0, "longest wait between attempts to reopen the port", range=(0.1, 60.0)),
+        "video_mode": ParamSpec(False, "forward the receiver's acknowledgements (reference_ack) to the device, "
+                                "which then codes against them (bitstream v2)", read_only=True),
         **QOS_PARAMS,
     }
 
@@ -37,6 +41,8 @@ class McuBridgeNode(McuNode):
             raise ValueError("parameter 'port' is required (a tty, a pty or socket://host:port)")
         self.pub = self.create_publisher(LatentChannels, "latent", self.qos())
         self.create_subscription(UInt8, "channel_budget", self._on_budget, 10)
+        if self.p["video_mode"]:
+            self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
         self.parser = sp.StreamParser()
         self.assembler = FrameAssembler()
         self.rate = RateMeter()
@@ -109,6 +115,7 @@ class McuBridgeNode(McuNode):
         self.pub.publish(frame_to_msg(df.frame, stamp, self.p["frame_id"]))
         self.frames_published += 1
         self.count("frames")
+        self.count("inter_chunks", sum(1 for d in df.frame.reference_deltas if d))
         self.rate.tick()
 
     def _close(self):
@@ -136,6 +143,10 @@ class McuBridgeNode(McuNode):
     def _on_budget(self, msg: UInt8):
         if 1 <= msg.data <= LATENT_CHANNELS:
             self._write(sp.set_budget(int(msg.data)))
+
+    def _on_ack(self, r: ReceiverReport):
+        self._write(sp.ack(r.sequence, list(r.channels_decoded), r.refresh_request))
+        self.count("acks_forwarded")
 
     def on_parameter_changed(self, name, value):
         if name == "fps":

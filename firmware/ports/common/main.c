@@ -4,6 +4,7 @@
 
 #include "mcu_codec.h"
 #include "mcu_protocol.h"
+#include "mcu_video.h"
 #include "port.h"
 
 #define FIRMWARE_VERSION 0x0100u
@@ -13,7 +14,12 @@
 static int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
 static uint8_t (*const sym)[MCU_LATENT][MCU_LATENT] = (uint8_t (*)[MCU_LATENT][MCU_LATENT])latent;
 static uint8_t chunk[MCU_MAX_CHUNK];
-static mcu_control_t ctl = {MCU_CHANNELS, 0, 0, 0, 0};
+static void on_ack(uint32_t seq, uint16_t channels, uint8_t flags) {
+    mcu_video_ack(seq, channels);
+    if (flags & 1) mcu_video_request_refresh();
+}
+
+static mcu_control_t ctl = {MCU_CHANNELS, 0, 0, 0, 0, on_ack};
 static uint32_t frames_sent, tx_bytes;
 
 static void le32(uint8_t *p, uint32_t v) {
@@ -97,17 +103,20 @@ int main(void) {
         uint32_t ticks = port_ticks() - t0 - (mcu_stage_ticks[MCU_STAGE_CAMERA] - camera0);
         uint8_t h[13];
         le32(h, (uint32_t)seq); le32(h + 4, t_capture / (TIMER_HZ / 1000000)); h[8] = MCU_CHANNELS;
-        h[9] = MCU_LATENT; h[10] = MCU_LATENT; h[11] = (uint8_t)k; h[12] = 1;
+        h[9] = MCU_LATENT; h[10] = MCU_LATENT; h[11] = (uint8_t)k;
+        h[12] = mcu_video_active() ? 2 : 1;      /* 2: chunks may come as CHUNK_INTER */
         tx_bytes += mcu_send_packet(MCU_PKT_FRAME_HEADER, h, sizeof h, 0, 0);
         for (int c = 0; c < k; c++) {
             uint32_t tc = port_ticks();
-            size_t len = mcu_code_channel(c, sym[c], chunk);
+            int delta;
+            size_t len = mcu_code_channel_video((uint32_t)seq, c, sym[c], chunk, &delta);
             ticks += port_ticks() - tc;
-            uint8_t ch[5];
-            le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c;
-            tx_bytes += mcu_send_packet(MCU_PKT_CHUNK, ch, sizeof ch, chunk, len);
+            uint8_t ch[6];
+            le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c; ch[5] = (uint8_t)delta;
+            tx_bytes += mcu_send_packet(delta ? MCU_PKT_CHUNK_INTER : MCU_PKT_CHUNK, ch, delta ? 6 : 5, chunk, len);
             poll_commands();       /* a new budget applies from the next frame */
         }
+        mcu_video_frame_done();
         uint8_t e[8];
         le32(e, (uint32_t)seq); le32(e + 4, ticks);
         tx_bytes += mcu_send_packet(MCU_PKT_FRAME_END, e, sizeof e, 0, 0);
