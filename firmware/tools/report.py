@@ -8,7 +8,9 @@ code), and `jpeg`: our baseline JPEG encoder (core/mcu_jpeg.c) built for the sam
 target and fed by the same row-streaming camera, at the JPEG qualities whose MS-SSIM
 matches MCUCoder at k = 6 and k = 12 on the same frames (instructions, bytes and the
 MS-SSIM of the firmware's own JPEG files, decoded by OpenCV).  `energy` turns both into
-energy per frame with the radio model of docs/firmware.md.
+energy per frame with the radio model of docs/firmware.md.  `video_mode`: the cost of
+inter-frame coding (a self-acknowledging build, i.e. a loss-free link) against intra on
+20 consecutive frames of the fixed-camera clip.
 
 Frames: the two photographs of test/vectors and four frames of data/clips/traffic.mp4,
 224x224.  Needs the project's .venv (numpy, OpenCV, onnxruntime) for the quality match."""
@@ -35,6 +37,8 @@ PAPER = {"m7": {"ram_kb": 360, "flash_kb": 107, "ms_at_216MHz": 237},
 RAM_BUDGET, FLASH_BUDGET = 48 * 1024, 64 * 1024
 STAGES = ("conv1", "conv2", "conv3", "code")
 CLIP_FRAMES = (0, 20, 40, 60)
+VIDEO_FRAMES = 20          # consecutive frames of the fixed-camera clip, for video mode
+VIDEO_TARGETS = ("m7", "m33", "stm32f405")    # the M3's video mode is checked in the QEMU tests, not timed
 KS = (6, 12)
 
 # Energy model (docs/firmware.md, "Energy per frame"): CPU energy per instruction, taking
@@ -88,6 +92,33 @@ def quality_match(rgb):
                         "mcucoder_bytes_per_frame": float(np.mean([len(bitstream.pack(c)) for c in coded])),
                         "jpeg_quality": q, "opencv_jpeg_ms_ssim": round(jpeg_ms[q], 4),
                         "opencv_jpeg_bytes_per_frame": float(np.mean([len(b) for b, _ in jpeg[q]]))}
+    return out
+
+
+def video_cost(name, build, clip_file, n):
+    """Video mode against intra on the same consecutive frames: the intra firmware and the
+    self-acknowledging build (a loss-free link), instructions and bytes per frame."""
+    from mcucoder_ros.codec import bitstream
+    from mcucoder_ros.link import serial_protocol as sp
+    from mcucoder_ros.link.frames import FrameAssembler
+    machine = TARGETS[name][0]
+    out = {}
+    for mode, elf in (("intra", "firmware.elf"), ("video", "firmware_video.elf")):
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(clip_file, Path(tmp) / "camera.rgb")
+            rep = qemu(machine, Path(build) / name / elf, tmp)
+            parser, asm = sp.StreamParser(), FrameAssembler()
+            frames = []
+            for pkt in parser.feed((Path(tmp) / "uart.bin").read_bytes()):
+                frames += asm.on_packet(pkt)
+        if len(frames) != n:
+            raise SystemExit(f"{name} {mode}: {len(frames)} of {n} frames came out")
+        out[mode] = {"instructions_per_frame": rep["instructions_per_frame"],
+                     "code_instructions": rep["instructions_code"],
+                     "bytes_per_frame": sum(len(bitstream.pack(f.frame)) for f in frames) / n,
+                     "inter_chunks": sum(1 for f in frames for d in f.frame.reference_deltas if d)}
+    out["instructions_over_intra"] = out["video"]["instructions_per_frame"] / out["intra"]["instructions_per_frame"] - 1
+    out["bytes_saving"] = 1 - out["video"]["bytes_per_frame"] / out["intra"]["bytes_per_frame"]
     return out
 
 
@@ -146,10 +177,17 @@ def main():
     rgb = frames(a.vectors)
     print(f"quality match on {len(rgb)} frames (MCUCoder at k = {KS} against JPEG) ...")
     match = quality_match(rgb)
-    with tempfile.NamedTemporaryFile(suffix=".rgb") as f:
+    from mcucoder_ros.codec.images import resize_224
+    from mcucoder_ros.evaluation import collect_frames
+    clip = [resize_224(f) for _, f in collect_frames([str(ROOT / "data/clips/traffic.mp4")], VIDEO_FRAMES)]
+    with tempfile.NamedTemporaryFile(suffix=".rgb") as f, tempfile.NamedTemporaryFile(suffix=".rgb") as v:
         f.write(np.stack(rgb).tobytes())
         f.flush()
+        v.write(np.stack(clip).tobytes())
+        v.flush()
         report = {name: run_target(name, a.build, f.name, match, rgb) for name in TARGETS}
+        for name in VIDEO_TARGETS:
+            report[name]["video_mode"] = video_cost(name, a.build, v.name, len(clip))
     for t in report.values():
         t["energy"] = energy(t, match)
     report = {"frames": "test/vectors astronaut + road, data/clips/traffic.mp4 frames "
@@ -164,6 +202,12 @@ def main():
         print(f"{name:10s} {r['ram_bytes']:>11,d} B ({r['ram_bytes'] / 1024:.1f} KB) {r['flash_bytes']:>8,d} B "
               f"{r['instructions_per_frame']:>20,d}  " + "  ".join(f"{r['stages'][s] / 1e6:6.2f}" for s in STAGES)
               + "   " + " / ".join(f"{r['jpeg'][f'k{k}']['instructions_per_frame'] / 1e6:.2f}" for k in KS))
+    for name in VIDEO_TARGETS:
+        vm = report[name]["video_mode"]
+        print(f"{name:10s} video mode on {VIDEO_FRAMES} frames of traffic.mp4: "
+              f"{vm['video']['instructions_per_frame'] / 1e6:.2f} M instructions per frame "
+              f"({100 * vm['instructions_over_intra']:+.1f} % over intra), "
+              f"{vm['video']['bytes_per_frame']:.0f} B per frame ({-100 * vm['bytes_saving']:+.0f} %)")
     for k, m in match.items():
         j = report["m7"]["jpeg"][k]
         print(f"{k}: MCUCoder {m['mcucoder_bytes_per_frame']:.0f} B/frame at MS-SSIM {m['mcucoder_ms_ssim']}; "
