@@ -29,18 +29,22 @@ class Record:
 @dataclass
 class Strategy:
     name: str
-    kind: str                  # "ours", "fixed", "jpeg"
+    kind: str                  # "ours", "fixed", "jpeg"; video: code against acknowledged references
     k: int = LATENT_CHANNELS
     link_monitor: bool = True
+    video: bool = False
 
 
-def frame_bits(sizes):
-    return (HEADER + sum(ENTRY + s for s in sizes)) * 8
+def frame_bits(sizes, inter: bool = False):
+    """Bits of a frame with these chunk sizes (inter: a version 2 chunk table)."""
+    entry = bitstream.CHUNK_ENTRY_V2.size if inter else ENTRY
+    return (HEADER + sum(entry + s for s in sizes)) * 8
 
 
 STRATEGIES = {
     "ours": Strategy("ours", "ours", link_monitor=True),
     "ours_no_link_quality": Strategy("ours_no_link_quality", "ours", link_monitor=False),
+    "ours_video": Strategy("ours_video", "ours", video=True),
     "fixed_k12": Strategy("fixed_k12", "fixed", k=12),
     "fixed_k6": Strategy("fixed_k6", "fixed", k=6),
     "jpeg_ladder": Strategy("jpeg_ladder", "jpeg"),

@@ -64,7 +64,7 @@ def main(argv=None):
                         "instead of in simulated time")
     e.add_argument("--duration", type=float, default=None, help="--live: seconds per strategy (default: the trace's)")
     e.add_argument("--strategies", nargs="+", default=None,
-                   choices=["ours", "ours_no_link_quality", "fixed_k12", "fixed_k6", "jpeg_ladder"])
+                   choices=["ours", "ours_no_link_quality", "ours_video", "fixed_k12", "fixed_k6", "jpeg_ladder"])
     e.set_defaults(func=_app("evaluate_abr"))
     r = sub.add_parser("record", help="record the compressed stream into a rosbag2 bag (MCAP), no ROS install needed")
     r.add_argument("--out", required=True, help="bag folder to create")

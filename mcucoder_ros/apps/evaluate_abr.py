@@ -19,6 +19,7 @@ from tqdm import tqdm
 from ..abr import STRATEGIES, Record, Strategy, abr_metrics, frame_bits
 from ..codec import bitstream
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
+from ..codec.inter import ReferenceState
 from ..codec.jpeg import jpeg_roundtrip
 from ..codec.metrics import ms_ssim
 from ..control import JPEG_LADDER, BitrateController, ControllerConfig, JpegLadder
@@ -32,9 +33,10 @@ class FrameBank:
     def __init__(self, clip, encoder, decoder, max_frames=30, progress=True):
         self.frames = [f for _, f in collect_frames([clip], max_frames)]
         self.encoder, self.decoder = encoder, decoder
-        self.chunks, self._q, self.jpeg = [], {}, []
+        self.chunks, self._q, self.jpeg, self.symbols = [], {}, [], []
         for i, rgb in enumerate(tqdm(self.frames, desc="coding frames", unit="frame", disable=not progress)):
-            self.chunks.append(encoder.encode(rgb, LATENT_CHANNELS, i).chunks)
+            self.symbols.append(encoder.symbols(rgb))
+            self.chunks.append(encoder.code(self.symbols[-1], LATENT_CHANNELS, i).chunks)
             self.jpeg.append({q: self._jpeg(rgb, q) for q in JPEG_LADDER})
 
     @staticmethod
@@ -65,11 +67,17 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
     budget = LATENT_CHANNELS
     ladder = JpegLadder(fps)
     recs = []
+    # video mode: the camera's references, and acknowledgements on their way back
+    refs = ReferenceState() if strategy.video else None
+    acks = []                  # (arrival time, sequence, channels decoded)
     for i in range(n):
         t = i * interval
         fi = i % len(bank.frames)
         arrived = [r for r in pending if r[0] <= t]
         pending = [r for r in pending if r[0] > t]
+        for a in [a for a in acks if a[0] <= t]:
+            refs.acknowledge(a[1], a[2])
+        acks = [a for a in acks if a[0] > t]
         for arrival, rep in arrived:
             bits, start, end, cap, late = rep
             ctrl.on_link_delay(arrival - end)
@@ -85,7 +93,12 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
             ms = quality if d.kept else 0.0
             bits = nbytes * 8
         else:
-            sizes = bank.sizes(fi)
+            inter = False
+            if refs is not None:       # inter chunk sizes, from this frame's acknowledged references
+                coded = bank.encoder.code(bank.symbols[fi], budget, i, references=refs)
+                sizes, inter = [len(c) for c in coded.chunks], coded.version == 2
+            else:
+                sizes = bank.sizes(fi)
             if strategy.kind == "ours":
                 if strategy.link_monitor:
                     p = trace.at(t)
@@ -95,11 +108,14 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
                 level, budget = dec.channels, dec.budget
             else:
                 level = strategy.k
-            bits = frame_bits(sizes[:level])
+            bits = frame_bits(sizes[:level], inter)
             if strategy.kind == "ours":
                 ctrl.on_sent(i, bits, t)
             d = link.send(t, bits // 8, level)
+            # inter coding is lossless, so a received channel set shows its intra picture
             ms = bank.quality(fi, d.kept)
+            if refs is not None:       # the receiver acknowledges what it decoded, one way later
+                acks.append((d.delivered + (d.delivered - d.end), i, list(d.kept)))
         late = d.delivered > t + interval + 0.05
         pending.append((d.delivered, (bits, d.start, d.end, t, late)))
         recs.append(Record(t, level, bits, d.delivered, not late and len(d.kept) > 0, ms))

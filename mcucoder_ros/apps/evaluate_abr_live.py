@@ -252,6 +252,8 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
         if strat.kind == "fixed":
             over["bitrate_controller_node"] = {"min_channels": strat.k, "max_channels": strat.k}
             over["encoder_node"]["channel_budget"] = strat.k
+        if strat.video:                   # acknowledgements flow back through the controller
+            over["encoder_node"]["video_mode"] = True
         pipeline = Pipeline("image_topic", "", namespace=namespace, overrides=over, trace=trace_path,
                             link_monitor=strat.link_monitor, extra_nodes=[harness_node])
         context = pipeline.context

@@ -132,11 +132,15 @@ class EncoderModel:
         is coded against its acknowledged reference when that is shorter (bitstream v2)."""
         if not 0 <= channels <= LATENT_CHANNELS:
             raise ValueError(f"channels must be in 0..{LATENT_CHANNELS}, got {channels}")
+        latent = self.latent(rgb)[:channels]     # only the budgeted channels are quantised and coded
+        return self.code(self.quantizer.quantize(latent), channels, sequence, references)
+
+    def code(self, sym: np.ndarray, channels: int, sequence: int = 0,
+             references: ReferenceState | None = None) -> Frame:
+        """The entropy-coding half of `encode`, from the symbols (at least `channels` of them)."""
         if references is not None and self.inter_coders is None:
             raise ModelError("this model has no inter-frame tables (encoder_inter.npz): fit them with "
                              "`mcucoder fit-inter`")
-        latent = self.latent(rgb)[:channels]     # only the budgeted channels are quantised and coded
-        sym = self.quantizer.quantize(latent)
         sequence %= 2**32
         chunks, refs = [], []
         for c in range(channels):
