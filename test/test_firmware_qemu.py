@@ -147,7 +147,7 @@ def test_throttled_serial_link_lowers_the_mcu_budget(tmp_path):
     assert len(ks) >= 10 and ks[0] == 12 and max(ks[-5:]) < 12, str(ks)
 
 
-@pytest.mark.parametrize("target", ["m7", "m3"])
+@pytest.mark.parametrize("target", ["m7", "m33", "stm32f405", "m3"])
 def test_qemu_video_mode_chunks_identical_to_host_with_acks_over_the_uart(encoder, target):
     """Video mode on the device: the host acknowledges every frame it receives over the
     serial link (ACK commands); the firmware then codes channels against acknowledged

@@ -53,23 +53,57 @@ static int decode(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, cons
     return (x == RANS_L && pos == n) ? OK : CORRUPTED;
 }
 
-/* decode_channel(chunk, freq u16[8*64], cum u16[8*65], slot2sym u8[8*4096], edge, out u8[784]) -> status */
+/* Video mode (inter.py, InterChannelCoder.decode): residual against the reference's
+ * co-located symbol, context from temporal activity |a - a'| + |b - b'| with the
+ * thresholds (0, 1, 2, 3, 5, 8, 12) of inter.TEMPORAL_THRESHOLDS. */
+static int tbucket(int a) {
+    static const int t[NCTX - 1] = {0, 1, 2, 3, 5, 8, 12};
+    for (int i = 0; i < NCTX - 1; i++)
+        if (a <= t[i]) return i;
+    return NCTX - 1;
+}
+
+static int decode_inter(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, const uint16_t *cum,
+                        const uint8_t *slot2sym, int edge, const uint8_t *ref, uint8_t *out) {
+    uint32_t x = ((uint32_t)chunk[0] << 24) | ((uint32_t)chunk[1] << 16) | ((uint32_t)chunk[2] << 8) | chunk[3];
+    Py_ssize_t pos = 4;
+    for (int i = 0; i < SIZE * SIZE; i++) {
+        int xx = i % SIZE;
+        int a = xx ? out[i - 1] : edge, ar = xx ? ref[i - 1] : edge;
+        int b = i >= SIZE ? out[i - SIZE] : edge, br = i >= SIZE ? ref[i - SIZE] : edge;
+        int k = tbucket(abs(a - ar) + abs(b - br));
+        uint32_t slot = x & ((1u << PROB_BITS) - 1);
+        int r = slot2sym[k * (1 << PROB_BITS) + slot];
+        x = freq[k * NSYM + r] * (x >> PROB_BITS) + slot - cum[k * (NSYM + 1) + r];
+        while (x < RANS_L) {
+            if (pos >= n) return TRUNCATED;
+            x = (x << 8) | chunk[pos++];
+        }
+        out[i] = (uint8_t)((ref[i] + r) & (NSYM - 1));
+    }
+    return (x == RANS_L && pos == n) ? OK : CORRUPTED;
+}
+
+/* decode_channel(chunk, freq u16[8*64], cum u16[8*65], slot2sym u8[8*4096], edge, out u8[784][, ref u8[784]])
+ * -> status; with ref: the inter model */
 static PyObject *decode_channel(PyObject *self, PyObject *args) {
-    Py_buffer chunk, freq, cum, s2s, out;
+    Py_buffer chunk, freq, cum, s2s, out, ref = {0};
     int edge, status = CORRUPTED;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*iw*", &chunk, &freq, &cum, &s2s, &edge, &out))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*iw*|y*", &chunk, &freq, &cum, &s2s, &edge, &out, &ref))
         return NULL;
     if (freq.len != NCTX * NSYM * 2 || cum.len != NCTX * (NSYM + 1) * 2 || s2s.len != NCTX * (1 << PROB_BITS) ||
-        out.len != SIZE * SIZE || chunk.len < 4) {
+        out.len != SIZE * SIZE || chunk.len < 4 || (ref.buf && ref.len != SIZE * SIZE)) {
         PyErr_SetString(PyExc_ValueError, "decode_channel: wrong table or buffer size");
     } else {
         Py_BEGIN_ALLOW_THREADS
-        status = decode(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, out.buf);
+        status = ref.buf ? decode_inter(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, ref.buf, out.buf)
+                         : decode(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, out.buf);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&chunk), PyBuffer_Release(&freq), PyBuffer_Release(&cum);
     PyBuffer_Release(&s2s), PyBuffer_Release(&out);
+    if (ref.buf) PyBuffer_Release(&ref);
     return PyErr_Occurred() ? NULL : PyLong_FromLong(status);
 }
 

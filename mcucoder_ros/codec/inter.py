@@ -46,6 +46,11 @@ from .entropy import (
 )
 from .geometry import LATENT_CHANNELS, LATENT_SIZE, NUM_SYMBOLS
 
+try:    # the C decoder (the same model); the Python one below is the reference
+    from ._rans import decode_channel as _c_decode
+except ImportError:
+    _c_decode = None
+
 TEMPORAL_THRESHOLDS = (0, 1, 2, 3, 5, 8, 12)     # activity <= t -> bucket index; 8 buckets
 MAX_REFERENCE_DELTA = 255                         # the chunk table's u8 reference field
 assert len(TEMPORAL_THRESHOLDS) + 1 == NUM_CONTEXTS
@@ -89,6 +94,8 @@ class InterChannelCoder:
         cum = np.concatenate([np.zeros((NUM_CONTEXTS, 1), np.int64), np.cumsum(freqs, 1)], 1)
         self.cum = [list(map(int, row)) for row in cum]
         self.slot2sym = [np.repeat(np.arange(NUM_SYMBOLS), freqs[k]).tolist() for k in range(NUM_CONTEXTS)]
+        self._c_tables = (freqs.astype(np.uint16).tobytes(), cum.astype(np.uint16).tobytes(),
+                          np.asarray(self.slot2sym, np.uint8).tobytes())
 
     def encode(self, sym: np.ndarray, ref: np.ndarray) -> bytes:
         res, ctx = inter_residuals_and_contexts(sym, ref, self.edge)
@@ -107,6 +114,22 @@ class InterChannelCoder:
         return bytes(out)
 
     def decode(self, chunk: bytes, ref: np.ndarray) -> np.ndarray:
+        n = len(chunk)
+        if not 4 <= n <= MAX_CHUNK_BYTES:
+            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
+        if _c_decode is None:
+            return self.decode_python(chunk, ref)
+        out = np.empty((LATENT_SIZE, LATENT_SIZE), np.uint8)
+        status = _c_decode(bytes(chunk), *self._c_tables, self.edge, out,
+                           np.ascontiguousarray(ref, np.uint8).tobytes())
+        if status == 1:
+            raise EntropyError("channel chunk truncated")
+        if status == 2:
+            raise EntropyError("channel chunk corrupted (rANS state check failed)")
+        return out
+
+    def decode_python(self, chunk: bytes, ref: np.ndarray) -> np.ndarray:
+        """The reference decoder in pure Python (and the fallback without the C one)."""
         n = len(chunk)
         if not 4 <= n <= MAX_CHUNK_BYTES:
             raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
