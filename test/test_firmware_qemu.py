@@ -19,6 +19,16 @@ pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.
                                 reason="needs qemu-system-arm and gcc-arm-none-eabi (installed by .ci/run)")
 
 
+def connect(url):
+    """The emulated UART's socket, once QEMU listens."""
+    for _ in range(100):
+        try:
+            return serial.serial_for_url(url, timeout=0.02)
+        except serial.SerialException:
+            time.sleep(0.05)
+    raise AssertionError(f"QEMU did not open {url}")
+
+
 def run_device(target, n_frames, commands=b""):
     """Feed n video frames to the firmware; returns the assembled frames and the video frames."""
     from mcucoder_ros.evaluation import collect_frames
@@ -27,12 +37,7 @@ def run_device(target, n_frames, commands=b""):
     url = cam.start()
     frames = []
     try:
-        for _ in range(100):
-            try:
-                s = serial.serial_for_url(url, timeout=0.02)
-                break
-            except serial.SerialException:
-                time.sleep(0.05)
+        s = connect(url)
         parser, asm = sp.StreamParser(), FrameAssembler()
         t0 = time.monotonic()
         sent = False
@@ -161,12 +166,7 @@ def test_qemu_video_mode_chunks_identical_to_host_with_acks_over_the_uart(encode
     url = cam.start()
     got, acked = [], {}
     try:
-        for _ in range(100):
-            try:
-                s = serial.serial_for_url(url, timeout=0.02)
-                break
-            except serial.SerialException:
-                time.sleep(0.05)
+        s = connect(url)
         parser, asm = sp.StreamParser(), FrameAssembler()
         t0, paced = time.monotonic(), False
         while len(got) < n and time.monotonic() - t0 < 120:

@@ -166,10 +166,10 @@ def test_fit_inter_tables_are_valid_rans_tables():
 def test_c_inter_decoder_matches_the_python_reference(codec, clips):
     """The C decoder's inter path decodes exactly as InterChannelCoder.decode_python,
     and reports the same corruption."""
-    from mcucoder_ros.codec import inter
+    from mcucoder_ros.codec import entropy
     from mcucoder_ros.codec.entropy import EntropyError
     enc, _ = codec
-    assert inter._c_decode is not None, "the C rANS decoder was not built (setup.py ext_modules)"
+    assert entropy._c_decode is not None, "the C rANS decoder was not built (setup.py ext_modules)"
     rng = np.random.default_rng(5)
     s0, s1 = enc.symbols(clips["moving"][0]), enc.symbols(clips["moving"][1])
     for c in range(12):
@@ -183,10 +183,10 @@ def test_c_inter_decoder_matches_the_python_reference(codec, clips):
                 bad = bad[:rng.integers(4, len(bad))]
             else:
                 bad[rng.integers(len(bad))] ^= 1 << int(rng.integers(8))
-            results = []
-            for fn in (coder.decode, coder.decode_python):
+            outcomes = []
+            for fn in (coder.decode, coder.decode_python):      # the same picture, or the same error
                 try:
-                    results.append(fn(bytes(bad), s0[c]).tobytes())
+                    outcomes.append(fn(bytes(bad), s0[c]).tobytes())
                 except EntropyError as e:
-                    results.append(str(e))
-            assert results[0] == results[1]
+                    outcomes.append(str(e))
+            assert outcomes[0] == outcomes[1]

@@ -79,24 +79,25 @@ def normalize_frequencies(counts: np.ndarray) -> np.ndarray:
     return f.astype(np.uint16)
 
 
-class ChannelCoder:
-    """rANS coder for one channel, given its [NUM_CONTEXTS, 64] frequency table."""
+class RansTables:
+    """One channel's static rANS tables, [NUM_CONTEXTS, 64] frequencies, in the forms the
+    coder needs: frequencies and cumulative frequencies per context, the slot -> residual
+    lookup of the decoder, and the same as bytes for the C decoder.  Shared by the intra
+    (ChannelCoder) and inter (inter.InterChannelCoder) models."""
 
-    def __init__(self, freqs: np.ndarray, edge: int):
+    def __init__(self, freqs: np.ndarray):
         freqs = np.asarray(freqs, np.int64)
         if freqs.shape != (NUM_CONTEXTS, NUM_SYMBOLS) or np.any(freqs < 1) or np.any(freqs.sum(1) != PROB_SCALE):
             raise ValueError("frequency table must be [contexts, 64], >= 1, rows summing to 4096")
-        self.edge = int(edge)
         self.freq = [list(map(int, row)) for row in freqs]
         cum = np.concatenate([np.zeros((NUM_CONTEXTS, 1), np.int64), np.cumsum(freqs, 1)], 1)
         self.cum = [list(map(int, row)) for row in cum]
-        # slot -> symbol lookup per context (host-side decoding only)
         self.slot2sym = [np.repeat(np.arange(NUM_SYMBOLS), freqs[k]).tolist() for k in range(NUM_CONTEXTS)]
-        self._c_tables = (freqs.astype(np.uint16).tobytes(), cum.astype(np.uint16).tobytes(),
-                          np.asarray(self.slot2sym, np.uint8).tobytes())
+        self.c_tables = (freqs.astype(np.uint16).tobytes(), cum.astype(np.uint16).tobytes(),
+                         np.asarray(self.slot2sym, np.uint8).tobytes())
 
-    def encode(self, sym: np.ndarray) -> bytes:
-        res, ctx = residuals_and_contexts(sym, self.edge)
+    def encode(self, res: np.ndarray, ctx: np.ndarray) -> bytes:
+        """Residuals and contexts in raster order -> chunk (final state, then the bytes)."""
         freq, cum = self.freq, self.cum
         out = bytearray()
         x = RANS_L
@@ -112,21 +113,37 @@ class ChannelCoder:
         out.reverse()
         return bytes(out)
 
-    def decode(self, chunk: bytes) -> np.ndarray:
+    def decode_c(self, chunk: bytes, edge: int, ref: np.ndarray | None = None) -> np.ndarray | None:
+        """The C decoder (intra, or inter with `ref`); None when it was not built."""
         n = len(chunk)
-        if n < 4:
-            raise EntropyError(f"channel chunk too short ({n} bytes)")
-        if n > MAX_CHUNK_BYTES:
-            raise EntropyError(f"channel chunk too long ({n} bytes > {MAX_CHUNK_BYTES})")
+        if not 4 <= n <= MAX_CHUNK_BYTES:
+            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
         if _c_decode is None:
-            return self.decode_python(chunk)
+            return None
         out = np.empty((LATENT_SIZE, LATENT_SIZE), np.uint8)
-        status = _c_decode(bytes(chunk), *self._c_tables, self.edge, out)
+        extra = () if ref is None else (np.ascontiguousarray(ref, np.uint8).tobytes(),)
+        status = _c_decode(bytes(chunk), *self.c_tables, edge, out, *extra)
         if status == 1:
             raise EntropyError("channel chunk truncated")
         if status == 2:
             raise EntropyError("channel chunk corrupted (rANS state check failed)")
         return out
+
+
+class ChannelCoder:
+    """rANS coder for one channel, given its [NUM_CONTEXTS, 64] frequency table."""
+
+    def __init__(self, freqs: np.ndarray, edge: int):
+        self.tables = RansTables(freqs)
+        self.edge = int(edge)
+        self.freq, self.cum, self.slot2sym = self.tables.freq, self.tables.cum, self.tables.slot2sym
+
+    def encode(self, sym: np.ndarray) -> bytes:
+        return self.tables.encode(*residuals_and_contexts(sym, self.edge))
+
+    def decode(self, chunk: bytes) -> np.ndarray:
+        out = self.tables.decode_c(chunk, self.edge)
+        return self.decode_python(chunk) if out is None else out
 
     def decode_python(self, chunk: bytes) -> np.ndarray:
         """The reference decoder in pure Python (and the fallback without the C one)."""

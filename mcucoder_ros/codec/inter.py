@@ -42,14 +42,10 @@ from .entropy import (
     PROB_SCALE,
     RANS_L,
     EntropyError,
+    RansTables,
     normalize_frequencies,
 )
 from .geometry import LATENT_CHANNELS, LATENT_SIZE, NUM_SYMBOLS
-
-try:    # the C decoder (the same model); the Python one below is the reference
-    from ._rans import decode_channel as _c_decode
-except ImportError:
-    _c_decode = None
 
 TEMPORAL_THRESHOLDS = (0, 1, 2, 3, 5, 8, 12)     # activity <= t -> bucket index; 8 buckets
 MAX_REFERENCE_DELTA = 255                         # the chunk table's u8 reference field
@@ -86,47 +82,16 @@ class InterChannelCoder:
     """rANS coder for one channel against a reference, given its [NUM_CONTEXTS, 64] table."""
 
     def __init__(self, freqs: np.ndarray, edge: int):
-        freqs = np.asarray(freqs, np.int64)
-        if freqs.shape != (NUM_CONTEXTS, NUM_SYMBOLS) or np.any(freqs < 1) or np.any(freqs.sum(1) != PROB_SCALE):
-            raise ValueError("frequency table must be [contexts, 64], >= 1, rows summing to 4096")
+        self.tables = RansTables(freqs)
         self.edge = int(edge)
-        self.freq = [list(map(int, row)) for row in freqs]
-        cum = np.concatenate([np.zeros((NUM_CONTEXTS, 1), np.int64), np.cumsum(freqs, 1)], 1)
-        self.cum = [list(map(int, row)) for row in cum]
-        self.slot2sym = [np.repeat(np.arange(NUM_SYMBOLS), freqs[k]).tolist() for k in range(NUM_CONTEXTS)]
-        self._c_tables = (freqs.astype(np.uint16).tobytes(), cum.astype(np.uint16).tobytes(),
-                          np.asarray(self.slot2sym, np.uint8).tobytes())
+        self.freq, self.cum, self.slot2sym = self.tables.freq, self.tables.cum, self.tables.slot2sym
 
     def encode(self, sym: np.ndarray, ref: np.ndarray) -> bytes:
-        res, ctx = inter_residuals_and_contexts(sym, ref, self.edge)
-        freq, cum = self.freq, self.cum
-        out = bytearray()
-        x = RANS_L
-        xmax_base = (RANS_L >> PROB_BITS) << 8
-        for r, k in zip(reversed(res.tolist()), reversed(ctx.tolist())):
-            f = freq[k][r]
-            while x >= xmax_base * f:
-                out.append(x & 0xFF)
-                x >>= 8
-            x = ((x // f) << PROB_BITS) + (x % f) + cum[k][r]
-        out += bytes(((x >> 0) & 0xFF, (x >> 8) & 0xFF, (x >> 16) & 0xFF, (x >> 24) & 0xFF))
-        out.reverse()
-        return bytes(out)
+        return self.tables.encode(*inter_residuals_and_contexts(sym, ref, self.edge))
 
     def decode(self, chunk: bytes, ref: np.ndarray) -> np.ndarray:
-        n = len(chunk)
-        if not 4 <= n <= MAX_CHUNK_BYTES:
-            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
-        if _c_decode is None:
-            return self.decode_python(chunk, ref)
-        out = np.empty((LATENT_SIZE, LATENT_SIZE), np.uint8)
-        status = _c_decode(bytes(chunk), *self._c_tables, self.edge, out,
-                           np.ascontiguousarray(ref, np.uint8).tobytes())
-        if status == 1:
-            raise EntropyError("channel chunk truncated")
-        if status == 2:
-            raise EntropyError("channel chunk corrupted (rANS state check failed)")
-        return out
+        out = self.tables.decode_c(chunk, self.edge, ref)     # the C decoder; the Python one is the reference
+        return self.decode_python(chunk, ref) if out is None else out
 
     def decode_python(self, chunk: bytes, ref: np.ndarray) -> np.ndarray:
         """The reference decoder in pure Python (and the fallback without the C one)."""
