@@ -136,7 +136,7 @@ def test_pipeline_from_qemu_to_image_decoded(target):
 def test_throttled_serial_link_lowers_the_mcu_budget(tmp_path):
     """The serial stream from the QEMU MCU throttled to 120 kbit/s: the controller's
     budget reaches the firmware, which then codes and sends fewer channels.  The device
-    is paced to 10 frames/s (bridge `fps`), as a camera is: unpaced, the emulated MCU
+    is paced to 4 frames/s (bridge `fps`), as a camera is: unpaced, the emulated MCU
     finishes the clip before the first budget can arrive."""
     from rclpy.qos import qos_profile_sensor_data
     from ros_helpers import RosContext, start, stop
@@ -147,12 +147,12 @@ def test_throttled_serial_link_lowers_the_mcu_budget(tmp_path):
     params = tmp_path / "paced.yaml"
     cfg = (ROOT / "config" / "pipeline.yaml").read_text()
     assert "    fps: 0.0 " in cfg
-    params.write_text(cfg.replace("    fps: 0.0 ", "    fps: 10.0 ", 1))
+    params.write_text(cfg.replace("    fps: 0.0 ", "    fps: 4.0 ", 1))
     ros = RosContext("serial_probe")
     got = []
     try:
         ros.node.create_subscription(LatentChannels, "/mcucoder/latent", got.append, qos_profile_sensor_data)
-        proc = start("mcucoder-ros", "pipeline", "--source", "qemu-m7", "--input", CLIP, "--max-frames", 40,
+        proc = start("mcucoder-ros", "pipeline", "--source", "qemu-m7", "--input", CLIP, "--max-frames", 60,
                      "--serial-trace", trace, "--params", params, cwd=str(ROOT))
         assert ros.spin_until(lambda: proc.poll() is not None, 120)
         out = stop(proc)

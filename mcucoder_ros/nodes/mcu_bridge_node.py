@@ -102,6 +102,10 @@ class McuBridgeNode(McuNode):
                 h = self.assembler.hello
                 self.get_logger().info(f"device: firmware {h.firmware_version >> 8}.{h.firmware_version & 0xff}, "
                                        f"{sp.TARGETS.get(h.target, h.target)}, model {h.model_id:#010x}")
+                # the device has its UART up now (bytes sent before that are lost, and a
+                # device that restarted forgot its settings): (re)send the frame rate
+                if self.p["fps"]:
+                    self._write(sp.set_fps(self.p["fps"]))
 
     def _publish(self, df):
         now = time.time()
