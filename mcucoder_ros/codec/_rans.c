@@ -18,14 +18,17 @@
 
 enum { OK = 0, TRUNCATED = 1, CORRUPTED = 2 };
 
-/* activity a = |left - topleft| + |top - topleft| -> context: a <= t for thresholds
- * (0, 1, 2, 4, 7, 12, 20), else the last bucket (entropy.ACTIVITY_THRESHOLDS) */
-static int bucket(int a) {
-    static const int t[NCTX - 1] = {0, 1, 2, 4, 7, 12, 20};
+/* activity -> context: the first i with a <= t[i], else the last bucket */
+static int bucket_of(int a, const int t[NCTX - 1]) {
     for (int i = 0; i < NCTX - 1; i++)
         if (a <= t[i]) return i;
     return NCTX - 1;
 }
+
+/* intra: |left - topleft| + |top - topleft| (entropy.ACTIVITY_THRESHOLDS) */
+static const int SPATIAL[NCTX - 1] = {0, 1, 2, 4, 7, 12, 20};
+/* inter: |a - a'| + |b - b'| (inter.TEMPORAL_THRESHOLDS) */
+static const int TEMPORAL[NCTX - 1] = {0, 1, 2, 3, 5, 8, 12};
 
 static int decode(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, const uint16_t *cum,
                   const uint8_t *slot2sym, int edge, uint8_t *out) {
@@ -39,7 +42,7 @@ static int decode(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, cons
             int c = (y && xx) ? out[i - SIZE - 1] : edge;
             int mn = a < b ? a : b, mx = a < b ? b : a;
             int pred = c >= mx ? mn : (c <= mn ? mx : a + b - c);
-            int k = bucket(abs(a - c) + abs(b - c));
+            int k = bucket_of(abs(a - c) + abs(b - c), SPATIAL);
             uint32_t slot = x & ((1u << PROB_BITS) - 1);
             int r = slot2sym[k * (1 << PROB_BITS) + slot];
             x = freq[k * NSYM + r] * (x >> PROB_BITS) + slot - cum[k * (NSYM + 1) + r];
@@ -54,14 +57,7 @@ static int decode(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, cons
 }
 
 /* Video mode (inter.py, InterChannelCoder.decode): residual against the reference's
- * co-located symbol, context from temporal activity |a - a'| + |b - b'| with the
- * thresholds (0, 1, 2, 3, 5, 8, 12) of inter.TEMPORAL_THRESHOLDS. */
-static int tbucket(int a) {
-    static const int t[NCTX - 1] = {0, 1, 2, 3, 5, 8, 12};
-    for (int i = 0; i < NCTX - 1; i++)
-        if (a <= t[i]) return i;
-    return NCTX - 1;
-}
+ * co-located symbol, context from temporal activity. */
 
 static int decode_inter(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, const uint16_t *cum,
                         const uint8_t *slot2sym, int edge, const uint8_t *ref, uint8_t *out) {
@@ -71,7 +67,7 @@ static int decode_inter(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq
         int xx = i % SIZE;
         int a = xx ? out[i - 1] : edge, ar = xx ? ref[i - 1] : edge;
         int b = i >= SIZE ? out[i - SIZE] : edge, br = i >= SIZE ? ref[i - SIZE] : edge;
-        int k = tbucket(abs(a - ar) + abs(b - br));
+        int k = bucket_of(abs(a - ar) + abs(b - br), TEMPORAL);
         uint32_t slot = x & ((1u << PROB_BITS) - 1);
         int r = slot2sym[k * (1 << PROB_BITS) + slot];
         x = freq[k * NSYM + r] * (x >> PROB_BITS) + slot - cum[k * (NSYM + 1) + r];
