@@ -19,6 +19,7 @@ setup(
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.17",
+        "onnx>=1.15",            # the INT8 decoder's channels-last rewrite at load time
         "bjontegaard>=1.3",
         "matplotlib>=3.7",
         "tqdm>=4.60",
@@ -29,7 +30,7 @@ setup(
     ],
     extras_require={
         # mvtb-data and scikit-image hold the offline training and held-out photos
-        "train": ["torch>=2.1", "pytorch-msssim>=1.0", "onnx>=1.15", "mvtb-data", "scikit-image"],
+        "train": ["torch>=2.1", "pytorch-msssim>=1.0", "mvtb-data", "scikit-image"],
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mcap-ros2-support>=0.5"],
     },
     entry_points={"console_scripts": [

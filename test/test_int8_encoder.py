@@ -100,3 +100,44 @@ def test_int8_decoder_close_to_fp32_decoder_on_golden_frames():
             diff = np.abs(a.astype(int) - b.astype(int))
             assert ms_ssim(a, b) >= 0.98 and diff.mean() <= 2.5, (name, k, ms_ssim(a, b), diff.mean())
             assert ms_ssim(src, b) >= ms_ssim(src, a) - 0.01, (name, k)
+
+
+def test_channels_last_rewrite_is_the_shipped_int8_decoder():
+    """On the CPU provider the INT8 decoder runs through the channels-last rewrite
+    (codec/channels_last.py).  It must be the QDQ file's arithmetic: on the golden
+    bitstreams, at k = 12, 5 and 1, the pictures agree to at most one grey level
+    (float summation order only), nearly all pixels exactly."""
+    import onnx
+
+    from mcucoder_ros.codec.channels_last import channels_last_model
+    from mcucoder_ros.codec.model import DecoderModel
+
+    fast, shipped = DecoderModel.load(threads=2), DecoderModel.load(threads=2, cpu_rewrite=False)
+    assert fast.graph == "channels-last rewrite" and shipped.graph == "as shipped"
+    rewritten = onnx.load_from_string(channels_last_model(fast.onnx_path.read_bytes()))
+    ops = [n.op_type for n in rewritten.graph.node]
+    # the shuffles are row copies; the only layout changes left: the float head's output
+    # into the first convolution, the float tail's input (fused into its reorder)
+    assert "DepthToSpace" not in ops and ops.count("Transpose") <= 3 + 2, ops
+    for name in ("astronaut", "road"):
+        frame = bitstream.unpack((VECTORS / f"{name}.mcf").read_bytes())
+        for k in (12, 5, 1):
+            part = bitstream.Frame(frame.model_id, frame.sequence, frame.channel_indices[:k], frame.chunks[:k])
+            a, b = fast.decode(part), shipped.decode(part)
+            diff = np.abs(a.astype(int) - b.astype(int))
+            assert diff.max() <= 1 and (diff == 0).mean() >= 0.999, (name, k, diff.max(), (diff == 0).mean())
+
+
+def test_channels_last_rewrite_refuses_what_it_does_not_know():
+    """A graph with an operator outside the rewrite's set is left as shipped (the
+    decoder still loads and runs), with the reason in `graph`."""
+    from onnx import TensorProto, helper
+
+    from mcucoder_ros.codec.channels_last import NotConvertible, channels_last_model
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    g = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], axis=1)], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(NotConvertible, match="Softmax"):
+        channels_last_model(m.SerializeToString())

@@ -84,6 +84,22 @@ def resolve_providers(names) -> tuple[list[str], str | None]:
     return wanted, note
 
 
+def _cpu_graph(onnx_path: Path) -> tuple[bytes | str, str]:
+    """The graph to give the CPU provider: a QDQ INT8 model rewritten to channels-last
+    kernels, anything else (or a graph the rewrite does not know) as shipped."""
+    data = onnx_path.read_bytes()
+    if b"QuantizeLinear" not in data:
+        return str(onnx_path), "as shipped"
+    try:
+        from .channels_last import NotConvertible, channels_last_model
+    except ModuleNotFoundError:                  # onnx not installed: still correct, slower
+        return str(onnx_path), "as shipped (the onnx package is missing for the channels-last rewrite)"
+    try:
+        return channels_last_model(data), "channels-last rewrite"
+    except NotConvertible as e:
+        return str(onnx_path), f"as shipped (channels-last rewrite: {e})"
+
+
 def model_id_of(arrays: dict) -> int:
     """u32 identity of the coding parameters (anything that changes the bits changes it)."""
     h = hashlib.sha256()
@@ -163,7 +179,11 @@ class EncoderModel:
 class DecoderModel:
     """Frame (any subset of channels) -> uint8 RGB 224x224 through onnxruntime."""
 
-    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0, providers=("cpu",), inter_freqs=None):
+    def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0, providers=("cpu",), inter_freqs=None,
+                 cpu_rewrite: bool = True):
+        """cpu_rewrite: on the CPU provider, run an INT8 (QDQ) decoder through the
+        channels-last rewrite (codec/channels_last.py: same arithmetic, faster); `graph`
+        says which graph runs."""
         import onnxruntime as ort
 
         enc = EncoderModel(encoder_arrays, inter_freqs)
@@ -178,14 +198,17 @@ class DecoderModel:
         # no busy-waiting worker threads: the decoder shares the CPU with other nodes
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted, self.provider_note = resolve_providers(providers)
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=wanted)
+        model, self.graph = _cpu_graph(Path(onnx_path)) if wanted == ["CPUExecutionProvider"] and cpu_rewrite \
+            else (str(onnx_path), "as shipped")
+        self.session = ort.InferenceSession(model, so, providers=wanted)
         self.providers = self.session.get_providers()      # what onnxruntime really uses
         self.input_name = self.session.get_inputs()[0].name
         self.onnx_path = Path(onnx_path)
         self.name = self.onnx_path.name[len("decoder_"):-len(".onnx")]
 
     @classmethod
-    def load(cls, model_dir=None, arch: str | None = None, threads: int = 0, providers=("cpu",)) -> DecoderModel:
+    def load(cls, model_dir=None, arch: str | None = None, threads: int = 0, providers=("cpu",),
+             cpu_rewrite: bool = True) -> DecoderModel:
         """arch: a decoder of the model folder (decoder_<arch>.onnx); None or "": the preferred one."""
         d = Path(model_dir or default_model_dir())
         if not arch:
@@ -202,7 +225,7 @@ class DecoderModel:
             raise ModelError(f"encoder parameters not found: {enc}")
         with np.load(enc) as z:
             arrays = {k: z[k] for k in z.files}
-        return cls(arrays, onnx_path, threads, providers, load_inter_tables(d, int(arrays["model_id"])))
+        return cls(arrays, onnx_path, threads, providers, load_inter_tables(d, int(arrays["model_id"])), cpu_rewrite)
 
     def symbols(self, frame: Frame, references: ReceivedReferences | None = None) -> dict[int, np.ndarray]:
         """Decode the chunks -> {channel: symbols}.  An inter chunk decodes only against

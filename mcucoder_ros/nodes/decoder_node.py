@@ -65,7 +65,8 @@ class DecoderNode(McuNode):
                                        list(self.p["providers"]))
         if self.model.provider_note:
             self.get_logger().warning(self.model.provider_note)
-        self.get_logger().info(f"decoder {self.model.name} on {', '.join(self.model.providers)}")
+        self.get_logger().info(f"decoder {self.model.name} on {', '.join(self.model.providers)} "
+                               f"(graph: {self.model.graph})")
         # one run now: onnxruntime's first run allocates and plans, which would otherwise
         # make the first frame slow and its followers stale
         self.model.reconstruct(np.zeros((1, 12, 28, 28), np.float32))
@@ -187,7 +188,7 @@ class DecoderNode(McuNode):
         return level, self.last_error or "running", {
             "fps": self.rate.rate, "decode_ms": self.decode_ms, "max_fps": self.max_fps,
             "latency_p50_ms": float(lat[0]), "latency_p95_ms": float(lat[1]), "decoder": self.model.name,
-            "providers": ",".join(self.model.providers)}
+            "providers": ",".join(self.model.providers), "graph": self.model.graph}
 
 
 def main(args=None):
