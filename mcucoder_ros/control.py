@@ -4,16 +4,18 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
   * available bandwidth: the latest fresh LinkQuality report, else the receive-side
     delivery estimate, else unknown (all channels pass)
   * a byte credit refills by headroom x available x frame interval per frame and is
-    capped at one frame interval of the full available bandwidth; k = the largest
-    prefix of channels whose bytes (exact for the channels present, running
-    estimates for the rest) plus bitstream overhead fit the credit.  So no frame takes
-    longer than a frame interval on the link (no backlog), the average uses
-    `headroom` of the link, and k alternates between neighbouring levels when the
-    budget lies between them; when the link shrinks, k falls at once (never below
-    min_channels) instead of frames being dropped
-  * deadline: a frame is due one frame interval + `deadline_slack_s` after capture, so
-    the cap shrinks by whatever the frame's age at the decision and the link's one-way
-    delay take beyond the slack
+    capped at what the frame's deadline allows on the link; k = the largest prefix of
+    channels whose bytes (exact for the channels present, running estimates for the
+    rest) plus bitstream overhead fit the credit.  So the average uses `headroom` of
+    the link, and k alternates between neighbouring levels when the budget lies
+    between them; when the link shrinks, k falls at once (never below min_channels)
+    instead of frames being dropped
+  * deadline: a frame is due one frame interval + `deadline_slack_s` after capture;
+    its cap is the link time left after its age at the decision, the link time still
+    owed to earlier frames (a virtual queue at the available bandwidth) and the
+    link's one-way delay.  A frame may so take a little more than one interval when
+    the one before it took less: no backlog builds, and whole channels can fill the
+    link when one channel is a large share of it
   * k rises by at most one channel per frame, and not for `up_hold_frames` frames
     after the bandwidth fell, so quality does not flap after congestion
   * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
@@ -70,6 +72,7 @@ class BitrateController:
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
         self.delay_s = 0.0              # one-way link delay: LinkQuality RTT / 2, or delivery reports
+        self.link_free_at = -math.inf   # when the link would finish the frames forwarded so far
 
     # -- inputs ----------------------------------------------------------------------
     def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
@@ -109,13 +112,14 @@ class BitrateController:
     def frame_bytes(chunk_bytes) -> float:
         return HEADER.size + sum(CHUNK_ENTRY.size + b for b in chunk_bytes)
 
-    def frame_time(self, age_s: float) -> float:
-        """Link time one frame may take: one frame interval, less what the deadline
-        (interval + slack after capture) has already lost to the frame's age at this
-        decision and to the link delay still ahead of it."""
-        lost = min(max(age_s, 0.0), self.interval) + min(self.delay_s, self.interval)
+    def frame_time(self, age_s: float, wait_s: float = 0.0) -> float:
+        """Link time one frame may take: what its deadline (interval + slack after
+        capture) leaves after the frame's age at this decision, the link time still owed
+        to frames forwarded before it, and the link delay ahead of it; at least a
+        quarter interval, so k never collapses for one late frame."""
+        lost = sum(min(max(x, 0.0), self.interval) for x in (age_s, wait_s, self.delay_s))
         left = self.interval + self.cfg.deadline_slack_s - lost
-        return min(self.interval, max(0.25 * self.interval, left))
+        return min(self.interval + self.cfg.deadline_slack_s, max(0.25 * self.interval, left))
 
     def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0) -> Decision:
         cfg = self.cfg
@@ -129,12 +133,18 @@ class BitrateController:
         if not math.isfinite(avail):
             self.k = cfg.max_channels
             return Decision(min(self.k, present), self.k, avail, math.nan, source)
-        if math.isfinite(self._last_avail) and avail < 0.9 * self._last_avail:
+        fell = math.isfinite(self._last_avail) and avail < 0.9 * self._last_avail
+        if fell:
             self.hold = cfg.up_hold_frames               # congestion: no rising for a while
         self._last_avail = avail
-        frame_cap = avail * self.frame_time(age_s) / 8.0   # bytes: at most one frame interval of the link
+        # bytes this frame may take: what its deadline leaves, after the link time still
+        # owed to earlier frames (a virtual queue at the available bandwidth)
+        wait = max(0.0, self.link_free_at - now)
+        frame_cap = avail * self.frame_time(age_s, wait) / 8.0
         target_bytes = cfg.headroom * avail * self.interval / 8.0
         self.credit = min(self.credit + target_bytes, frame_cap)
+        if fell:    # credit saved at the old rate buys no deadline slack at the new one
+            self.credit = min(self.credit, avail * self.interval / 8.0)
         if source == "delivery":
             # without a link report, bits still in flight show a link slower than the
             # estimate before any report can: never have more than one interval queued
@@ -151,7 +161,9 @@ class BitrateController:
         self.hold = max(0, self.hold - 1)
         self.k = max(cfg.min_channels, min(k_fit, cfg.max_channels))
         k_sent = min(self.k, present)
-        self.credit = max(0.0, self.credit - self.frame_bytes(sizes[:k_sent]))
+        sent = self.frame_bytes(sizes[:k_sent])
+        self.credit = max(0.0, self.credit - sent)
+        self.link_free_at = max(now, self.link_free_at) + 8.0 * sent / avail
         return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)
 
 

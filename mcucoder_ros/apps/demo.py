@@ -161,8 +161,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         u = "n/a" if seg["utilisation"] is None else f"{seg['utilisation']:.2f}"
         print(f"  link {seg['bandwidth_bps'] / 1000:.0f} kbit/s from {seg['window_s'][0]:.1f} s to "
               f"{seg['window_s'][1]:.1f} s: sent {seg['sent_bps'] / 1000:.0f} kbit/s, utilisation {u} "
-              f"(limited by {seg['limited_by']}; whole channels within one nominal frame interval: "
-              f"{seg['whole_channel_utilisation']:.2f})")
+              f"(limited by {seg['limited_by']}; k {'/'.join(map(str, seg['k_used']))})")
     print(f"wrote {out / 'side_by_side.mp4'}, {out / 'bitrate.png'} and {out / 'summary.json'}")
     return summary
 
@@ -171,9 +170,7 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
     """Per trace segment, from settle_s after its change to the next one: the bitrate
     sent over the bandwidth offered.  A segment is limited by "k=12" when every channel
     would fit the controller's target (headroom x bandwidth), else by the link.
-    `whole_channel_utilisation` is the most that whole channels allow when no frame may
-    take longer than one frame interval on the link (the controller's rule): per frame,
-    the largest k that fits."""
+    `k_used`: the channel levels the frames of the window carried."""
     from ..control import BitrateController
     out = []
     for i, (t0, bw) in enumerate(trace):
@@ -186,10 +183,9 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
         sizes = [r["channel_bytes"] for r in win if r.get("channel_bytes")]
         cost = [[BitrateController.frame_bytes(c[:k]) * 8 for k in range(1, 13)] for c in sizes]
         full_bps = sum(c[-1] for c in cost) * fps / len(cost) if cost else float("nan")
-        fit = [max([b for b in c if b <= bw / fps] or [0]) for c in cost]
-        best = sum(fit) * fps / len(fit) / bw if fit else float("nan")
         out.append({"t": t0, "bandwidth_bps": bw, "window_s": [w0, t1], "frames": len(win), "sent_bps": sent,
-                    "all_channels_bps": full_bps, "utilisation": sent / bw, "whole_channel_utilisation": best,
+                    "all_channels_bps": full_bps, "utilisation": sent / bw,
+                    "k_used": sorted({r["k"] for r in win}),
                     "limited_by": "k=12" if full_bps <= headroom * bw else "link"})
     return out
 
