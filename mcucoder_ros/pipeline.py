@@ -15,7 +15,7 @@ SOURCES = HOST_SOURCES + SERIAL_SOURCES
 
 ENCODER = ("encoder_node", "mcucoder_ros.nodes.encoder_node:EncoderNode")
 BRIDGE = ("mcu_bridge_node", "mcucoder_ros.nodes.mcu_bridge_node:McuBridgeNode")
-# (executable / node name, module) in start order, after the source node
+# (executable / node name, module) downstream of the source node, in data-flow order
 DOWNSTREAM = (
     ("bitrate_controller_node", "mcucoder_ros.nodes.bitrate_controller_node:BitrateControllerNode"),
     ("decoder_node", "mcucoder_ros.nodes.decoder_node:DecoderNode"),
@@ -79,7 +79,9 @@ class Pipeline:
             specs.insert(len(specs) - 1, LINK_EMULATOR)
             per_node.setdefault("link_emulator_node", {}).update(trace=str(trace), act_as_link_monitor=link_monitor)
         try:
-            for name, spec in specs:
+            # consumers first: a source that starts streaming at once (QEMU, a serial MCU) must not
+            # publish into a decoder that is still loading its model
+            for name, spec in reversed(specs):
                 ov = [Parameter(k, value=v) for k, v in per_node.get(name, {}).items()]
                 remap = DECODER_REMAP_WITH_LINK if trace and name == "decoder_node" else {}
                 cli = ["--ros-args"] + [a for k, v in remap.items() for a in ("-r", f"{k}:={v}")] if remap else None

@@ -41,3 +41,31 @@ def test_node_executable_reports_bad_parameter_clearly():
     proc.wait(30)
     out = stop(proc)
     assert proc.returncode != 0 and "headroom" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("source", ["video", "serial"])
+def test_every_value_of_the_params_file_reaches_its_node(tmp_path, source):
+    """config/pipeline.yaml with each per-node value changed: the namespaced nodes of the
+    runner must see the new values (a section key that does not match the node's full
+    name is silently ignored by ROS)."""
+    import yaml
+    from conftest import ROOT
+
+    from mcucoder_ros.pipeline import Pipeline
+    cfg = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text())
+    changed = {"encoder_node": ("fps", 9.0), "mcu_bridge_node": ("fps", 4.0),
+               "bitrate_controller_node": ("headroom", 0.8), "decoder_node": ("output_depth", 7)}
+    for node, (name, value) in changed.items():
+        section = cfg[f"/**/{node}"]["ros__parameters"]
+        assert section[name] != value
+        section[name] = value
+    params = tmp_path / "changed.yaml"
+    params.write_text(yaml.safe_dump(cfg))
+    spec = str(ROOT / "data" / "clips" / "traffic.mp4") if source == "video" else "socket://127.0.0.1:9"
+    p = Pipeline(source, spec, params)
+    try:
+        for node, (name, value) in changed.items():
+            if node in p.nodes:
+                assert p.nodes[node].get_parameter(name).value == value, node
+    finally:
+        p.shutdown()
