@@ -11,10 +11,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ..hostinfo import describe, host_info
 
@@ -39,12 +41,18 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
     clip = clip or str(default_clip())
     bindir = Path(sys.executable).parent
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    # a second parameters file under the same node key: ROS applies a node's own section
+    # after "-p" rules (which are wildcards), so `-p fps:=...` would lose to pipeline.yaml
+    tmpdir = tempfile.TemporaryDirectory(prefix="mcucoder-bench-")
+    source_params = Path(tmpdir.name) / "source.yaml"
+    source_params.write_text(yaml.safe_dump({"/**/encoder_node": {"ros__parameters": {
+        "source": "video", "input": clip, "loop": True, "fps": float(fps)}}}))
     procs = {}
     for name, _ in NODES:
         args = [str(bindir / name), "--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file",
                 str(default_params_file())]
         if name == "encoder_node":
-            args += ["-p", "source:=video", "-p", f"input:={clip}", "-p", "loop:=true", "-p", f"fps:={fps}"]
+            args += ["--params-file", str(source_params)]
         procs[name] = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -90,6 +98,7 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
                 p.kill()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+        tmpdir.cleanup()
     lat = np.array([a[1] for a in arrivals])
     host = host_info()
     res = {"host": host, "cpu": host["cpu_model"], "frame_size": [224, 224], "requested_fps": fps,
