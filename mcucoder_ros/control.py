@@ -44,6 +44,7 @@ class ControllerConfig:
     link_stale_s: float = 2.0       # LinkQuality older than this is ignored
     default_interval_s: float = 1 / 15
     deadline_slack_s: float = 0.05  # a frame is due one frame interval + this after capture
+    deadline_margin_s: float = 0.01  # link time left unplanned before each deadline (hop to the link, jitter)
 
 
 @dataclass
@@ -114,12 +115,13 @@ class BitrateController:
 
     def frame_time(self, age_s: float, wait_s: float = 0.0) -> float:
         """Link time one frame may take: what its deadline (interval + slack after
-        capture) leaves after the frame's age at this decision, the link time still owed
-        to frames forwarded before it, and the link delay ahead of it; at least a
-        quarter interval, so k never collapses for one late frame."""
+        capture, less the margin for what happens after this decision) leaves after the
+        frame's age at this decision, the link time still owed to frames forwarded
+        before it, and the link delay ahead of it; at least a quarter interval, so k
+        never collapses for one late frame."""
         lost = sum(min(max(x, 0.0), self.interval) for x in (age_s, wait_s, self.delay_s))
-        left = self.interval + self.cfg.deadline_slack_s - lost
-        return min(self.interval + self.cfg.deadline_slack_s, max(0.25 * self.interval, left))
+        due = self.interval + max(0.0, self.cfg.deadline_slack_s - self.cfg.deadline_margin_s)
+        return min(due, max(0.25 * self.interval, due - lost))
 
     def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0) -> Decision:
         cfg = self.cfg

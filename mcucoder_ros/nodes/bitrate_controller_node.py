@@ -35,6 +35,8 @@ class BitrateControllerNode(McuNode):
                                          range=(0.1, 1.0)),
         "deadline_slack_s": ParamSpec(0.05, "a frame is due one frame interval + this after capture (its age "
                                       "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
+        "deadline_margin_s": ParamSpec(0.01, "link time left unplanned before each deadline: the hop from this "
+                                       "node to the link and scheduling jitter", range=(0.0, 10.0)),
         **QOS_PARAMS,
     }
 
@@ -61,7 +63,8 @@ class BitrateControllerNode(McuNode):
             raise ValueError("min_channels must not exceed max_channels")
         return ControllerConfig(headroom=p["headroom"], up_hold_frames=p["up_hold_frames"],
                                 min_channels=p["min_channels"], max_channels=p["max_channels"],
-                                link_stale_s=p["link_stale_s"], deadline_slack_s=p["deadline_slack_s"])
+                                link_stale_s=p["link_stale_s"], deadline_slack_s=p["deadline_slack_s"],
+                                deadline_margin_s=p["deadline_margin_s"])
 
     def on_parameter_changed(self, name, value):
         if name == "receiver_fps_margin":
