@@ -10,7 +10,8 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
     the link, and k alternates between neighbouring levels when the budget lies
     between them; when the link shrinks, k falls at once (never below min_channels)
     instead of frames being dropped
-  * deadline: a frame is due one frame interval + `deadline_slack_s` after capture;
+  * deadline: a frame is due one frame interval + `deadline_slack_s` after capture,
+    and is planned to end `deadline_margin_s` earlier (the hop to the link and jitter);
     its cap is the link time left after its age at the decision, the link time still
     owed to earlier frames (a virtual queue at the available bandwidth) and the
     link's one-way delay.  A frame may so take a little more than one interval when
