@@ -14,6 +14,10 @@
 void port_init(void) {
     REG(UART0_BASE, UART_BAUDDIV) = 16;
     REG(UART0_BASE, UART_CTRL) = 0x3;
+    /* A read of DATA tells QEMU the UART can take input again: bytes the host sent
+     * before RX was enabled would otherwise wait about a second for QEMU to look.
+     * On silicon it reads an empty register and changes nothing. */
+    (void)REG(UART0_BASE, UART_DATA);
     REG(TIMER0_BASE, TIMER_RELOAD) = 0xFFFFFFFFu;
     REG(TIMER0_BASE, TIMER_VALUE) = 0xFFFFFFFFu;
     REG(TIMER0_BASE, TIMER_CTRL) = 0x1;
