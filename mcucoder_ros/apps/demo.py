@@ -2,7 +2,6 @@
 on `link_quality`; writes a side-by-side video, a plot and summary.json."""
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -14,29 +13,12 @@ from ..codec.geometry import IMAGE_SIZE
 from ..codec.images import resize_224
 from ..codec.metrics import ms_ssim
 from ..evaluation import iter_video
+from ..link_emulation import Trace, TracePoint
 from ..sources import default_clip
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 # seconds from start -> available bandwidth (bit/s): ample, then a third of full quality, then recovery
-DEFAULT_TRACE = [(0.0, 2_000_000.0), (2.0, 200_000.0), (4.0, 400_000.0)]
-
-
-def load_trace(path) -> list[tuple[float, float]]:
-    if path is None:
-        return DEFAULT_TRACE
-    with open(path, newline="") as f:
-        rows = [(float(r["t"]), float(r["bandwidth_bps"])) for r in csv.DictReader(f)]
-    if not rows:
-        raise ValueError(f"empty trace: {path}")
-    return sorted(rows)
-
-
-def bandwidth_at(trace, t: float) -> float:
-    bw = trace[0][1]
-    for t0, b in trace:
-        if t >= t0:
-            bw = b
-    return bw
+DEFAULT_TRACE = Trace([TracePoint(0.0, 2_000_000.0), TracePoint(2.0, 200_000.0), TracePoint(4.0, 400_000.0)], "demo")
 
 
 def make_observer(trace, record):
@@ -54,7 +36,7 @@ def make_observer(trace, record):
         t0 = time.monotonic()
 
         def tick():
-            m = LinkQuality(bandwidth_bps=bandwidth_at(trace, time.monotonic() - t0), packet_loss=float("nan"),
+            m = LinkQuality(bandwidth_bps=trace.at(time.monotonic() - t0).bandwidth_bps, packet_loss=float("nan"),
                             round_trip_time_s=float("nan"), rssi_dbm=float("nan"))
             m.header.stamp = node.get_clock().now().to_msg()
             pub.publish(m)
@@ -92,7 +74,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     clip = Path(clip) if clip else default_clip()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trace = load_trace(trace_csv)
+    trace = Trace.load(trace_csv) if trace_csv else DEFAULT_TRACE
     record = {"gated": {}, "status": {}, "decoded": {}}
     p = Pipeline("video", str(clip), params, extra_nodes=[make_observer(trace, record)],
                  overrides={"encoder_node": {"fps": 15.0}})
@@ -146,7 +128,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         "mean_ms_ssim": float(np.mean([r["ms_ssim"] for r in decoded])) if decoded else None,
         "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
         "latency_ms_p95": float(np.percentile(lat, 95)) if lat else None,
-        "trace": [{"t": t, "bandwidth_bps": b} for t, b in trace],
+        "trace": [{"t": p.t, "bandwidth_bps": p.bandwidth_bps} for p in trace.points],
         "link_utilisation": link_utilisation(rows, trace, 15.0),
         "frames": rows,
     }
@@ -173,8 +155,9 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
     `k_used`: the channel levels the frames of the window carried."""
     from ..control import BitrateController
     out = []
-    for i, (t0, bw) in enumerate(trace):
-        t1 = trace[i + 1][0] if i + 1 < len(trace) else max((r["t"] for r in rows), default=t0) + 1 / fps
+    pts = trace.points
+    for i, (t0, bw) in enumerate((p.t, p.bandwidth_bps) for p in pts):
+        t1 = pts[i + 1].t if i + 1 < len(pts) else max((r["t"] for r in rows), default=t0) + 1 / fps
         w0 = t0 + settle_s
         win = [r for r in rows if w0 <= r["t"] < t1]
         if t1 - w0 < 2 / fps or not win:
