@@ -12,6 +12,15 @@ VECTORS = ROOT / "test" / "vectors"
 SAMPLES = ROOT / "data" / "samples"
 
 
+@pytest.fixture
+def ros():
+    """An rclpy context with a probe node and an executor in the test process."""
+    from ros_helpers import RosContext
+    ctx = RosContext()
+    yield ctx
+    ctx.close()
+
+
 @pytest.fixture(scope="session")
 def encoder():
     from mcucoder_ros.codec.model import EncoderModel

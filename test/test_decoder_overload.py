@@ -5,14 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import RosContext, start, stop
-
-
-@pytest.fixture
-def ros():
-    ctx = RosContext("overload_probe")
-    yield ctx
-    ctx.close()
+from ros_helpers import start, stop
 
 
 def _frames(encoder, photos):

@@ -4,9 +4,6 @@ import random
 import socket
 import time
 
-import pytest
-from ros_helpers import RosContext
-
 from mcucoder_ros.link import serial_protocol as sp
 from mcucoder_ros.link.vectors import DEVICE_FIELDS
 
@@ -20,13 +17,6 @@ def frame_packets(encoder, photo, seq, k=12):
 
 
 HELLO = sp.encode_packet(sp.HELLO, sp.Hello(**DEVICE_FIELDS["hello"]).pack())
-
-
-@pytest.fixture
-def ros():
-    c = RosContext("bridge_probe")
-    yield c
-    c.close()
 
 
 def write_all(fd, data):

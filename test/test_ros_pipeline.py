@@ -4,9 +4,8 @@ import re
 import time
 
 import numpy as np
-import pytest
 from conftest import ROOT
-from ros_helpers import RosContext, start, stop
+from ros_helpers import start, stop
 
 CLIP = ROOT / "data" / "clips" / "traffic.mp4"
 
@@ -22,13 +21,6 @@ def accounted(out: str, encoded: int = 90) -> int:
     assert enc == encoded and bad == 0 and dec + stale + skipped == enc, out
     assert dec >= enc // 3, f"only {dec} of {enc} frames decoded: {out}"
     return dec
-
-
-@pytest.fixture
-def ros():
-    ctx = RosContext()
-    yield ctx
-    ctx.close()
 
 
 def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, decoder):
