@@ -54,3 +54,11 @@ def test_link_utilisation_per_segment():
     assert ample["limited_by"] == "k=12"
     assert narrow["window_s"] == [3.0, 4.0] and narrow["frames"] == 10 and narrow["k_used"] == [1]
     assert abs(narrow["sent_bps"] - 8_000) < 1 and narrow["limited_by"] == "link"
+
+
+def test_link_utilisation_ends_with_the_clip():
+    # the trace changes again at 10 s, the frames stop at 4 s: the window ends with them
+    trace = Trace([TracePoint(0.0, 1e5), TracePoint(10.0, 5e4)])
+    rows = [{"t": i / 10, "k": 1, "bytes": 100, "channel_bytes": [100] * 12} for i in range(40)]
+    (seg,) = link_utilisation(rows, trace, fps=10.0)
+    assert seg["window_s"] == [1.0, 4.0] and seg["frames"] == 30 and abs(seg["sent_bps"] - 8_000) < 1

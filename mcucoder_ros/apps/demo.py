@@ -139,6 +139,9 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     print(f"demo: {frames_in} frames in, {len(decoded)} decoded, mean {summary['mean_bpp']:.3f} bpp, "
           f"mean MS-SSIM {summary['mean_ms_ssim']:.4f}, latency p50 {summary['latency_ms_p50']:.0f} ms "
           f"p95 {summary['latency_ms_p95']:.0f} ms")
+    if not summary["link_utilisation"]:
+        print("  link use: no trace segment holds frames from 1 s after its change (the report needs steps "
+              "of over a second)")
     for seg in summary["link_utilisation"]:
         u = "n/a" if seg["utilisation"] is None else f"{seg['utilisation']:.2f}"
         print(f"  link {seg['bandwidth_bps'] / 1000:.0f} kbit/s from {seg['window_s'][0]:.1f} s to "
@@ -156,8 +159,9 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
     from ..control import BitrateController
     out = []
     pts = trace.points
+    end = max((r["t"] for r in rows), default=0.0) + 1 / fps      # the clip may end before the trace
     for i, (t0, bw) in enumerate((p.t, p.bandwidth_bps) for p in pts):
-        t1 = pts[i + 1].t if i + 1 < len(pts) else max((r["t"] for r in rows), default=t0) + 1 / fps
+        t1 = min(pts[i + 1].t, end) if i + 1 < len(pts) else end
         w0 = t0 + settle_s
         win = [r for r in rows if w0 <= r["t"] < t1]
         if t1 - w0 < 2 / fps or not win:
