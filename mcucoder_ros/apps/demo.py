@@ -71,10 +71,10 @@ def main(a) -> dict:
 def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     from ..pipeline import Pipeline
 
+    trace = Trace.load(trace_csv) if trace_csv else DEFAULT_TRACE     # a bad trace fails before anything is made
     clip = Path(clip) if clip else default_clip()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trace = Trace.load(trace_csv) if trace_csv else DEFAULT_TRACE
     record = {"gated": {}, "status": {}, "decoded": {}}
     p = Pipeline("video", str(clip), params, extra_nodes=[make_observer(trace, record)],
                  overrides={"encoder_node": {"fps": 15.0}})
@@ -160,7 +160,8 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
     out = []
     pts = trace.points
     end = max((r["t"] for r in rows), default=0.0) + 1 / fps      # the clip may end before the trace
-    for i, (t0, bw) in enumerate((p.t, p.bandwidth_bps) for p in pts):
+    for i, p in enumerate(pts):
+        t0, bw = p.t, p.bandwidth_bps
         t1 = min(pts[i + 1].t, end) if i + 1 < len(pts) else end
         w0 = t0 + settle_s
         win = [r for r in rows if w0 <= r["t"] < t1]
