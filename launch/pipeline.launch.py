@@ -1,61 +1,123 @@
 """ros2 launch mcucoder_ros pipeline.launch.py source:=video input:=/path/clip.mp4
    ros2 launch mcucoder_ros pipeline.launch.py source:=serial input:=/dev/ttyACM0
+   ros2 launch mcucoder_ros pipeline.launch.py source:=qemu-m7 input:=/path/clip.mp4
 
 Starts the nodes listed in mcucoder_ros.pipeline (the same set the one-process runner
 `mcucoder-ros pipeline` starts) with config/pipeline.yaml: the host-side encoder_node
 for video / images / camera / image_topic sources, the mcu_bridge_node for a real MCU
-on a serial port.
+on a serial port or for the real firmware under QEMU (qemu-*: the firmware image runs
+as a camera fed with the frames of `input`).
+
+The model (and for qemu-* the firmware image) is looked up before any node starts, so
+a missing one ends the launch at once with one line naming where it looked.  When a
+pipeline node dies, the whole launch shuts down with the reason: a user is never left
+with half a pipeline.
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    OpaqueFunction,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+    Shutdown,
+)
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from mcucoder_ros import resources
+from mcucoder_ros.codec.model import default_model_dir
 from mcucoder_ros.pipeline import (
     DECODER_REMAP_WITH_LINK,
-    HOST_SOURCES,
     LINK_EMULATOR,
     NAMESPACE,
+    QEMU_SOURCES,
+    SOURCES,
     nodes_for,
     source_overrides,
 )
 
 
-def _nodes(context):
-    source = LaunchConfiguration("source").perform(context)
-    if source not in HOST_SOURCES + ("serial",):
-        raise RuntimeError(f"source:={source} is not one of {', '.join(HOST_SOURCES + ('serial',))}")
-    loop = LaunchConfiguration("loop").perform(context).lower() == "true"
-    overrides = source_overrides(source, LaunchConfiguration("input").perform(context), loop)
-    params = LaunchConfiguration("params").perform(context)
-    ns = LaunchConfiguration("namespace").perform(context)
-    trace = LaunchConfiguration("trace").perform(context)
+def _shutdown_if_died(name: str, clean_exit_ends_nothing: bool = False):
+    """OnProcessExit handler: a pipeline process that ends while the launch is running
+    takes the launch down with it (exit status and reason in the log)."""
+    def handler(event, context):
+        if context.is_shutdown or (clean_exit_ends_nothing and event.returncode == 0):
+            return None
+        return [Shutdown(reason=f"{name} exited with status {event.returncode}; the pipeline cannot run without "
+                                "it (its error is above)")]
+    return handler
+
+
+def _arg(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context)
+
+
+def _actions(context):
+    source = _arg(context, "source")
+    if source not in SOURCES:
+        raise RuntimeError(f"source:={source} is not one of {', '.join(SOURCES)}")
+    input_spec = _arg(context, "input")
+    if not input_spec and (source == "video" or source in QEMU_SOURCES):
+        input_spec = str(resources.data_path("clips/traffic.mp4"))     # the bundled sample clip
+    model_dir = _arg(context, "model_dir")
+    if model_dir and not os.path.isdir(model_dir):
+        raise RuntimeError(f"model_dir:={model_dir} is not a folder")
+    if not model_dir:
+        default_model_dir()          # raises, naming every place looked in, before anything starts
+    actions = []
+    port = input_spec
+    if source in QEMU_SOURCES:       # the real firmware as the camera, UART0 on a loopback socket
+        from mcucoder_ros.qemu import firmware_elf, free_port
+        target = source[len("qemu-"):]
+        elf = firmware_elf(target)
+        tcp = free_port()
+        port = f"socket://127.0.0.1:{tcp}"
+        exe = os.path.join(resources.package_prefix(), "lib", "mcucoder_ros", "qemu_camera")
+        qemu = ExecuteProcess(cmd=[exe, "--target", target, "--input", input_spec, "--port", str(tcp),
+                                   "--firmware", str(elf)], name=f"qemu_{target}", output="screen")
+        actions += [qemu, RegisterEventHandler(OnProcessExit(
+            target_action=qemu, on_exit=_shutdown_if_died(f"qemu_{target}", clean_exit_ends_nothing=True)))]
+    overrides = source_overrides(source, port, _arg(context, "loop").lower() == "true")
+    if model_dir:
+        for name in ("encoder_node", "decoder_node"):
+            overrides.setdefault(name, {})["model_dir"] = model_dir
+    trace = _arg(context, "trace")
     names = [name for name, _ in nodes_for(source)]
     if trace:       # an emulated link between controller and decoder
+        if not os.path.exists(trace):
+            trace = str(resources.trace_file(trace if trace.endswith(".csv") else f"{trace}.csv"))
         names.insert(len(names) - 1, LINK_EMULATOR[0])
         overrides[LINK_EMULATOR[0]] = {"trace": trace}
-    return [Node(package="mcucoder_ros", executable=name, name=name, namespace=ns,
-                 parameters=[params, overrides.get(name, {})], output="screen",
-                 remappings=list(DECODER_REMAP_WITH_LINK.items()) if trace and name == "decoder_node" else [])
-            for name in names]
+    params, ns = _arg(context, "params"), _arg(context, "namespace")
+    for name in names:
+        node = Node(package="mcucoder_ros", executable=name, name=name, namespace=ns,
+                    parameters=[params, overrides.get(name, {})], output="screen",
+                    remappings=list(DECODER_REMAP_WITH_LINK.items()) if trace and name == "decoder_node" else [])
+        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_shutdown_if_died(name)))]
+    return actions
 
 
 def generate_launch_description():
-    share = get_package_share_directory("mcucoder_ros")
     return LaunchDescription([
-        DeclareLaunchArgument("source", default_value="video",
-                              description="video | images | camera | image_topic | serial"),
+        DeclareLaunchArgument("source", default_value="video", description=" | ".join(SOURCES)),
         DeclareLaunchArgument("input", default_value="",
-                              description="video file, image folder, camera index, or the MCU's serial port"),
+                              description="video file, image folder, camera index, or the MCU's serial port "
+                                          "(video and qemu-*: empty plays the bundled sample clip)"),
         DeclareLaunchArgument("namespace", default_value=NAMESPACE),
-        DeclareLaunchArgument("params", default_value=os.path.join(share, "config", "pipeline.yaml")),
-        DeclareLaunchArgument("loop", default_value="false"),
-        DeclareLaunchArgument("trace", default_value="", description="bandwidth trace CSV: adds link_emulator_node"),
+        DeclareLaunchArgument("params", default_value=str(resources.config_file("pipeline.yaml")),
+                              description="parameters file (config/pipeline.yaml's format)"),
+        DeclareLaunchArgument("model_dir", default_value="",
+                              description="model folder for encoder and decoder (empty: the shipped model)"),
+        DeclareLaunchArgument("loop", default_value="false", description="restart a file source at its end"),
+        DeclareLaunchArgument("trace", default_value="",
+                              description="bandwidth trace CSV, or the name of a bundled one (step, sine, ...): "
+                                          "adds link_emulator_node"),
         # DDS stays on this host unless the user widens it
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
                                os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")),
-        OpaqueFunction(function=_nodes),
+        OpaqueFunction(function=_actions),
     ])

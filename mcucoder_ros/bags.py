@@ -8,10 +8,11 @@ them without this package.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import resources
 
 PACKAGE = "mcucoder_ros"
 LATENT_TYPE = f"{PACKAGE}/msg/LatentChannels"
@@ -23,10 +24,7 @@ class BagError(RuntimeError):
 
 def msg_dir() -> Path:
     """The package's msg/ folder: in the checkout, or installed under share/."""
-    for d in (Path(__file__).resolve().parents[1] / "msg", Path(sys.prefix) / "share" / PACKAGE / "msg"):
-        if (d / "LatentChannels.msg").exists():
-            return d
-    raise FileNotFoundError("the mcucoder_ros message definitions (msg/*.msg) were not found")
+    return resources.find("msg", "the mcucoder_ros message definitions (msg/*.msg)", marker="LatentChannels.msg")
 
 
 def typestore():

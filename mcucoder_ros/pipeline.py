@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
+
+from . import resources
 
 NAMESPACE = "/mcucoder"
 HOST_SOURCES = ("video", "images", "camera", "image_topic")      # encoder_node stands in for the MCU
 SERIAL_SOURCES = ("serial", "qemu-m7", "qemu-m33", "qemu-m3", "qemu-stm32f405")   # mcu_bridge_node reads the MCU
+QEMU_SOURCES = tuple(s for s in SERIAL_SOURCES if s.startswith("qemu-"))   # the firmware under QEMU as the MCU
 SOURCES = HOST_SOURCES + SERIAL_SOURCES
 
 ENCODER = ("encoder_node", "mcucoder_ros.nodes.encoder_node:EncoderNode")
@@ -33,11 +35,8 @@ def nodes_for(source: str):
 
 
 def default_params_file() -> Path:
-    for d in (Path(__file__).resolve().parents[1] / "config",
-              Path(sys.prefix) / "share" / "mcucoder_ros" / "config"):
-        if (d / "pipeline.yaml").exists():
-            return d / "pipeline.yaml"
-    raise FileNotFoundError("config/pipeline.yaml not found")
+    """config/pipeline.yaml of the checkout, the colcon install or the venv."""
+    return resources.config_file("pipeline.yaml")
 
 
 def source_overrides(source: str, input_spec: str, loop: bool = False) -> dict[str, dict]:

@@ -12,55 +12,75 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import resources
 from .codec.images import resize_224
-from .evaluation import collect_frames
+from .sources import FrameSource
 
 # firmware target -> QEMU machine (firmware/Makefile builds each target)
 MACHINES = {"m7": "mps2-an500", "m33": "mps2-an505", "m3": "mps2-an385", "stm32f405": "netduinoplus2"}
 
 
 def firmware_elf(target: str) -> Path:
-    """The built firmware image ($MCUCODER_FIRMWARE_DIR, else ./firmware of the checkout);
-    builds it with `make -C firmware` if needed."""
+    """The firmware image of a target: from $MCUCODER_FIRMWARE_DIR (a firmware folder)
+    when set, else the checkout's firmware/ (built with `make -C firmware` if needed),
+    else the images a colcon install or make setup's venv carries (share/mcucoder_ros/
+    firmware/build/<target>/, built when arm-none-eabi-gcc was there)."""
+    rel = Path("build") / target / "firmware.elf"
     env = os.environ.get("MCUCODER_FIRMWARE_DIR")
-    roots = [Path(env)] if env else [Path(__file__).resolve().parents[1] / "firmware", Path.cwd() / "firmware"]
-    for root in roots:
-        elf = root / "build" / target / "firmware.elf"
-        if not elf.exists() and (root / "Makefile").exists() and shutil.which("arm-none-eabi-gcc"):
+    sources = [Path(env)] if env else [resources.CHECKOUT / "firmware"] if resources.CHECKOUT else []
+    for root in sources:
+        if not (root / rel).exists() and (root / "Makefile").exists() and shutil.which("arm-none-eabi-gcc"):
             subprocess.run(["make", "-s", "-C", str(root), target], check=True, stdout=subprocess.DEVNULL)
-        if elf.exists():
-            return elf
-    raise FileNotFoundError(f"firmware image for {target} not found (build it: make -C firmware; needs "
-                            "gcc-arm-none-eabi and libnewlib-arm-none-eabi)")
+        if (root / rel).exists():
+            return root / rel
+    if env:
+        raise resources.ResourceNotFound(f"firmware image for {target} not found: $MCUCODER_FIRMWARE_DIR={env} "
+                                         f"has no {rel} (build it: make -C firmware)")
+    try:
+        return resources.find(f"firmware/{rel}", f"firmware image for {target}")
+    except resources.ResourceNotFound as e:
+        raise resources.ResourceNotFound(f"{e} (build it: make -C firmware, with gcc-arm-none-eabi and "
+                                         "libnewlib-arm-none-eabi)") from None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class QemuCamera:
-    def __init__(self, target: str, video: str, max_frames: int | None = None):
+    def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None):
         if target not in MACHINES:
             raise ValueError(f"unknown QEMU target '{target}' ({', '.join(MACHINES)})")
         if not shutil.which("qemu-system-arm"):
             raise FileNotFoundError("qemu-system-arm not found (apt-get install qemu-system-arm)")
         self.target, self.video, self.max_frames = target, video, max_frames
+        self.firmware = Path(firmware) if firmware else firmware_elf(target)
         self.dir = tempfile.mkdtemp(prefix="mcucoder-qemu-")
         self.proc = None
         self.log = Path(self.dir) / "semihosting.log"
 
-    def start(self) -> str:
-        frames = collect_frames([self.video], self.max_frames)
+    def start(self, port: int | None = None) -> str:
+        """Write the camera file, start QEMU listening on 127.0.0.1:port (a free one by
+        default) and return the URL for mcu_bridge_node."""
+        # the same reading of a video or image folder as encoder_node's sources
+        source = FrameSource("images" if Path(self.video).is_dir() else "video", self.video)
+        self.n_frames = 0
         with open(Path(self.dir) / "camera.rgb", "wb") as f:
-            for _, rgb in frames:
+            while self.max_frames is None or self.n_frames < self.max_frames:
+                rgb = source.next()
+                if rgb is None:
+                    break
                 f.write(resize_224(rgb).tobytes())
-        self.n_frames = len(frames)
-        port = _free_port()
+                self.n_frames += 1
+        source.close()
+        if not self.n_frames:
+            raise ValueError(f"no frames in {self.video}")
+        port = port or free_port()
         cmd = ["qemu-system-arm", "-M", MACHINES[self.target], "-display", "none", "-monitor", "none",
                "-chardev", f"socket,id=u0,host=127.0.0.1,port={port},server=on,wait=on", "-serial", "chardev:u0",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(firmware_elf(self.target))]
+               "-semihosting-config", "enable=on,target=native", "-kernel", str(self.firmware)]
         # no -icount here: with it, QEMU services the UART's input only now and then, so
         # host commands (channel budget) would arrive late; `make -C firmware report`
         # uses -icount for its deterministic instruction counts
@@ -92,3 +112,40 @@ class QemuCamera:
                 self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+
+
+def main(argv=None) -> int:
+    """`qemu_camera` (lib/mcucoder_ros/, started by pipeline.launch.py for source:=qemu-*):
+    the firmware image under QEMU as a camera fed with a video's frames, its UART on a
+    loopback TCP port for mcu_bridge_node.  Ends when the firmware has sent every frame
+    (status 0) or on SIGINT / SIGTERM."""
+    import argparse
+    import signal
+    import sys
+
+    ap = argparse.ArgumentParser(prog="qemu_camera", description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--target", required=True, choices=sorted(MACHINES))
+    ap.add_argument("--input", required=True, help="video file or image folder: the camera's frames")
+    ap.add_argument("--port", type=int, required=True, help="loopback TCP port of the UART")
+    ap.add_argument("--firmware", help="firmware image (default: the installed or checkout image of the target)")
+    ap.add_argument("--max-frames", type=int)
+    a = ap.parse_args(argv)
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    try:
+        cam = QemuCamera(a.target, a.input, a.max_frames, a.firmware)
+        cam.start(a.port)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"qemu_camera: cannot start: {e}", file=sys.stderr, flush=True)
+        return 2
+    print(f"qemu_camera: {a.target} firmware streaming {cam.n_frames} frames of {a.input} on "
+          f"socket://127.0.0.1:{a.port}", flush=True)
+    while not stopping and cam.proc.poll() is None:
+        time.sleep(0.1)
+    rc = 0 if stopping else cam.proc.returncode
+    report = cam.report_text()
+    cam.stop()
+    if report:
+        print(report, flush=True)
+    return rc

@@ -1,12 +1,12 @@
 """Frame sources for the host-side encoder: video file, image folder, camera device."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from . import resources
 from .codec.images import ImageError, load_rgb
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -74,11 +74,7 @@ class FrameSource:
 
 def default_clip() -> Path:
     """The bundled sample clip (checkout or installed share/)."""
-    for d in (Path(__file__).resolve().parents[1] / "data" / "clips",
-              Path(sys.prefix) / "share" / "mcucoder_ros" / "data" / "clips"):
-        if (d / "traffic.mp4").exists():
-            return d / "traffic.mp4"
-    raise FileNotFoundError("bundled sample clip data/clips/traffic.mp4 not found")
+    return resources.data_path("clips/traffic.mp4")
 
 
 def pan_frames(image: np.ndarray, frames: int, speed: float = 3.0, window: float = 0.6) -> list[np.ndarray]:

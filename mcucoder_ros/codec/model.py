@@ -3,12 +3,11 @@ everything the camera side needs) and an ONNX decoder.  Thin encode/decode API."
 from __future__ import annotations
 
 import hashlib
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from .. import resources
 from .bitstream import Frame
 from .entropy import ChannelCoder, EntropyError
 from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
@@ -46,14 +45,14 @@ def load_inter_tables(model_dir, model_id: int):
 
 
 def default_model_dir() -> Path:
-    """$MCUCODER_MODEL_DIR, else the checkout's models/default, else <prefix>/share."""
-    env = os.environ.get("MCUCODER_MODEL_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[2] / "models" / "default"
-    if (here / ENCODER_FILE).exists():
-        return here
-    return Path(sys.prefix) / "share" / "mcucoder_ros" / "models" / "default"
+    """The shipped model folder: $MCUCODER_MODEL_DIR, else models/default of the checkout,
+    the colcon install (ament index) or the venv (see mcucoder_ros.resources); ModelError
+    naming every place looked in when there is none."""
+    try:
+        return resources.find("models/default", "the shipped model", env="MCUCODER_MODEL_DIR",
+                              marker=ENCODER_FILE)
+    except resources.ResourceNotFound as e:
+        raise ModelError(str(e)) from None
 
 
 def shipped_decoders(model_dir=None) -> list[str]:

@@ -18,21 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import resources
 from . import bitstream
 from .geometry import IMAGE_SIZE
 from .images import load_rgb, resize_224
 from .model import EncoderModel
 
-SAMPLE_DIRS = [Path(__file__).resolve().parents[2] / "data" / "samples",
-               Path(sys.prefix) / "share" / "mcucoder_ros" / "data" / "samples"]
 VECTOR_PHOTOS = ("astronaut.png", "road.png")
 
 
 def sample_frames() -> list[Path]:
-    for d in SAMPLE_DIRS:
-        if d.is_dir():
-            return sorted(d.glob("*.png"))
-    return []
+    try:
+        return sorted(resources.data_path("samples").glob("*.png"))
+    except resources.ResourceNotFound:
+        return []
 
 
 def synthetic_extremes() -> np.ndarray:

@@ -19,7 +19,7 @@ from ..codec.geometry import LATENT_CHANNELS
 from ..control import BitrateController, ControllerConfig, FrameRateGate
 from ..link_emulation import DeliveryEstimator
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
-from .common import QOS_PARAMS, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
+from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
 
 
 class BitrateControllerNode(McuNode):
@@ -37,6 +37,7 @@ class BitrateControllerNode(McuNode):
                                       "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
         "deadline_margin_s": ParamSpec(0.01, "link time left unplanned before each deadline: the hop from this "
                                        "node to the link and scheduling jitter", range=(0.0, 10.0)),
+        **WAIT_PARAM,
         **QOS_PARAMS,
     }
 
@@ -48,7 +49,10 @@ class BitrateControllerNode(McuNode):
         self.pub = self.create_publisher(LatentChannels, "latent_gated", self.qos())
         self.status_pub = self.create_publisher(BitrateStatus, "bitrate_status", 10)
         self.budget_pub = self.create_publisher(UInt8, "channel_budget", 10)
-        self.create_subscription(LatentChannels, "latent", self._on_latent, self.qos())
+        if self.p["wait_for_subscriber"]:         # a relay takes frames in once it can pass them on
+            self.when_subscribed(self.pub, self._subscribe_input, "taking frames from latent")
+        else:
+            self._subscribe_input()
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
         self.estimator = DeliveryEstimator()
         self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
@@ -56,6 +60,9 @@ class BitrateControllerNode(McuNode):
         self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
         self.ack_pub = self.create_publisher(ReceiverReport, "reference_ack", 10)
         self.counters["frames_skipped"] = 0
+
+    def _subscribe_input(self):
+        self.create_subscription(LatentChannels, "latent", self._on_latent, self.qos())
 
     def _config(self) -> ControllerConfig:
         p = self.p

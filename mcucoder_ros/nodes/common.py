@@ -88,6 +88,28 @@ class McuNode(Node):
     def on_parameter_changed(self, name, value):
         pass
 
+    def when_subscribed(self, publisher, action, what: str, settle_s: float = 0.3) -> None:
+        """Run `action()` once, when `publisher` has a subscriber and has had one for
+        `settle_s` (the subscriber's side of the match may lag ours, and a best-effort
+        sample sent before it is lost).  Sources hold their first frame, and relays
+        their input, until the stream has somewhere to go: with every relay doing the
+        same, a source waits for the whole chain, so no frame of a clip is lost at start."""
+        since = [None]
+
+        def poll():
+            if publisher.get_subscription_count() == 0:
+                since[0] = None
+                return
+            now = time.monotonic()
+            since[0] = since[0] or now
+            if now - since[0] >= settle_s:
+                self.destroy_timer(timer)
+                self.get_logger().info(f"{publisher.topic_name} has a subscriber: {what}")
+                action()
+
+        self.get_logger().info(f"waiting for a subscriber on {publisher.topic_name} before {what}")
+        timer = self.create_timer(0.05, poll)
+
     def count(self, key: str, n: float = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
@@ -112,6 +134,12 @@ class McuNode(Node):
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=RELIABILITY[rel],
                           durability=qos_profile_sensor_data.durability)
 
+
+WAIT_PARAM = {
+    "wait_for_subscriber": ParamSpec(True, "hold the stream until its output topic has a subscriber, so that no "
+                                     "frame is lost while the nodes downstream start (false: start at once)",
+                                     read_only=True),
+}
 
 QOS_PARAMS = {
     "qos_reliability": ParamSpec("best_effort", "QoS reliability of the stream topics", choices=list(RELIABILITY),
@@ -234,27 +262,41 @@ def make_executor(context):
 
 
 def run_node(cls, args=None):
+    """Entry point of a node executable (`ros2 run`, `ros2 launch`).
+
+    A node that cannot configure itself (bad parameter, no model, unreadable input) logs
+    one error line and exits with status 2.  SIGINT and SIGTERM (Ctrl-C, or ros2 launch
+    stopping its processes) only set a flag: the loop ends, worker threads stop and the
+    node is destroyed before its context, so nothing publishes into a dead context and no
+    exception crosses the C++ executor (which would abort the process)."""
     import os
+    import signal
+    import threading
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from rclpy.exceptions import InvalidParameterValueException
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
     from ..codec.model import ModelError
-    rclpy.init(args=args)
+    from ..resources import ResourceNotFound
+
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    name = cls.__module__.rpartition(".")[2]
     try:
         node = cls()
-    except (ValueError, ImageError, ModelError, InvalidParameterValueException) as e:
-        print(f"{cls.__name__}: invalid configuration: {e}", flush=True)
+    except (ValueError, ImageError, ModelError, ResourceNotFound, InvalidParameterValueException) as e:
+        rclpy.logging.get_logger(name).error(f"cannot start: {e}")
         rclpy.try_shutdown()
         raise SystemExit(2) from None
     executor = make_executor(node.context)
     executor.add_node(node)
     try:
-        while rclpy.ok(context=node.context):
+        while not stop.is_set() and rclpy.ok(context=node.context):
             executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
         node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()

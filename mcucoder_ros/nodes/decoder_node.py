@@ -176,10 +176,11 @@ class DecoderNode(McuNode):
         return 1000.0 / self.decode_ms_avg if self.decode_ms_avg > 0 else 0.0
 
     def destroy_node(self):
-        self._stop.set()
-        self._wake.set()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=5.0)
+        if hasattr(self, "_worker"):         # absent when __init__ failed (no model, bad parameter)
+            self._stop.set()
+            self._wake.set()
+            if self._worker.is_alive() and threading.current_thread() is not self._worker:
+                self._worker.join(timeout=5.0)
         return super().destroy_node()
 
     def diagnostics(self):

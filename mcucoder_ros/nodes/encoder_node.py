@@ -21,7 +21,7 @@ from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
 from ..msg import LatentChannels, ReceiverReport
 from ..sources import FrameSource
-from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, image_to_rgb, run_node
+from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, RateMeter, frame_to_msg, image_to_rgb, run_node
 
 
 class EncoderNode(McuNode):
@@ -43,6 +43,7 @@ class EncoderNode(McuNode):
                                        range=(1, MAX_REFERENCE_DELTA)),
         "refresh_period": ParamSpec(60, "video mode: each channel is sent intra once per this many frames, one "
                                     "channel at a time (0: never)", range=(0, 10000)),
+        **WAIT_PARAM,
         **QOS_PARAMS,
     }
 
@@ -64,21 +65,28 @@ class EncoderNode(McuNode):
             self.references = ReferenceState(self.p["max_reference_age"], self.p["refresh_period"])
             self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
         self.source = None
+        self.timer = None
         if self.p["source"] == "image_topic":
             self.create_subscription(Image, "image_raw", self._on_image, self.qos())
         else:
             self.source = FrameSource(self.p["source"], self.p["input"], self.p["loop"])
-            fps = self.p["fps"] or self.source.fps or 15.0
-            self.timer = self.create_timer(1.0 / fps, self._on_timer)
+            if self.p["wait_for_subscriber"]:
+                self.when_subscribed(self.pub, self._start_frames, "reading frames")
+            else:
+                self._start_frames()
         self.get_logger().info(f"encoding {self.p['source']} {self.p['input']} with model "
                                f"{self.model.model_id:#010x}, budget {self.budget} channels")
+
+    def _start_frames(self):
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+        self.timer = self.create_timer(1.0 / (self.p["fps"] or self.source.fps or 15.0), self._on_timer)
 
     def on_parameter_changed(self, name, value):
         if self.references is not None and name in ("max_reference_age", "refresh_period"):
             setattr(self.references, "max_age" if name == "max_reference_age" else name, int(value))
-        if name == "fps" and self.source is not None:
-            self.timer.cancel()
-            self.timer = self.create_timer(1.0 / (value or self.source.fps or 15.0), self._on_timer)
+        if name == "fps" and self.timer is not None and not self.finished:
+            self._start_frames()          # self.p has the new rate already
         if name == "channel_budget":
             self.budget = int(value)
 

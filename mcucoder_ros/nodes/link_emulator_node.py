@@ -20,7 +20,7 @@ import time
 
 from ..link_emulation import LinkEmulator, Trace
 from ..msg import DeliveryReport, LatentChannels, LinkQuality
-from .common import QOS_PARAMS, McuNode, ParamSpec, message_bytes, run_node
+from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, message_bytes, run_node
 
 
 def _time_msg(t: float):
@@ -37,6 +37,7 @@ class LinkEmulatorNode(McuNode):
         "carry": ParamSpec("latent", "what crosses the link: latent (LatentChannels) or compressed_image "
                            "(sensor_msgs/CompressedImage, for baselines)", choices=["latent", "compressed_image"],
                            read_only=True),
+        **WAIT_PARAM,
         **QOS_PARAMS,
     }
 
@@ -55,12 +56,19 @@ class LinkEmulatorNode(McuNode):
         if self.p["carry"] == "compressed_image":
             from sensor_msgs.msg import CompressedImage
             self.out = self.create_publisher(CompressedImage, "compressed_link", self.qos())
-            self.create_subscription(CompressedImage, "compressed", self._on_image, self.qos())
+            self._input = (CompressedImage, "compressed", self._on_image)
         else:
             self.out = self.create_publisher(LatentChannels, "latent_link", self.qos())
-            self.create_subscription(LatentChannels, "latent_gated", self._on_frame, self.qos())
+            self._input = (LatentChannels, "latent_gated", self._on_frame)
+        if self.p["wait_for_subscriber"]:         # a relay takes frames in once it can pass them on
+            self.when_subscribed(self.out, self._subscribe_input, "carrying frames")
+        else:
+            self._subscribe_input()
         self.create_timer(0.005, self._deliver)
         self.create_timer(0.1, self._monitor)
+
+    def _subscribe_input(self):
+        self.create_subscription(*self._input, self.qos())
 
     def restart(self) -> None:
         """Start the trace (and an empty link) from now."""

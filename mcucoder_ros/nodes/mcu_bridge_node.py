@@ -19,7 +19,7 @@ from ..codec.geometry import LATENT_CHANNELS
 from ..link import serial_protocol as sp
 from ..link.frames import FrameAssembler
 from ..msg import LatentChannels, ReceiverReport
-from .common import QOS_PARAMS, McuNode, ParamSpec, RateMeter, frame_to_msg, run_node
+from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, RateMeter, frame_to_msg, run_node
 
 
 class McuBridgeNode(McuNode):
@@ -32,6 +32,7 @@ class McuBridgeNode(McuNode):
         "reconnect_max_s": ParamSpec(5.0, "longest wait between attempts to reopen the port", range=(0.1, 60.0)),
         "video_mode": ParamSpec(False, "forward the receiver's acknowledgements (reference_ack) to the device, "
                                 "which then codes against them (bitstream v2)", read_only=True),
+        **WAIT_PARAM,
         **QOS_PARAMS,
     }
 
@@ -54,7 +55,11 @@ class McuBridgeNode(McuNode):
         self.frames_published = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._reader, daemon=True)
-        self.thread.start()
+        # a device streams from the moment the port opens: open it once frames have somewhere to go
+        if self.p["wait_for_subscriber"]:
+            self.when_subscribed(self.pub, self.thread.start, f"opening {self.p['port']}")
+        else:
+            self.thread.start()
 
     # -- device I/O (reader thread) -----------------------------------------------------
     def _open(self):
@@ -68,15 +73,21 @@ class McuBridgeNode(McuNode):
 
     def _reader(self):
         backoff = 0.1
+        down_since = None           # the port is missing since then: one warning per outage, not one per retry
         while not self._stop.is_set():
             if self.ser is None:
                 try:
                     self._open()
                     backoff = 0.1
+                    if down_since is not None:
+                        self.get_logger().info(f"{self.p['port']} is back after {time.monotonic() - down_since:.1f} s")
+                        down_since = None
                 except (serial.SerialException, OSError, ValueError) as e:
                     self.count("open_failures")
-                    self.get_logger().warning(f"cannot open {self.p['port']}: {e}; retrying in {backoff:.1f} s",
-                                              throttle_duration_sec=5.0)
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        self.get_logger().warning(f"cannot open {self.p['port']}: {e}; retrying every "
+                                                  f"{self.p['reconnect_max_s']:g} s at most")
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.p["reconnect_max_s"])
                     continue
@@ -84,8 +95,10 @@ class McuBridgeNode(McuNode):
                 data = self.ser.read(4096)
             except (serial.SerialException, OSError, TypeError, AttributeError) as e:
                 self.count("port_lost")
-                self.get_logger().warning(f"lost {self.p['port']}: {e}")
+                self.get_logger().warning(f"lost {self.p['port']}: {e}; reopening it every "
+                                          f"{self.p['reconnect_max_s']:g} s at most")
                 self._close()
+                down_since = time.monotonic()
                 continue
             if data:
                 self.bytes_in += len(data)
@@ -167,9 +180,11 @@ class McuBridgeNode(McuNode):
         return level, msg, vals
 
     def destroy_node(self):
-        self._stop.set()
-        self.thread.join(timeout=2)
-        self._close()
+        if hasattr(self, "thread"):          # absent when __init__ failed
+            self._stop.set()
+            if self.thread.is_alive():
+                self.thread.join(timeout=2)
+            self._close()
         return super().destroy_node()
 
 
