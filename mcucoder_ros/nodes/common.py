@@ -88,6 +88,11 @@ class McuNode(Node):
     def on_parameter_changed(self, name, value):
         pass
 
+    def summary(self) -> str:
+        """The counters in one line, logged when the node stops."""
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.counters.items()) \
+            or "nothing counted"
+
     def when_subscribed(self, publisher, action, what: str, settle_s: float = 0.3) -> None:
         """Run `action()` once, when `publisher` has a subscriber and has had one for
         `settle_s` (the subscriber's side of the match may lag ours, and a best-effort
@@ -297,6 +302,7 @@ def run_node(cls, args=None):
         while not stop.is_set() and rclpy.ok(context=node.context):
             executor.spin_once(timeout_sec=0.1)
     finally:
+        node.get_logger().info(f"stopping: {node.summary()}")
         node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
