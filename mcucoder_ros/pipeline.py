@@ -69,6 +69,8 @@ class Pipeline:
         self.context = rclpy.Context()
         rclpy.init(args=["--ros-args", "--params-file", params_file], context=self.context)
         per_node = source_overrides(source, input_spec, loop)
+        # the runner is the decoder's consumer (it counts what was decoded): no viewer to wait for
+        per_node["decoder_node"] = {"wait_for_subscriber": False}
         for node, vals in (overrides or {}).items():
             per_node.setdefault(node, {}).update(vals)
         self.nodes = {}

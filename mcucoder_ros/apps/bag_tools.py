@@ -134,7 +134,9 @@ def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, names
         if not lat:
             raise BagError(f"--decode: {bag} holds no {LATENT_TYPE} messages")
         from ..nodes.decoder_node import DecoderNode
-        over = [Parameter(k, value=v) for k, v in {"drop_stale": False, **(params or {})}.items()]
+        # every recorded frame in order, and no viewer to wait for: the player is the clock
+        over = [Parameter(k, value=v)
+                for k, v in {"drop_stale": False, "wait_for_subscriber": False, **(params or {})}.items()]
         decoder = DecoderNode(namespace=namespace, context=ctx, parameter_overrides=over,
                               cli_args=["--ros-args", "-r", f"latent_gated:={lat[0]}"])
         ex.add_node(decoder)

@@ -34,7 +34,7 @@ from ..codec.entropy import EntropyError
 from ..codec.inter import ReceivedReferences
 from ..codec.model import PROVIDERS, DecoderModel, ModelError
 from ..msg import LatentChannels, ReceiverReport
-from .common import QOS_PARAMS, RELIABILITY, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
+from .common import QOS_PARAMS, RELIABILITY, WAIT_PARAM, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
 
 
 class DecoderNode(McuNode):
@@ -56,6 +56,7 @@ class DecoderNode(McuNode):
         "output_depth": ParamSpec(10, "QoS depth of image_decoded", range=(1, 100), read_only=True),
         "drop_stale": ParamSpec(True, "decode only the newest waiting frame (live); false: every frame in order, "
                                 "for replays (at most 1000 waiting)", read_only=True),
+        **WAIT_PARAM,
         **QOS_PARAMS,
     }
 
@@ -80,7 +81,12 @@ class DecoderNode(McuNode):
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", out_qos)
         else:
             self.get_logger().info("camera_info_url not set: no camera_info is published")
-        self.create_subscription(LatentChannels, "latent_gated", self._on_latent, self.qos())
+        # like every relay: frames are taken in once image_decoded has a subscriber (a viewer that
+        # joins late in DDS discovery would otherwise miss the first second of a clip)
+        if self.p["wait_for_subscriber"]:
+            self.when_subscribed(self.pub, self._subscribe_input, "decoding frames")
+        else:
+            self._subscribe_input()
         self.rate = RateMeter()
         self.latency_ms: list[float] = []
         self.decode_ms = 0.0
@@ -97,6 +103,9 @@ class DecoderNode(McuNode):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="decoder_node.decode", daemon=True)
         self._worker.start()
+
+    def _subscribe_input(self):
+        self.create_subscription(LatentChannels, "latent_gated", self._on_latent, self.qos())
 
     def _on_latent(self, msg: LatentChannels):
         """Executor thread: keep only the newest frame; the worker decodes it when free."""
