@@ -118,8 +118,8 @@ def generate_launch_description():
                               description="model folder for encoder and decoder (empty: the shipped model)"),
         DeclareLaunchArgument("loop", default_value="false", description="restart a file source at its end"),
         DeclareLaunchArgument("trace", default_value="",
-                              description="bandwidth trace CSV, or the name of a bundled one (step, sine, outages, random_walk): "
-                                          "adds link_emulator_node"),
+                              description="bandwidth trace CSV, or the name of a bundled one (step, sine, "
+                                          "outages, random_walk): adds link_emulator_node"),
         # DDS stays on this host unless the user widens it
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
                                os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")),

@@ -34,7 +34,17 @@ from ..codec.entropy import EntropyError
 from ..codec.inter import ReceivedReferences
 from ..codec.model import PROVIDERS, DecoderModel, ModelError
 from ..msg import LatentChannels, ReceiverReport
-from .common import QOS_PARAMS, RELIABILITY, WAIT_PARAM, McuNode, ParamSpec, RateMeter, msg_to_frame, rgb_to_image, run_node
+from .common import (
+    QOS_PARAMS,
+    RELIABILITY,
+    WAIT_PARAM,
+    McuNode,
+    ParamSpec,
+    RateMeter,
+    msg_to_frame,
+    rgb_to_image,
+    run_node,
+)
 
 
 class DecoderNode(McuNode):
