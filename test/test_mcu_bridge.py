@@ -29,10 +29,11 @@ def make_bridge(ros, port, wait_for_subscriber=True):
 
     from mcucoder_ros.nodes.mcu_bridge_node import McuBridgeNode
     node = McuBridgeNode(context=ros.context, namespace="/bridge_test",
-                         parameter_overrides=[Parameter("port", value=port)])
+                         parameter_overrides=[Parameter("port", value=port),
+                                              Parameter("wait_for_subscriber", value=wait_for_subscriber)])
     ros.executor.add_node(node)
-    if wait_for_subscriber:
-        assert ros.spin_until(lambda: node.pub.get_subscription_count() > 0, 10)   # the probe has matched
+    if wait_for_subscriber:       # the bridge opens the port once the probe's subscription has matched
+        assert ros.spin_until(lambda: node.thread.is_alive(), 10)
     return node
 
 
