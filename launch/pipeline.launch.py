@@ -14,6 +14,7 @@ pipeline node dies, the whole launch shuts down with the reason: a user is never
 with half a pipeline.
 """
 import os
+import shutil
 
 from launch.actions import (
     DeclareLaunchArgument,
@@ -67,6 +68,8 @@ def _actions(context):
     input_spec = _arg(context, "input")
     if not input_spec and (source == "video" or source in QEMU_SOURCES):
         input_spec = str(resources.data_path("clips/traffic.mp4"))     # the bundled sample clip
+    if not input_spec and source in ("serial", "images"):
+        raise RuntimeError(f"source:={source} needs input:=<{'serial port' if source == 'serial' else 'folder'}>")
     model_dir = _arg(context, "model_dir")
     if model_dir and not os.path.isdir(model_dir):
         raise RuntimeError(f"model_dir:={model_dir} is not a folder")
@@ -77,6 +80,8 @@ def _actions(context):
     if source in QEMU_SOURCES:       # the real firmware as the camera, UART0 on a loopback socket
         from mcucoder_ros.qemu import firmware_elf, free_port
         target = source[len("qemu-"):]
+        if not shutil.which("qemu-system-arm"):
+            raise RuntimeError(f"source:={source} needs qemu-system-arm (apt-get install qemu-system-arm)")
         elf = firmware_elf(target)
         tcp = free_port()
         port = f"socket://127.0.0.1:{tcp}"

@@ -11,7 +11,8 @@ from . import resources
 
 NAMESPACE = "/mcucoder"
 HOST_SOURCES = ("video", "images", "camera", "image_topic")      # encoder_node stands in for the MCU
-SERIAL_SOURCES = ("serial", "qemu-m7", "qemu-m33", "qemu-m3", "qemu-stm32f405")   # mcu_bridge_node reads the MCU
+# mcu_bridge_node reads the MCU: on a serial port, or the real firmware under QEMU
+SERIAL_SOURCES = ("serial", "qemu-m7", "qemu-m33", "qemu-m3", "qemu-stm32f405", "qemu-m55")
 QEMU_SOURCES = tuple(s for s in SERIAL_SOURCES if s.startswith("qemu-"))   # the firmware under QEMU as the MCU
 SOURCES = HOST_SOURCES + SERIAL_SOURCES
 

@@ -17,7 +17,8 @@ from .codec.images import resize_224
 from .sources import FrameSource
 
 # firmware target -> QEMU machine (firmware/Makefile builds each target)
-MACHINES = {"m7": "mps2-an500", "m33": "mps2-an505", "m3": "mps2-an385", "stm32f405": "netduinoplus2"}
+MACHINES = {"m7": "mps2-an500", "m33": "mps2-an505", "m3": "mps2-an385", "stm32f405": "netduinoplus2",
+            "m55": "mps3-an547"}
 
 
 def firmware_elf(target: str) -> Path:

@@ -58,11 +58,11 @@ def run_device(target, n_frames, commands=b"", at_connect=False):
     return frames, [f for _, f in collect_frames([str(CLIP)], n_frames)], asm
 
 
-@pytest.mark.parametrize("target", ["m7", "m33", "stm32f405", "m3"])
+@pytest.mark.parametrize("target", ["m7", "m33", "stm32f405", "m3", "m55"])
 def test_qemu_chunks_identical_to_host_encoder(encoder, target):
     got, video, asm = run_device(target, 4)
     assert asm.hello.model_id == encoder.model_id
-    assert asm.hello.target == {"m7": 1, "m33": 2, "m3": 3, "stm32f405": 4}[target]
+    assert asm.hello.target == {"m7": 1, "m33": 2, "m3": 3, "stm32f405": 4, "m55": 5}[target]
     assert len(got) == 4
     for df, rgb in zip(got, video):
         ref = encoder.encode(rgb, 12, df.frame.sequence)
@@ -177,7 +177,7 @@ def test_throttled_serial_link_lowers_the_mcu_budget(tmp_path):
     assert len(ks) >= 10 and ks[0] == 12 and max(ks[-5:]) < 12, str(ks)
 
 
-@pytest.mark.parametrize("target", ["m7", "m33", "stm32f405", "m3"])
+@pytest.mark.parametrize("target", ["m7", "m33", "stm32f405", "m3", "m55"])
 def test_qemu_video_mode_chunks_identical_to_host_with_acks_over_the_uart(encoder, target):
     """Video mode on the device: the host acknowledges every frame it receives over the
     serial link (ACK commands); the firmware then codes channels against acknowledged

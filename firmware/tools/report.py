@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 TARGETS = {"m7": ("mps2-an500", "Cortex-M7 (STM32F7 class), DSP kernels"),
            "m33": ("mps2-an505", "Cortex-M33 (nRF5340 class), DSP kernels"),
            "stm32f405": ("netduinoplus2", "STM32F405, Cortex-M4F, DSP kernels"),
-           "m3": ("mps2-an385", "Cortex-M3, no DSP extension: portable kernels")}
+           "m3": ("mps2-an385", "Cortex-M3, no DSP extension: portable kernels"),
+           "m55": ("mps3-an547", "Cortex-M55 (Helium class), DSP kernels (no MVE kernels yet)")}
 PAPER = {"m7": {"ram_kb": 360, "flash_kb": 107, "ms_at_216MHz": 237},
          "m33": {"ram_kb": 344, "flash_kb": 100, "ms_at_64MHz": 1969}}
 RAM_BUDGET, FLASH_BUDGET = 48 * 1024, 64 * 1024

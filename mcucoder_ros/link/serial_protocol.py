@@ -19,7 +19,7 @@ HELLO, FRAME_HEADER, CHUNK, FRAME_END, STATUS, CHUNK_INTER = 0x01, 0x02, 0x03, 0
 # host -> device
 REQUEST_HELLO, SET_BUDGET, SET_FPS, REQUEST_STATUS, ACK = 0x80, 0x81, 0x82, 0x83, 0x84
 TARGETS = {0: "host", 1: "cortex-m7 (mps2-an500)", 2: "cortex-m33 (mps2-an505)", 3: "cortex-m3 (mps2-an385)",
-           4: "stm32f405 (cortex-m4f)"}
+           4: "stm32f405 (cortex-m4f)", 5: "cortex-m55 (mps3-an547)"}
 
 HELLO_FMT = struct.Struct("<BHIBIII")          # protocol, fw version, model id, target, ram static, stack, flash
 FRAME_HEADER_FMT = struct.Struct("<IIBBBBB")   # seq, capture time us, num ch, h, w, k, bitstream version

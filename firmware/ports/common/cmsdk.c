@@ -1,4 +1,5 @@
-/* CMSDK APB UART + timer drivers, shared by the MPS2 ports (M3, M7, M33).
+/* CMSDK APB UART + timer drivers, shared by the MPS2/MPS3 ports (M3, M7, M33, M55; the M55's
+ * clock is the core's SysTick, PORT_TIMER_SYSTICK).
  * Register layouts: Arm Cortex-M System Design Kit technical reference. */
 #include "port.h"
 
@@ -10,6 +11,9 @@
 #define TIMER_CTRL 0x00
 #define TIMER_VALUE 0x04
 #define TIMER_RELOAD 0x08
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
 void port_init(void) {
     REG(UART0_BASE, UART_BAUDDIV) = 16;
@@ -18,9 +22,15 @@ void port_init(void) {
      * before RX was enabled would otherwise wait about a second for QEMU to look.
      * On silicon it reads an empty register and changes nothing. */
     (void)REG(UART0_BASE, UART_DATA);
+#ifdef PORT_TIMER_SYSTICK
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 0x5u;            /* enable, processor clock, no interrupt */
+#else
     REG(TIMER0_BASE, TIMER_RELOAD) = 0xFFFFFFFFu;
     REG(TIMER0_BASE, TIMER_VALUE) = 0xFFFFFFFFu;
     REG(TIMER0_BASE, TIMER_CTRL) = 0x1;
+#endif
 }
 
 void mcu_port_putc(uint8_t c) {
@@ -34,5 +44,16 @@ int port_uart_getc(void) {
     return -1;
 }
 
+#ifdef PORT_TIMER_SYSTICK
+/* SysTick's 24-bit down-counter as a 32-bit up-counter: the firmware reads the clock far
+ * more often than the counter wraps (2^24 ticks, half a second at 32 MHz) */
+uint32_t port_ticks(void) {
+    static uint32_t high, last;
+    uint32_t now = 0xFFFFFFu - (SYST_CVR & 0xFFFFFFu);
+    if (now < last) high += 1u << 24;
+    last = now;
+    return high + now;
+}
+#else
 uint32_t port_ticks(void) { return 0xFFFFFFFFu - REG(TIMER0_BASE, TIMER_VALUE); }
-
+#endif

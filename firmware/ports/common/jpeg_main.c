@@ -70,7 +70,7 @@ int main(void) {
             if (!len) return 1;
             bytes += (uint32_t)len;
         }
-        report(qualities[i], "instructions_per_frame", ticks / (uint32_t)n_frames * INSTR_PER_TICK);
+        report(qualities[i], "instructions_per_frame", TICKS_TO_INSTR(ticks / (uint32_t)n_frames));
         report(qualities[i], "bytes", bytes);
     }
     console_write("MCU_REPORT jpeg_done=1\n");

@@ -140,14 +140,14 @@ int main(void) {
     uint32_t t_end = port_ticks();
     while (port_ticks() - t_end < TIMER_HZ / 2) poll_commands();
     report("frames", frames_sent);
-    report("instructions_per_frame", encode_ticks_total / frames_sent * INSTR_PER_TICK);
+    report("instructions_per_frame", TICKS_TO_INSTR(encode_ticks_total / frames_sent));
     static const char *const stages[MCU_STAGES] = {"camera", "conv1", "conv2", "conv3", "code"};
     for (int i = 0; i < MCU_STAGES; i++) {
         char key[32] = "instructions_";
         int n = 13;
         for (const char *p = stages[i]; *p; p++) key[n++] = *p;
         key[n] = 0;
-        report(key, mcu_stage_ticks[i] / frames_sent * INSTR_PER_TICK);
+        report(key, TICKS_TO_INSTR(mcu_stage_ticks[i] / frames_sent));
     }
     report("static_ram_bytes", port_static_ram());
     report("stack_peak_bytes", port_stack_peak());

@@ -5,6 +5,11 @@
 
 #include "board.h"     /* per board: UART0_BASE, TIMER0_BASE, TIMER_HZ, TARGET_ID, INSTR_PER_TICK */
 
+/* timer ticks -> instructions under QEMU -icount shift=0 (1 instruction = 1 ns) */
+#ifndef TICKS_TO_INSTR
+#define TICKS_TO_INSTR(t) ((t) * INSTR_PER_TICK)
+#endif
+
 void port_init(void);
 int port_uart_getc(void);                      /* -1 when nothing was received */
 uint32_t port_ticks(void);                     /* free-running timer, counts up */

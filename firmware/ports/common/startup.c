@@ -10,6 +10,12 @@ int main(void);
 #define STACK_PAINT 0xA5A5A5A5u
 
 void Reset_Handler(void) {
+#if defined(__ARM_FEATURE_MVE) && __ARM_FEATURE_MVE
+    /* CPACR: CP10 and CP11 full access, first: Helium shares the FPU's registers, and the
+     * compiler may vectorise the copy loops below */
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
     uint32_t *src = &_sidata, *dst = &_sdata;
     while (dst < &_edata) *dst++ = *src++;
     for (dst = &_sbss; dst < &_ebss; dst++) *dst = 0;
