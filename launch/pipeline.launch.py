@@ -116,7 +116,7 @@ def generate_launch_description():
         DeclareLaunchArgument("input", default_value="",
                               description="video file, image folder, camera index, or the MCU's serial port "
                                           "(video and qemu-*: empty plays the bundled sample clip)"),
-        DeclareLaunchArgument("namespace", default_value=NAMESPACE),
+        DeclareLaunchArgument("namespace", default_value=NAMESPACE, description="namespace of every node and topic"),
         DeclareLaunchArgument("params", default_value=str(resources.config_file("pipeline.yaml")),
                               description="parameters file (config/pipeline.yaml's format)"),
         DeclareLaunchArgument("model_dir", default_value="",
