@@ -124,16 +124,15 @@ class Workspace:
         return subprocess.run(self.shell(*args), env=self.env(), capture_output=True, text=True, timeout=timeout,
                               cwd=self.tmp)      # not the checkout: nothing may come from there
 
-    def ros2(self, *args, tries=4) -> subprocess.CompletedProcess:
-        """A ros2 CLI command against the running graph.  Without the daemon each call
-        discovers the graph anew and may miss a node for a moment ("Node not found"):
-        asked again, as a user would."""
+    def ros2(self, *args, tries=3) -> subprocess.CompletedProcess:
+        """A ros2 CLI command against the running graph, without the daemon: each call
+        discovers the graph anew, in 0.5 s by default, which a loaded machine can miss;
+        given 3 s (`--spin-time`), and asked again after a miss, as a user would."""
         for _ in range(tries):
-            got = self.run("ros2", *args)
+            got = self.run("ros2", *args, "--no-daemon", "--spin-time", "3")
             if got.returncode == 0 or "not found" not in got.stdout + got.stderr:
                 break
         return got
-
 
 class Process:
     """A command in a process group of its own, stopped with SIGINT as Ctrl-C does."""
@@ -213,13 +212,13 @@ def test_launch_video_every_frame_params_and_clean_ctrl_c(ros, workspace):
     def cli_against_the_pipeline():
         expected = {"/mcucoder/encoder_node", "/mcucoder/bitrate_controller_node", "/mcucoder/decoder_node"}
         for _ in range(4):              # a daemon-less call may see part of the graph: asked again
-            nodes = workspace.ros2("node", "list", "--no-daemon")
+            nodes = workspace.ros2("node", "list")
             if expected <= set(nodes.stdout.split()):
                 break
         assert expected <= set(nodes.stdout.split()), nodes.stdout + nodes.stderr
-        fps = workspace.ros2("param", "get", "--no-daemon", "/mcucoder/encoder_node", "fps")
+        fps = workspace.ros2("param", "get", "/mcucoder/encoder_node", "fps")
         assert fps.returncode == 0 and "15.0" in fps.stdout, fps.stdout + fps.stderr    # from config/pipeline.yaml
-        threads = workspace.ros2("param", "get", "--no-daemon", "/mcucoder/decoder_node", "threads")
+        threads = workspace.ros2("param", "get", "/mcucoder/decoder_node", "threads")
         assert threads.returncode == 0 and "2" in threads.stdout, threads.stdout + threads.stderr
 
     _every_frame_then_clean_exit(ros, launch, stamps, cli_against_the_pipeline)
@@ -258,7 +257,7 @@ def test_ros2_run_decoder_node_against_a_launched_pipeline(ros, workspace):
                               "-r", "__ns:=/mcucoder", "-r", "__node:=viewer_decoder",
                               "-r", "image_decoded:=image_viewer")
         assert ros.spin_until(lambda: len(viewer) >= 10, timeout=60), run.output()[-3000:]
-        got = workspace.ros2("param", "get", "--no-daemon", "/mcucoder/viewer_decoder", "drop_stale")
+        got = workspace.ros2("param", "get", "/mcucoder/viewer_decoder", "drop_stale")
         assert got.returncode == 0 and "True" in got.stdout, got.stdout + got.stderr
         assert run.interrupt() == 0, run.output()[-3000:]
         assert not run.error_lines(), "\n".join(run.error_lines())
