@@ -39,7 +39,7 @@ RAM_BUDGET, FLASH_BUDGET = 48 * 1024, 64 * 1024
 STAGES = ("conv1", "conv2", "conv3", "code")
 CLIP_FRAMES = (0, 20, 40, 60)
 VIDEO_FRAMES = 20          # consecutive frames of the fixed-camera clip, for video mode
-VIDEO_TARGETS = ("m7", "m33", "stm32f405")    # the M3's video mode is checked in the QEMU tests, not timed
+VIDEO_TARGETS = ("m7", "m33", "stm32f405", "m55")    # the M3's video mode is checked in the QEMU tests, not timed
 KS = (6, 12)
 
 # Energy model (docs/firmware.md, "Energy per frame"): CPU energy per instruction, taking
