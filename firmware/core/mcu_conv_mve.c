@@ -87,6 +87,15 @@ static void dot4(const int8_t *w0, int taps, const int32_t *bias, int32_t *acc) 
 }
 #endif
 
+/* rows x bytes (a multiple of 16) from each row at offset, flipped to int8, side by side */
+static inline __attribute__((always_inline)) void gather(const uint8_t *const *rows, int n, int offset, int bytes) {
+    const int8x16_t flip = vdupq_n_s8(-128);
+    for (int ky = 0; ky < n; ky++) {
+        const int8_t *src = (const int8_t *)rows[ky] + offset;
+        for (int j = 0; j < bytes; j += 16) vstrbq_s8(col + bytes * ky + j, veorq_s8(vldrbq_s8(src + j), flip));
+    }
+}
+
 static inline __attribute__((always_inline)) void dot(const int8_t *w, const int32_t *bias, int channels, int taps,
                                                       int32_t *acc) {
     for (int oc = 0; oc < channels; oc += 4) dot4(w + oc * taps, taps, bias + oc, acc + oc);
@@ -113,13 +122,9 @@ void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
 void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
     lanes_t q;
     lanes_init(&q, MCU_C1, mcu_conv2_multiplier, mcu_conv2_shift, mcu_conv2_out_zp, MCU_CONV2_RELU);
-    const int8x16_t flip = vdupq_n_s8(-128);
     int32_t acc[MCU_C1];
     for (int ox = 0; ox < MCU_LATENT; ox++) {
-        for (int ky = 0; ky < 5; ky++) {      /* 5 rows x 5 pixels x 16 channels */
-            const int8_t *src = (const int8_t *)rows[ky] + MCU_C1 * 4 * ox;
-            for (int j = 0; j < 80; j += 16) vstrbq_s8(col + 80 * ky + j, veorq_s8(vldrbq_s8(src + j), flip));
-        }
+        gather(rows, 5, MCU_C1 * 4 * ox, 5 * MCU_C1);      /* 5 rows x 5 pixels x 16 channels */
         dot(&mcu_conv2_wmve[0][0], mcu_conv2_bias_mve, MCU_C1, sizeof mcu_conv2_wmve[0], acc);
         requant(acc, &q, MCU_C1 / 4, (int8_t *)out + MCU_C1 * ox);
     }
@@ -128,14 +133,10 @@ void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
 void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
     lanes_t q;
     lanes_init(&q, MCU_CHANNELS, mcu_conv3_multiplier, mcu_conv3_shift, mcu_conv3_out_zp, MCU_CONV3_RELU);
-    const int8x16_t flip = vdupq_n_s8(-128);
     int32_t acc[MCU_CHANNELS];
     int8_t u[MCU_CHANNELS];
     for (int ox = 0; ox < MCU_LATENT; ox++) {
-        for (int ky = 0; ky < 3; ky++) {      /* 3 rows x 3 pixels x 16 channels */
-            const int8_t *src = (const int8_t *)rows[ky] + MCU_C1 * ox;
-            for (int j = 0; j < 48; j += 16) vstrbq_s8(col + 48 * ky + j, veorq_s8(vldrbq_s8(src + j), flip));
-        }
+        gather(rows, 3, MCU_C1 * ox, 3 * MCU_C1);          /* 3 rows x 3 pixels x 16 channels */
         dot(&mcu_conv3_wmve[0][0], mcu_conv3_bias_mve, MCU_CHANNELS, sizeof mcu_conv3_wmve[0], acc);
         requant(acc, &q, MCU_CHANNELS / 4, u);
         for (int c = 0; c < MCU_CHANNELS; c++) latent[c][oy][ox] = (int8_t)((uint8_t)u[c] - 128);

@@ -49,10 +49,8 @@ class BitrateControllerNode(McuNode):
         self.pub = self.create_publisher(LatentChannels, "latent_gated", self.qos())
         self.status_pub = self.create_publisher(BitrateStatus, "bitrate_status", 10)
         self.budget_pub = self.create_publisher(UInt8, "channel_budget", 10)
-        if self.p["wait_for_subscriber"]:         # a relay takes frames in once it can pass them on
-            self.when_subscribed(self.pub, self._subscribe_input, "taking frames from latent")
-        else:
-            self._subscribe_input()
+        # a relay takes frames in once it can pass them on
+        self.when_subscribed(self.pub, self._subscribe_input, "taking frames from latent")
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
         self.estimator = DeliveryEstimator()
         self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)

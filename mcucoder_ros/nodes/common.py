@@ -98,7 +98,11 @@ class McuNode(Node):
         `settle_s` (the subscriber's side of the match may lag ours, and a best-effort
         sample sent before it is lost).  Sources hold their first frame, and relays
         their input, until the stream has somewhere to go: with every relay doing the
-        same, a source waits for the whole chain, so no frame of a clip is lost at start."""
+        same, a source waits for the whole chain, so no frame of a clip is lost at start.
+        With the node's `wait_for_subscriber` parameter false, `action()` runs at once."""
+        if not self.p.get("wait_for_subscriber", True):
+            action()
+            return
         since = [None]
 
         def poll():

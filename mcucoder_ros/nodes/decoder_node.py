@@ -93,10 +93,7 @@ class DecoderNode(McuNode):
             self.get_logger().info("camera_info_url not set: no camera_info is published")
         # like every relay: frames are taken in once image_decoded has a subscriber (a viewer that
         # joins late in DDS discovery would otherwise miss the first second of a clip)
-        if self.p["wait_for_subscriber"]:
-            self.when_subscribed(self.pub, self._subscribe_input, "decoding frames")
-        else:
-            self._subscribe_input()
+        self.when_subscribed(self.pub, self._subscribe_input, "decoding frames")
         self.rate = RateMeter()
         self.latency_ms: list[float] = []
         self.decode_ms = 0.0

@@ -70,10 +70,7 @@ class EncoderNode(McuNode):
             self.create_subscription(Image, "image_raw", self._on_image, self.qos())
         else:
             self.source = FrameSource(self.p["source"], self.p["input"], self.p["loop"])
-            if self.p["wait_for_subscriber"]:
-                self.when_subscribed(self.pub, self._start_frames, "reading frames")
-            else:
-                self._start_frames()
+            self.when_subscribed(self.pub, self._start_frames, "reading frames")
         self.get_logger().info(f"encoding {self.p['source']} {self.p['input']} with model "
                                f"{self.model.model_id:#010x}, budget {self.budget} channels")
 

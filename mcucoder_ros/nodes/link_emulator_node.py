@@ -60,10 +60,8 @@ class LinkEmulatorNode(McuNode):
         else:
             self.out = self.create_publisher(LatentChannels, "latent_link", self.qos())
             self._input = (LatentChannels, "latent_gated", self._on_frame)
-        if self.p["wait_for_subscriber"]:         # a relay takes frames in once it can pass them on
-            self.when_subscribed(self.out, self._subscribe_input, "carrying frames")
-        else:
-            self._subscribe_input()
+        # a relay takes frames in once it can pass them on
+        self.when_subscribed(self.out, self._subscribe_input, "carrying frames")
         self.create_timer(0.005, self._deliver)
         self.create_timer(0.1, self._monitor)
 

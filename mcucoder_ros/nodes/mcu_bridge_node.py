@@ -56,10 +56,7 @@ class McuBridgeNode(McuNode):
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._reader, daemon=True)
         # a device streams from the moment the port opens: open it once frames have somewhere to go
-        if self.p["wait_for_subscriber"]:
-            self.when_subscribed(self.pub, self.thread.start, f"opening {self.p['port']}")
-        else:
-            self.thread.start()
+        self.when_subscribed(self.pub, self.thread.start, f"opening {self.p['port']}")
 
     # -- device I/O (reader thread) -----------------------------------------------------
     def _open(self):
