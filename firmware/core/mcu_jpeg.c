@@ -3,6 +3,20 @@
  * quantiser's reciprocals. */
 #include "mcu_jpeg.h"
 
+/* Helium paths for the colour conversion, the DCT and the quantiser on cores that have
+ * MVE (or, with -DMCU_JPEG_MVE=1, on the C models of mcu_mve.h for the host tests):
+ * the same integer arithmetic in 32-bit lanes, so the files are byte-identical. */
+#ifndef MCU_JPEG_MVE
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define MCU_JPEG_MVE 1
+#else
+#define MCU_JPEG_MVE 0
+#endif
+#endif
+#if MCU_JPEG_MVE
+#include "mcu_mve.h"
+#endif
+
 #define W MCU_IMAGE_SIZE
 #define MCUS (W / 16)                 /* 14 x 14 MCUs of 16x16 pixels */
 
@@ -148,6 +162,7 @@ static void write_headers(void) {
 #define C_1306 10703     /* cos(pi/8) + cos(3 pi / 8) */
 #define MUL(x, c) (((x) * (c) + 4096) >> 13)
 
+#if !MCU_JPEG_MVE
 /* in place, 8 values at stride s: AAN's 1-D DCT, output scaled by 8 * aan(k) / sqrt(8) ... per pass */
 static void fdct8(int32_t *d, int s) {
     int32_t t0 = d[0] + d[7 * s], t7 = d[0] - d[7 * s], t1 = d[s] + d[6 * s], t6 = d[s] - d[6 * s];
@@ -168,19 +183,12 @@ static void fdct8(int32_t *d, int s) {
     d[s] = z11 + z4;
     d[7 * s] = z11 - z4;
 }
+#endif
 
 static int nbits(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
 
-static void code_block(int32_t blk[64], int t, int32_t *dc_pred) {
-    for (int i = 0; i < 8; i++) fdct8(blk + 8 * i, 1);
-    for (int i = 0; i < 8; i++) fdct8(blk + i, 8);
-    int32_t q[64];
-    for (int i = 0; i < 64; i++) {
-        int32_t v = blk[zigzag[i]];
-        uint32_t a = (uint32_t)(v < 0 ? -v : v);
-        int32_t m = (int32_t)((a * recip[t][zigzag[i]] + 32768u) >> 16);
-        q[i] = v < 0 ? -m : m;
-    }
+/* one block's quantised coefficients, in zigzag order -> Huffman codes */
+static void code_block(const int32_t q[64], int t, int32_t *dc_pred) {
     int32_t diff = q[0] - *dc_pred;
     *dc_pred = q[0];
     int s = nbits((uint32_t)(diff < 0 ? -diff : diff));
@@ -203,6 +211,149 @@ static void code_block(int32_t blk[64], int t, int32_t *dc_pred) {
     if (run) put_bits(ac_code[t][0x00], ac_size[t][0x00]);
 }
 
+#if !MCU_JPEG_MVE
+/* RGB row r of the band -> Y, and the 2x2 sums of Cb and Cr */
+static void convert_row(int r) {
+    uint16_t *cb = cbuf[0][r >> 1], *cr = cbuf[1][r >> 1];
+    for (int x = 0; x < W; x++) {
+        int32_t R = row[3 * x], G = row[3 * x + 1], B = row[3 * x + 2];
+        ybuf[r][x] = (uint8_t)((19595 * R + 38470 * G + 7471 * B + 32768) >> 16);
+        int32_t u = (-11059 * R - 21709 * G + 32768 * B + (128 << 16) + 32767) >> 16;
+        int32_t v = (32768 * R - 27439 * G - 5329 * B + (128 << 16) + 32767) >> 16;
+        if ((r & 1) == 0 && (x & 1) == 0) {
+            cb[x >> 1] = (uint16_t)u;
+            cr[x >> 1] = (uint16_t)v;
+        } else {
+            cb[x >> 1] = (uint16_t)(cb[x >> 1] + u);
+            cr[x >> 1] = (uint16_t)(cr[x >> 1] + v);
+        }
+    }
+}
+
+/* block b of MCU m (0..3 luma, 4 Cb, 5 Cr) -> DCT -> quantised, zigzag order */
+static void transform_block(int m, int b, int32_t q[64]) {
+    int32_t blk[64];
+    if (b < 4) {
+        const int y0 = 8 * (b >> 1), x0 = 16 * m + 8 * (b & 1);
+        for (int i = 0; i < 64; i++) blk[i] = ybuf[y0 + (i >> 3)][x0 + (i & 7)] - 128;
+    } else {
+        for (int i = 0; i < 64; i++) blk[i] = ((cbuf[b - 4][i >> 3][8 * m + (i & 7)] + 2) >> 2) - 128;
+    }
+    for (int i = 0; i < 8; i++) fdct8(blk + 8 * i, 1);
+    for (int i = 0; i < 8; i++) fdct8(blk + i, 8);
+    const uint32_t *rq = recip[b < 4 ? 0 : 1];
+    for (int i = 0; i < 64; i++) {
+        int32_t v = blk[zigzag[i]];
+        uint32_t a = (uint32_t)(v < 0 ? -v : v);
+        int32_t mag = (int32_t)((a * rq[zigzag[i]] + 32768u) >> 16);
+        q[i] = v < 0 ? -mag : mag;
+    }
+}
+
+static void prepare_tables(void) {}
+#else
+/* Helium: 8 pixels, 4 rows or columns of a block, or 4 coefficients per few
+ * instructions.  The DCT runs along the rows first, as the scalar one does (its
+ * rounding makes the order matter): lanes are 4 rows, gathered a column at a time; its
+ * output is stored transposed, so the column pass gathers the same way and writes the
+ * coefficients in natural order. */
+static uint32_t zz_pos[64];           /* natural index -> zigzag position */
+
+static void prepare_tables(void) {
+    for (int p = 0; p < 64; p++) zz_pos[zigzag[p]] = (uint32_t)p;
+}
+
+static void convert_row(int r) {
+    static const uint32_t even[4] = {0, 6, 12, 18}, odd[4] = {3, 9, 15, 21};
+    static const uint32_t y_even[4] = {0, 2, 4, 6}, y_odd[4] = {1, 3, 5, 7};
+    const uint32x4_t off[2] = {vldrwq_u32(even), vldrwq_u32(odd)}, ypos[2] = {vldrwq_u32(y_even), vldrwq_u32(y_odd)};
+    int16_t *cb = (int16_t *)cbuf[0][r >> 1], *cr = (int16_t *)cbuf[1][r >> 1];
+    for (int x = 0; x < W; x += 8) {
+        const uint8_t *p = row + 3 * x;
+        int32x4_t u = vdupq_n_s32(0), v = vdupq_n_s32(0);
+        for (int e = 0; e < 2; e++) {                   /* even pixels, then odd */
+            int32x4_t R = vreinterpretq_s32_u32(vldrbq_gather_offset_u32(p, off[e]));
+            int32x4_t G = vreinterpretq_s32_u32(vldrbq_gather_offset_u32(p + 1, off[e]));
+            int32x4_t B = vreinterpretq_s32_u32(vldrbq_gather_offset_u32(p + 2, off[e]));
+            int32x4_t y = vmlaq_n_s32(vmlaq_n_s32(vmulq_n_s32(R, 19595), G, 38470), B, 7471);
+            vstrbq_scatter_offset_s32((int8_t *)ybuf[r] + x, ypos[e], vshrq_n_s32(vaddq_n_s32(y, 32768), 16));
+            int32x4_t cu = vmlaq_n_s32(vmlaq_n_s32(vmulq_n_s32(B, 32768), R, -11059), G, -21709);
+            int32x4_t cv = vmlaq_n_s32(vmlaq_n_s32(vmulq_n_s32(R, 32768), G, -27439), B, -5329);
+            u = vaddq_s32(u, vshrq_n_s32(vaddq_n_s32(cu, (128 << 16) + 32767), 16));
+            v = vaddq_s32(v, vshrq_n_s32(vaddq_n_s32(cv, (128 << 16) + 32767), 16));
+        }
+        if (r & 1) {
+            u = vaddq_s32(u, vldrhq_s32(cb + x / 2));
+            v = vaddq_s32(v, vldrhq_s32(cr + x / 2));
+        }
+        vstrhq_s32(cb + x / 2, u);
+        vstrhq_s32(cr + x / 2, v);
+    }
+}
+
+#define MULV(x, c) vshrq_n_s32(vaddq_n_s32(vmulq_n_s32((x), (c)), 4096), 13)
+
+/* fdct8 on four columns at once */
+static inline __attribute__((always_inline)) void fdct8_v(int32x4_t d[8]) {
+    int32x4_t t0 = vaddq_s32(d[0], d[7]), t7 = vsubq_s32(d[0], d[7]);
+    int32x4_t t1 = vaddq_s32(d[1], d[6]), t6 = vsubq_s32(d[1], d[6]);
+    int32x4_t t2 = vaddq_s32(d[2], d[5]), t5 = vsubq_s32(d[2], d[5]);
+    int32x4_t t3 = vaddq_s32(d[3], d[4]), t4 = vsubq_s32(d[3], d[4]);
+    int32x4_t t10 = vaddq_s32(t0, t3), t13 = vsubq_s32(t0, t3), t11 = vaddq_s32(t1, t2), t12 = vsubq_s32(t1, t2);
+    d[0] = vaddq_s32(t10, t11);
+    d[4] = vsubq_s32(t10, t11);
+    int32x4_t z1 = MULV(vaddq_s32(t12, t13), C_0707);
+    d[2] = vaddq_s32(t13, z1);
+    d[6] = vsubq_s32(t13, z1);
+    t10 = vaddq_s32(t4, t5);
+    t11 = vaddq_s32(t5, t6);
+    t12 = vaddq_s32(t6, t7);
+    int32x4_t z5 = MULV(vsubq_s32(t10, t12), C_0382);
+    int32x4_t z2 = vaddq_s32(MULV(t10, C_0541), z5), z4 = vaddq_s32(MULV(t12, C_1306), z5);
+    int32x4_t z3 = MULV(t11, C_0707), z11 = vaddq_s32(t7, z3), z13 = vsubq_s32(t7, z3);
+    d[5] = vaddq_s32(z13, z2);
+    d[3] = vsubq_s32(z13, z2);
+    d[1] = vaddq_s32(z11, z4);
+    d[7] = vsubq_s32(z11, z4);
+}
+
+static void transform_block(int m, int b, int32_t q[64]) {
+    static const uint32_t by8[4] = {0, 8, 16, 24}, by_w[4] = {0, W, 2 * W, 3 * W}, by_w2[4] = {0, W / 2, W, 3 * W / 2};
+    int32_t rows[64], coef[64];
+    int32x4_t d[8];
+    const uint32x4_t stride8 = vldrwq_u32(by8);
+    for (int h = 0; h < 2; h++) {                       /* along rows 4h .. 4h+3 */
+        if (b < 4) {
+            const uint8_t *src = &ybuf[8 * (b >> 1) + 4 * h][16 * m + 8 * (b & 1)];
+            const uint32x4_t off = vldrwq_u32(by_w);
+            for (int c = 0; c < 8; c++)
+                d[c] = vsubq_n_s32(vreinterpretq_s32_u32(vldrbq_gather_offset_u32(src + c, off)), 128);
+        } else {
+            const uint16_t *src = &cbuf[b - 4][4 * h][8 * m];
+            const uint32x4_t off = vldrwq_u32(by_w2);
+            for (int c = 0; c < 8; c++) {
+                int32x4_t x = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(src + c, off));
+                d[c] = vsubq_n_s32(vshrq_n_s32(vaddq_n_s32(x, 2), 2), 128);
+            }
+        }
+        fdct8_v(d);
+        for (int v = 0; v < 8; v++) vstrwq_s32(rows + 8 * v + 4 * h, d[v]);    /* transposed */
+    }
+    for (int h = 0; h < 2; h++) {                       /* down columns 4h .. 4h+3 */
+        for (int r = 0; r < 8; r++) d[r] = vldrwq_gather_shifted_offset_s32(rows + 32 * h + r, stride8);
+        fdct8_v(d);
+        for (int u = 0; u < 8; u++) vstrwq_s32(coef + 8 * u + 4 * h, d[u]);
+    }
+    const uint32_t *rq = recip[b < 4 ? 0 : 1];
+    for (int i = 0; i < 64; i += 4) {                   /* quantise, scatter to zigzag order */
+        int32x4_t x = vldrwq_s32(coef + i);
+        uint32x4_t a = vmulq_u32(vreinterpretq_u32_s32(vabsq_s32(x)), vldrwq_u32(rq + i));
+        int32x4_t mag = vreinterpretq_s32_u32(vshrq_n_u32(vaddq_n_u32(a, 32768u), 16));
+        vstrwq_scatter_shifted_offset_s32(q, vldrwq_u32(zz_pos + i), vpselq_s32(vnegq_s32(mag), mag, vcmpltq_n_s32(x, 0)));
+    }
+}
+#endif
+
 /* --- the frame ------------------------------------------------------------------------- */
 size_t mcu_jpeg_encode_rows(mcu_row_reader read_row, void *row_ctx, int quality, mcu_byte_sink sink,
                             void *sink_ctx) {
@@ -214,6 +365,7 @@ size_t mcu_jpeg_encode_rows(mcu_row_reader read_row, void *row_ctx, int quality,
         huff_ready = 1;
     }
     set_quality(quality);
+    prepare_tables();
     out.sink = sink;
     out.ctx = sink_ctx;
     out.n = out.total = 0;
@@ -221,36 +373,17 @@ size_t mcu_jpeg_encode_rows(mcu_row_reader read_row, void *row_ctx, int quality,
     out.nbits = 0;
     write_headers();
     int32_t pred[3] = {0, 0, 0};
-    int32_t blk[64];
+    int32_t q[64];
     for (int band = 0; band < MCUS; band++) {
-        for (int r = 0; r < 16; r++) {               /* RGB -> Y, and 2x2 sums of Cb, Cr */
+        for (int r = 0; r < 16; r++) {
             if (read_row(row_ctx, 16 * band + r, row)) return 0;
-            uint16_t *cb = cbuf[0][r >> 1], *cr = cbuf[1][r >> 1];
-            for (int x = 0; x < W; x++) {
-                int32_t R = row[3 * x], G = row[3 * x + 1], B = row[3 * x + 2];
-                ybuf[r][x] = (uint8_t)((19595 * R + 38470 * G + 7471 * B + 32768) >> 16);
-                int32_t u = (-11059 * R - 21709 * G + 32768 * B + (128 << 16) + 32767) >> 16;
-                int32_t v = (32768 * R - 27439 * G - 5329 * B + (128 << 16) + 32767) >> 16;
-                if ((r & 1) == 0 && (x & 1) == 0) {
-                    cb[x >> 1] = (uint16_t)u;
-                    cr[x >> 1] = (uint16_t)v;
-                } else {
-                    cb[x >> 1] = (uint16_t)(cb[x >> 1] + u);
-                    cr[x >> 1] = (uint16_t)(cr[x >> 1] + v);
-                }
-            }
+            convert_row(r);
         }
-        for (int m = 0; m < MCUS; m++) {
-            for (int b = 0; b < 4; b++) {            /* four luma blocks, then Cb, Cr */
-                const int y0 = 8 * (b >> 1), x0 = 16 * m + 8 * (b & 1);
-                for (int i = 0; i < 64; i++) blk[i] = ybuf[y0 + (i >> 3)][x0 + (i & 7)] - 128;
-                code_block(blk, 0, &pred[0]);
+        for (int m = 0; m < MCUS; m++)
+            for (int b = 0; b < 6; b++) {            /* four luma blocks, then Cb, Cr */
+                transform_block(m, b, q);
+                code_block(q, b < 4 ? 0 : 1, &pred[b < 4 ? 0 : b - 3]);
             }
-            for (int c = 0; c < 2; c++) {
-                for (int i = 0; i < 64; i++) blk[i] = ((cbuf[c][i >> 3][8 * m + (i & 7)] + 2) >> 2) - 128;
-                code_block(blk, 1, &pred[1 + c]);
-            }
-        }
     }
     if (out.nbits) put_bits(0x7F, 8 - out.nbits);    /* pad the last byte with ones */
     emit16(0xFFD9);
