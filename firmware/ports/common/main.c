@@ -19,7 +19,10 @@ static void on_ack(uint32_t seq, uint16_t channels, uint8_t flags) {
     if (flags & 1) mcu_video_request_refresh();
 }
 
-static mcu_control_t ctl = {MCU_CHANNELS, 0, 0, 0, 0, on_ack};
+#ifndef MCU_START_BUDGET
+#define MCU_START_BUDGET MCU_CHANNELS   /* channels per frame until the host sets a budget */
+#endif
+static mcu_control_t ctl = {MCU_START_BUDGET, 0, 0, 0, 0, on_ack};
 static uint32_t frames_sent, tx_bytes;
 
 static void le32(uint8_t *p, uint32_t v) {
