@@ -187,8 +187,10 @@ static void fdct8(int32_t *d, int s) {
 
 static int nbits(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
 
-/* one block's quantised coefficients, in zigzag order -> Huffman codes */
-static void code_block(const int32_t q[64], int t, int32_t *dc_pred) {
+/* one block's quantised coefficients, in zigzag order -> Huffman codes.  This and
+ * transform_block stay out of line: inlined into the band loop, GCC 12 ran short of
+ * registers there (+5 % instructions on the M7). */
+static __attribute__((noinline)) void code_block(const int32_t q[64], int t, int32_t *dc_pred) {
     int32_t diff = q[0] - *dc_pred;
     *dc_pred = q[0];
     int s = nbits((uint32_t)(diff < 0 ? -diff : diff));
@@ -231,7 +233,7 @@ static void convert_row(int r) {
 }
 
 /* block b of MCU m (0..3 luma, 4 Cb, 5 Cr) -> DCT -> quantised, zigzag order */
-static void transform_block(int m, int b, int32_t q[64]) {
+static __attribute__((noinline)) void transform_block(int m, int b, int32_t q[64]) {
     int32_t blk[64];
     if (b < 4) {
         const int y0 = 8 * (b >> 1), x0 = 16 * m + 8 * (b & 1);
@@ -317,7 +319,7 @@ static inline __attribute__((always_inline)) void fdct8_v(int32x4_t d[8]) {
     d[7] = vsubq_s32(z11, z4);
 }
 
-static void transform_block(int m, int b, int32_t q[64]) {
+static __attribute__((noinline)) void transform_block(int m, int b, int32_t q[64]) {
     static const uint32_t by8[4] = {0, 8, 16, 24}, by_w[4] = {0, W, 2 * W, 3 * W}, by_w2[4] = {0, W / 2, W, 3 * W / 2};
     int32_t rows[64], coef[64];
     int32x4_t d[8];
