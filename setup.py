@@ -27,6 +27,7 @@ setup(
         "pyyaml>=6",
         "rosbags>=0.10",         # rosbag2 (MCAP, sqlite3) without a ROS install
         "mcap>=1.1",             # reading MCAP bags that were cut off (no index)
+        "cryptography>=41",      # ChaCha20-Poly1305 on the sealed serial link (protocol 2)
     ],
     extras_require={
         # mvtb-data and scikit-image hold the offline training and held-out photos

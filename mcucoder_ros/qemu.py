@@ -51,7 +51,8 @@ def free_port() -> int:
 
 
 class QemuCamera:
-    def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None):
+    def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None,
+                 link_key: bytes | None = None):
         if target not in MACHINES:
             raise ValueError(f"unknown QEMU target '{target}' ({', '.join(MACHINES)})")
         if not shutil.which("qemu-system-arm"):
@@ -59,6 +60,12 @@ class QemuCamera:
         self.target, self.video, self.max_frames = target, video, max_frames
         self.firmware = Path(firmware) if firmware else firmware_elf(target)
         self.dir = tempfile.mkdtemp(prefix="mcucoder-qemu-")
+        if link_key is not None:
+            # the emulated device's flash holds its key (the firmware reads link.key by
+            # semihosting), as a device provisioned at the factory would
+            fd = os.open(Path(self.dir) / "link.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(link_key)
         self.proc = None
         self.log = Path(self.dir) / "semihosting.log"
 

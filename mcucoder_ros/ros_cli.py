@@ -23,6 +23,15 @@ def _app(module: str, fn: str = "main"):
     return call
 
 
+def _keygen(a) -> int:
+    from .link.sealed import write_key_file
+    write_key_file(a.file)
+    print(f"wrote a new 32-byte device key to {a.file} (mode 600). Give it to the bridge (link_key_file, or "
+          f"mcucoder-ros pipeline --link-key {a.file}) and to the device (a build-time key, or PROVISION_KEY "
+          "on a trusted wire: mcu_bridge_node provision_key:=true).")
+    return 0
+
+
 def main(argv=None):
     from . import pipeline as P
 
@@ -40,12 +49,18 @@ def main(argv=None):
     p.add_argument("--max-frames", type=int, default=None, help="qemu sources: frames of the video to use")
     p.add_argument("--video-mode", action="store_true", help="inter-frame coding against acknowledged references "
                    "(encoder_node video_mode; host sources)")
+    p.add_argument("--link-key", default=None, metavar="FILE",
+                   help="seal the serial link with this device key (serial protocol 2; serial and qemu sources); "
+                   "a qemu source's emulated device is provisioned with it")
     p.add_argument("--trace", default=None, help="insert link_emulator_node with this bandwidth trace (CSV)")
     p.add_argument("--serial-trace", default=None,
                    help="throttle the serial stream (device -> host) of a socket:// or qemu source to this trace")
     p.add_argument("--no-link-monitor", action="store_true",
                    help="with --trace: publish no link_quality; the controller estimates from delivery reports")
     p.set_defaults(func=_app("run_pipeline", "run"))
+    k = sub.add_parser("keygen", help="write a new random device key for the sealed serial link (owner-only file)")
+    k.add_argument("file", help="key file to create (never overwritten)")
+    k.set_defaults(func=_keygen)
     d = sub.add_parser("demo", help="the pipeline on a sample clip under a bandwidth trace; writes a report")
     d.add_argument("--input", default=None, help="video (default: the bundled sample clip)")
     d.add_argument("--out", default="out/demo")

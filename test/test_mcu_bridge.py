@@ -123,7 +123,8 @@ def test_unknown_protocol_version_is_reported_clearly(ros):
         bad[0] = 9
         write_all(master, sp.encode_packet(sp.HELLO, bytes(bad)))
         assert ros.spin_until(lambda: bridge.assembler.hello_error is not None, 10)
-        assert "version 9" in bridge.assembler.hello_error and "understands version 1" in bridge.assembler.hello_error
+        err = bridge.assembler.hello_error
+        assert "version 9" in err and "understands versions (1, 2)" in err
     finally:
         ros.executor.remove_node(bridge)
         bridge.destroy_node()

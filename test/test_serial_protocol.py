@@ -44,8 +44,11 @@ def test_resync_after_corruption():
 
 def test_version_negotiation_is_explicit():
     hello = sp.Hello(**DEVICE_FIELDS["hello"]).pack()
-    with pytest.raises(sp.ProtocolError, match="version 2.*understands version 1"):
+    with pytest.raises(sp.ProtocolError, match=r"version 3.*understands versions \(1, 2\)"):
+        sp.Hello.parse(bytes([3]) + hello[1:])
+    with pytest.raises(sp.ProtocolError, match="HELLO of 20 bytes, expected 36"):     # 2 carries a nonce
         sp.Hello.parse(bytes([2]) + hello[1:])
+    assert sp.Hello.parse(bytes([2]) + hello[1:] + bytes(range(16))).device_nonce == bytes(range(16))
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,5 +1,11 @@
 #include "mcu_protocol.h"
 
+#include "mcu_aead.h"
+
+static mcu_link_t *link;        /* protocol 2: NULL or unkeyed means plain protocol 1 */
+
+void mcu_protocol_set_link(mcu_link_t *l) { link = l; }
+
 uint16_t mcu_crc16(const uint8_t *data, size_t n, uint16_t crc) {
     for (size_t i = 0; i < n; i++) {
         crc ^= (uint16_t)data[i] << 8;
@@ -34,16 +40,52 @@ static void cobs_put(uint8_t c) {
     }
 }
 
+/* One pass: the CRC is updated as each byte goes out, so a sealed packet is encrypted
+ * and authenticated as it streams, without a copy of the payload. */
+static uint16_t tx_crc;
+
+static void put(uint8_t c) {
+    tx_crc = mcu_crc16(&c, 1, tx_crc);
+    cobs_put(c);
+}
+
+static void put_sealed(mcu_aead_t *st, const uint8_t *p, size_t n) {
+    uint8_t ct[64];
+    while (n) {
+        size_t m = n < sizeof ct ? n : sizeof ct;
+        mcu_aead_crypt(st, p, ct, m, 0);
+        for (size_t i = 0; i < m; i++) put(ct[i]);
+        p += m;
+        n -= m;
+    }
+}
+
 size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-    uint8_t head[3] = {type, (uint8_t)(alen + blen), (uint8_t)((alen + blen) >> 8)};
-    uint16_t crc = mcu_crc16(head, 3, 0xFFFF);
-    crc = mcu_crc16(a, alen, crc);
-    crc = mcu_crc16(b, blen, crc);
+    int sealed = link && link->session && type != MCU_PKT_HELLO;
+    size_t len = alen + blen + (sealed ? MCU_SEAL_OVERHEAD : 0);
     cobs_len = 0;
     cobs_written = 0;
-    for (size_t i = 0; i < 3; i++) cobs_put(head[i]);
-    for (size_t i = 0; i < alen; i++) cobs_put(a[i]);
-    for (size_t i = 0; i < blen; i++) cobs_put(b[i]);
+    tx_crc = 0xFFFF;
+    put(sealed ? MCU_PKT_SEALED : type);
+    put((uint8_t)len);
+    put((uint8_t)(len >> 8));
+    if (!sealed) {
+        for (size_t i = 0; i < alen; i++) put(a[i]);
+        for (size_t i = 0; i < blen; i++) put(b[i]);
+    } else {
+        const uint32_t n = link->tx_counter++;
+        uint8_t nonce[12] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24),
+                             'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'}, aad = MCU_PKT_SEALED, tag[16];
+        mcu_aead_t st;
+        mcu_aead_init(&st, link->up, nonce, &aad, 1);
+        for (int i = 0; i < 4; i++) put(nonce[i]);
+        put_sealed(&st, &type, 1);
+        put_sealed(&st, a, alen);
+        put_sealed(&st, b, blen);
+        mcu_aead_tag(&st, tag);
+        for (int i = 0; i < 16; i++) put(tag[i]);
+    }
+    const uint16_t crc = tx_crc;
     cobs_put((uint8_t)crc);
     cobs_put((uint8_t)(crc >> 8));
     cobs_flush();           /* the last block (possibly empty) */
@@ -52,7 +94,7 @@ size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_
 }
 
 /* --- receiving host commands ------------------------------------------------------ */
-#define RX_MAX 32
+#define RX_MAX 80             /* the longest command, a sealed ACK or a KEY_EXCHANGE, encoded */
 static uint8_t rx_buf[RX_MAX];
 static size_t rx_len;
 static int rx_overflow;
@@ -70,16 +112,8 @@ static int cobs_decode(const uint8_t *in, size_t n, uint8_t *out, size_t *out_le
     return 0;
 }
 
-static void dispatch(mcu_control_t *ctl) {
-    uint8_t raw[RX_MAX];
-    size_t n;
-    if (cobs_decode(rx_buf, rx_len, raw, &n) || n < 5) { ctl->rx_errors++; return; }
-    size_t len = raw[1] | ((size_t)raw[2] << 8);
-    if (len != n - 5) { ctl->rx_errors++; return; }
-    uint16_t crc = (uint16_t)(raw[n - 2] | (raw[n - 1] << 8));
-    if (mcu_crc16(raw, n - 2, 0xFFFF) != crc) { ctl->rx_errors++; return; }
-    const uint8_t *p = raw + 3;
-    switch (raw[0]) {
+static void command(mcu_control_t *ctl, uint8_t type, const uint8_t *p, size_t len) {
+    switch (type) {
     case MCU_CMD_SET_BUDGET:
         if (len == 1 && p[0] >= 1 && p[0] <= 12) ctl->budget = p[0]; else ctl->rx_errors++;
         break;
@@ -95,6 +129,40 @@ static void dispatch(mcu_control_t *ctl) {
     case MCU_CMD_REQUEST_STATUS: ctl->status_requested = 1; break;
     case MCU_CMD_REQUEST_HELLO: ctl->hello_requested = 1; break;
     default: ctl->rx_errors++;
+    }
+}
+
+static void dispatch(mcu_control_t *ctl) {
+    uint8_t raw[RX_MAX];
+    size_t n;
+    if (cobs_decode(rx_buf, rx_len, raw, &n) || n < 5) { ctl->rx_errors++; return; }
+    size_t len = raw[1] | ((size_t)raw[2] << 8);
+    if (len != n - 5) { ctl->rx_errors++; return; }
+    uint16_t crc = (uint16_t)(raw[n - 2] | (raw[n - 1] << 8));
+    if (mcu_crc16(raw, n - 2, 0xFFFF) != crc) { ctl->rx_errors++; return; }
+    uint8_t *p = raw + 3;
+    const int keyed = link && link->keyed;
+    switch (raw[0]) {
+    case MCU_CMD_KEY_EXCHANGE:
+        if (keyed && mcu_link_key_exchange(link, p, len) == 0) ctl->session_started = 1; else ctl->rx_errors++;
+        break;
+    case MCU_CMD_PROVISION_KEY:         /* then a HELLO of protocol 2 with a nonce */
+        if (link && mcu_link_provision(link, p, len) == 0) ctl->hello_requested = 1; else ctl->rx_errors++;
+        break;
+    case MCU_CMD_SEALED: {
+        uint8_t type, *q;
+        size_t m;
+        if (keyed && mcu_link_open(link, p, len, &type, &q, &m) == 0) command(ctl, type, q, m); else ctl->rx_errors++;
+        break;
+    }
+    default:
+        /* with a key, only REQUEST_HELLO may come in the clear (it starts a new session) */
+        if (keyed && raw[0] != MCU_CMD_REQUEST_HELLO) {
+            link->unsealed++;
+            ctl->rx_errors++;
+        } else {
+            command(ctl, raw[0], p, len);
+        }
     }
 }
 

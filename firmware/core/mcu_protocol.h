@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MCU_PROTOCOL_VERSION 1
+#include "mcu_link.h"
+
+#define MCU_PROTOCOL_VERSION 1      /* plain; 2 when the device has a key (mcu_link.h) */
 enum {
     MCU_PKT_HELLO = 0x01, MCU_PKT_FRAME_HEADER = 0x02, MCU_PKT_CHUNK = 0x03, MCU_PKT_FRAME_END = 0x04,
     MCU_PKT_STATUS = 0x05, MCU_PKT_CHUNK_INTER = 0x06,
@@ -27,6 +29,7 @@ typedef struct {
     uint16_t fps_x100;       /* 0: as fast as possible */
     uint8_t status_requested;
     uint8_t hello_requested;
+    uint8_t session_started;  /* protocol 2: a KEY_EXCHANGE was accepted; answer SESSION_OK */
     uint32_t rx_errors;      /* bad CRC, bad framing, unknown or malformed commands */
     /* video mode: called for each ACK command (frame, channel mask, flags: bit 0 refresh) */
     void (*on_ack)(uint32_t sequence, uint16_t channels, uint8_t flags);
@@ -34,6 +37,9 @@ typedef struct {
 
 /* Feed one received byte; complete, valid commands update *ctl. */
 void mcu_rx_byte(mcu_control_t *ctl, uint8_t byte);
+
+/* Protocol 2: the device's sealed link (NULL: protocol 1). */
+void mcu_protocol_set_link(mcu_link_t *l);
 
 /* Non-zero while a command packet is partly received. */
 int mcu_rx_pending(void);

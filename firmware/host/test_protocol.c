@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     mcu_send_packet(MCU_PKT_STATUS, p, 19, 0, 0);
     int fail = 0;
     if ((long)out_n != n_ref || memcmp(out, ref, out_n)) { printf("FAIL device stream differs (%zu vs %ld bytes)\n", out_n, n_ref); fail = 1; }
-    mcu_control_t ctl = {12, 0, 0, 0, 0, 0};
+    mcu_control_t ctl = {.budget = 12};
     for (long i = 0; i < n_host; i++) mcu_rx_byte(&ctl, host[i]);
     if (ctl.budget != 5 || ctl.fps_x100 != 750 || !ctl.status_requested || !ctl.hello_requested || ctl.rx_errors != 1) {
         printf("FAIL host commands: budget %d fps %d status %d hello %d errors %u\n", ctl.budget, ctl.fps_x100,

@@ -2,6 +2,8 @@
 topic, serial port or the real firmware under QEMU; optional emulated link."""
 from __future__ import annotations
 
+import os
+
 from ..pipeline import NAMESPACE, Pipeline
 
 
@@ -32,9 +34,15 @@ def run(a) -> None:
     qemu = None
     port = a.input
     proxy = None
+    link_key = None
+    if getattr(a, "link_key", None):
+        if not (a.source == "serial" or a.source.startswith("qemu-")):
+            raise ValueError("--link-key seals a serial link: use it with --source serial or qemu-*")
+        from ..link.sealed import read_key_file
+        link_key = read_key_file(a.link_key)        # a clear error here rather than in the node
     if a.source.startswith("qemu-"):
         from ..qemu import QemuCamera
-        qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames)
+        qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames, link_key=link_key)
         port = qemu.start()
     if a.serial_trace:
         if not port.startswith("socket://"):
@@ -46,10 +54,13 @@ def run(a) -> None:
     extra = []
     if proxy and not a.no_link_monitor:
         extra.append(_link_monitor(proxy))
-    overrides = None
+    overrides = {}
+    serial_source = a.source == "serial" or a.source.startswith("qemu-")
     if getattr(a, "video_mode", False):
-        node = "mcu_bridge_node" if a.source == "serial" or a.source.startswith("qemu-") else "encoder_node"
-        overrides = {node: {"video_mode": True}}
+        overrides.setdefault("mcu_bridge_node" if serial_source else "encoder_node", {})["video_mode"] = True
+    if link_key is not None:
+        overrides.setdefault("mcu_bridge_node", {})["link_key_file"] = os.path.abspath(a.link_key)
+    overrides = overrides or None
     try:
         p = Pipeline(a.source, port, a.params, a.loop, a.namespace, trace=a.trace, link_monitor=not a.no_link_monitor,
                      extra_nodes=extra, overrides=overrides)

@@ -92,7 +92,8 @@ class FrameAssembler:
                     f = self._finish(True, ticks)
                     out += [f] if f else []
             elif pkt.type == sp.STATUS:
-                self.last_status = sp.parse_fixed(sp.STATUS_FMT, pkt.payload, "STATUS")
+                fmt = sp.STATUS2_FMT if len(pkt.payload) == sp.STATUS2_FMT.size else sp.STATUS_FMT
+                self.last_status = sp.parse_fixed(fmt, pkt.payload, "STATUS")
             else:
                 self.errors["protocol"] += 1
         except (sp.ProtocolError, bitstream.BitstreamError):

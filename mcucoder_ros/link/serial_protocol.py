@@ -1,17 +1,19 @@
-"""MCU <-> host serial protocol, version 1 (specified in docs/serial-protocol.md).
+"""MCU <-> host serial protocol, versions 1 and 2 (specified in docs/serial-protocol.md).
 
 Packet:  type u8 | length u16 LE | payload (length bytes) | CRC-16/CCITT-FALSE u16 LE
          (CRC over type, length and payload), COBS-encoded, terminated by one 0x00.
 A 0x00 never occurs inside an encoded packet, so after any corruption the parser
 resynchronises at the next 0x00.  Buffers are bounded (MAX_PAYLOAD).
+Version 2 is version 1 sealed with a device key (link/sealed.py).
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
-MAX_PAYLOAD = 1200                      # a channel chunk (<= 1184 B) plus its header
+PROTOCOL_VERSION = 1                    # the unsealed protocol; 2 is the sealed one (link/sealed.py)
+PROTOCOL_VERSIONS = (1, 2)
+MAX_PAYLOAD = 1232                      # a channel chunk (<= 1184 B), its header and the seal (21 B)
 MAX_ENCODED = MAX_PAYLOAD + 5 + (MAX_PAYLOAD + 5) // 254 + 2
 
 # device -> host
@@ -28,6 +30,8 @@ CHUNK_INTER_HEAD_FMT = struct.Struct("<IBB")   # seq, channel, reference delta (
 ACK_FMT = struct.Struct("<IHB")                # seq, channels decoded (bit c: channel c), flags (bit 0: refresh)
 FRAME_END_FMT = struct.Struct("<II")           # seq, encode ticks (timer ticks)
 STATUS_FMT = struct.Struct("<IIIBHI")          # frames, tx bytes, rx errors, budget, fps x100, uptime ms
+STATUS2_FMT = struct.Struct("<IIIBHIIIII")     # protocol 2 adds rejected host packets: bad tag, replay, unsealed,
+                                               # malformed
 
 
 class ProtocolError(ValueError):
@@ -158,21 +162,23 @@ class Hello:
     ram_static: int
     stack_peak: int
     flash: int
+    device_nonce: bytes = b""       # protocol 2: this connection's device nonce (16 bytes)
 
     @classmethod
     def parse(cls, p: bytes) -> Hello:
         if len(p) < 1:
             raise ProtocolError("empty HELLO")
-        if p[0] != PROTOCOL_VERSION:
+        if p[0] not in PROTOCOL_VERSIONS:
             raise ProtocolError(f"device speaks serial protocol version {p[0]}; this host understands "
-                                f"version {PROTOCOL_VERSION} only: update the host or the firmware")
-        if len(p) != HELLO_FMT.size:
-            raise ProtocolError(f"HELLO of {len(p)} bytes, expected {HELLO_FMT.size}")
-        return cls(*HELLO_FMT.unpack(p))
+                                f"versions {PROTOCOL_VERSIONS} only: update the host or the firmware")
+        size = HELLO_FMT.size + (16 if p[0] == 2 else 0)
+        if len(p) != size:
+            raise ProtocolError(f"HELLO of {len(p)} bytes, expected {size}")
+        return cls(*HELLO_FMT.unpack_from(p), device_nonce=bytes(p[HELLO_FMT.size:]))
 
     def pack(self) -> bytes:
         return HELLO_FMT.pack(self.protocol, self.firmware_version, self.model_id, self.target, self.ram_static,
-                              self.stack_peak, self.flash)
+                              self.stack_peak, self.flash) + self.device_nonce
 
 
 def parse_fixed(fmt: struct.Struct, p: bytes, name: str) -> tuple:
@@ -197,20 +203,28 @@ def parse_chunk_inter(p: bytes) -> tuple[int, int, int, bytes]:
     return seq, ch, delta, p[CHUNK_INTER_HEAD_FMT.size:]
 
 
-def ack(sequence: int, channels, refresh: bool = False) -> bytes:
+def ack_payload(sequence: int, channels, refresh: bool = False) -> bytes:
     """Video mode: the receiver decoded these channels of frame `sequence` (and no others)."""
     mask = 0
     for c in channels:
         mask |= 1 << int(c)
-    return encode_packet(ACK, ACK_FMT.pack(sequence % 2**32, mask & 0xFFFF, 1 if refresh else 0))
+    return ACK_FMT.pack(sequence % 2**32, mask & 0xFFFF, 1 if refresh else 0)
+
+
+def ack(sequence: int, channels, refresh: bool = False) -> bytes:
+    return encode_packet(ACK, ack_payload(sequence, channels, refresh))
 
 
 def set_budget(k: int) -> bytes:
     return encode_packet(SET_BUDGET, bytes([k]))
 
 
+def fps_payload(fps: float) -> bytes:
+    return struct.pack("<H", int(round(fps * 100)))
+
+
 def set_fps(fps: float) -> bytes:
-    return encode_packet(SET_FPS, struct.pack("<H", int(round(fps * 100))))
+    return encode_packet(SET_FPS, fps_payload(fps))
 
 
 def request_status() -> bytes:

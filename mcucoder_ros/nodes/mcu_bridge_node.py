@@ -6,6 +6,9 @@ protocol (docs/serial-protocol.md), publishes each frame as soon as it is comple
 and reopens the port with back-off when it vanishes.  Garbage is counted, never fatal.
 With `video_mode`, the receiver's acknowledgements (`reference_ack`) go to the device
 as ACK commands, and it codes channels against them (bitstream v2).
+With `link_key_file`, the link is sealed (serial protocol 2, link/sealed.py): only
+packets that authenticate under this connection's keys reach `latent`; the others are
+counted by cause (`rejected_*` in diagnostics) and dropped.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import serial
 from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
+from ..link import sealed
 from ..link import serial_protocol as sp
 from ..link.frames import FrameAssembler
 from ..msg import LatentChannels, ReceiverReport
@@ -32,6 +36,11 @@ class McuBridgeNode(McuNode):
         "reconnect_max_s": ParamSpec(5.0, "longest wait between attempts to reopen the port", range=(0.1, 60.0)),
         "video_mode": ParamSpec(False, "forward the receiver's acknowledgements (reference_ack) to the device, "
                                 "which then codes against them (bitstream v2)", read_only=True),
+        "link_key_file": ParamSpec("", "device key file (64 hex digits, owner-only): seal the link (serial "
+                                   "protocol 2); empty: plain protocol 1", read_only=True),
+        "provision_key": ParamSpec(False, "give the key to a device that has none (PROVISION_KEY, in the clear: "
+                                   "for a first connection on a trusted wire, or an emulated device)",
+                                   read_only=True),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
@@ -44,6 +53,11 @@ class McuBridgeNode(McuNode):
         self.create_subscription(UInt8, "channel_budget", self._on_budget, 10)
         if self.p["video_mode"]:
             self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
+        key = sealed.read_key_file(self.p["link_key_file"]) if self.p["link_key_file"] else None
+        self.link = sealed.HostLink(key)
+        self.link_error = None
+        self.exchange_at = None         # monotonic time of our last KEY_EXCHANGE, until SESSION_OK
+        self.provision_sent = False
         self.parser = sp.StreamParser()
         self.assembler = FrameAssembler()
         self.rate = RateMeter()
@@ -64,9 +78,9 @@ class McuBridgeNode(McuNode):
         with self.lock:
             self.ser = s
         s.write(sp.request_hello())
-        if self.p["fps"]:
+        if self.p["fps"] and not self.link.sealed:
             s.write(sp.set_fps(self.p["fps"]))
-        self.get_logger().info(f"opened {self.p['port']}")
+        self.get_logger().info(f"opened {self.p['port']}" + (" (sealed link, protocol 2)" if self.link.sealed else ""))
 
     def _reader(self):
         backoff = 0.1
@@ -100,22 +114,53 @@ class McuBridgeNode(McuNode):
             if data:
                 self.bytes_in += len(data)
                 self.handle_bytes(data)
+            if self.exchange_at is not None and time.monotonic() - self.exchange_at > 1.0:
+                # no SESSION_OK: the HELLO was not the device's (or our exchange was lost); start over
+                self.count("handshake_retries")
+                self.exchange_at = None
+                self._write(sp.request_hello())
 
     def handle_bytes(self, data: bytes):
-        for pkt in self.parser.feed(data):
-            had_hello = self.assembler.hello
-            for df in self.assembler.on_packet(pkt):
-                self._publish(df)
-            if pkt.type == sp.HELLO and self.assembler.hello_error:
-                self.get_logger().error(self.assembler.hello_error)
-            elif pkt.type == sp.HELLO and self.assembler.hello is not had_hello:
-                h = self.assembler.hello
-                self.get_logger().info(f"device: firmware {h.firmware_version >> 8}.{h.firmware_version & 0xff}, "
-                                       f"{sp.TARGETS.get(h.target, h.target)}, model {h.model_id:#010x}")
-                # the device has its UART up now (bytes sent before that are lost, and a
-                # device that restarted forgot its settings): (re)send the frame rate
+        for raw in self.parser.feed(data):
+            was_confirmed = self.link.confirmed
+            passed, replies = self.link.on_packet(raw)
+            for r in replies:
+                self._write(r)
+                self.exchange_at = time.monotonic()
+            if self.link.error != self.link_error:
+                self.link_error = self.link.error
+                if self.link_error:
+                    self.get_logger().error(self.link_error)
+            if self.link.confirmed and not was_confirmed:
+                self.exchange_at = None
+                self.get_logger().info("link sealed: session keys agreed with the device (protocol 2)")
                 if self.p["fps"]:
-                    self._write(sp.set_fps(self.p["fps"]))
+                    self._command(sp.SET_FPS, sp.fps_payload(self.p["fps"]))
+            if (raw.type == sp.HELLO and self.link.sealed and self.p["provision_key"] and raw.payload[:1] == b"\x01"
+                    and not self.provision_sent):
+                self.provision_sent = True
+                self.get_logger().warning("device has no key: provisioning it with link_key_file's key")
+                self._write(sp.encode_packet(sealed.PROVISION_KEY, self.link.key))
+                self.count("provisioned")
+            for pkt in passed:
+                self._on_device_packet(pkt)
+
+    def _on_device_packet(self, pkt):
+        had_hello = self.assembler.hello
+        for df in self.assembler.on_packet(pkt):
+            if self.link.error is None:
+                self._publish(df)
+        if pkt.type == sp.HELLO and self.assembler.hello_error:
+            self.get_logger().error(self.assembler.hello_error)
+        elif pkt.type == sp.HELLO and self.assembler.hello is not had_hello:
+            h = self.assembler.hello
+            self.get_logger().info(f"device: firmware {h.firmware_version >> 8}.{h.firmware_version & 0xff}, "
+                                   f"{sp.TARGETS.get(h.target, h.target)}, model {h.model_id:#010x}, "
+                                   f"serial protocol {h.protocol}")
+            # the device has its UART up now (bytes sent before that are lost, and a
+            # device that restarted forgot its settings): (re)send the frame rate
+            if self.p["fps"] and not self.link.sealed:
+                self._write(sp.set_fps(self.p["fps"]))
 
     def _publish(self, df):
         now = time.time()
@@ -141,6 +186,15 @@ class McuBridgeNode(McuNode):
         except Exception:  # noqa: BLE001 - closing a vanished port may fail in any way
             pass
 
+    def _command(self, ptype: int, payload: bytes = b""):
+        """A command to the device, sealed on a keyed link (dropped, and counted, until
+        the session is up: the device refuses commands in the clear)."""
+        data = self.link.command(ptype, payload)
+        if data is None:
+            self.count("commands_before_session")
+            return
+        self._write(data)
+
     def _write(self, data: bytes):
         with self.lock:
             s = self.ser
@@ -156,24 +210,31 @@ class McuBridgeNode(McuNode):
     # -- ROS side ---------------------------------------------------------------------
     def _on_budget(self, msg: UInt8):
         if 1 <= msg.data <= LATENT_CHANNELS:
-            self._write(sp.set_budget(int(msg.data)))
+            self._command(sp.SET_BUDGET, bytes([int(msg.data)]))
 
     def _on_ack(self, r: ReceiverReport):
-        self._write(sp.ack(r.sequence, list(r.channels_decoded), r.refresh_request))
+        self._command(sp.ACK, sp.ack_payload(r.sequence, list(r.channels_decoded), r.refresh_request))
         self.count("acks_forwarded")
 
     def on_parameter_changed(self, name, value):
         if name == "fps":
-            self._write(sp.set_fps(value))
+            self._command(sp.SET_FPS, sp.fps_payload(value))
 
     def diagnostics(self):
         h = self.assembler.hello
         vals = {"fps": self.rate.rate, "bytes_in": self.bytes_in, "crc_errors": self.parser.crc_errors,
                 "framing_errors": self.parser.framing_errors, "resyncs": self.parser.resyncs,
                 **{f"{k}": v for k, v in self.assembler.errors.items()},
-                "connected": self.ser is not None, "model_id": f"{h.model_id:#010x}" if h else "unknown"}
-        level = 0 if self.ser is not None and h else 1
-        msg = self.assembler.hello_error or ("streaming" if h else "waiting for device HELLO")
+                "connected": self.ser is not None, "model_id": f"{h.model_id:#010x}" if h else "unknown",
+                "sealed": self.link.sealed, "session": self.link.confirmed, "sessions": self.link.sessions,
+                **{f"rejected_{k}": v for k, v in self.link.rejected.items()}}
+        if self.assembler.last_status is not None and len(self.assembler.last_status) == 10:
+            vals.update(zip(("device_rejected_bad_tag", "device_rejected_replay", "device_rejected_unsealed",
+                             "device_rejected_malformed"), self.assembler.last_status[6:]))
+        level = 0 if self.ser is not None and h and not self.link.error else 1 if not self.link.error else 2
+        msg = self.link.error or self.assembler.hello_error or (
+            ("streaming, sealed" if self.link.confirmed else "waiting for the device's SESSION_OK")
+            if h and self.link.sealed else "streaming" if h else "waiting for device HELLO")
         return level, msg, vals
 
     def destroy_node(self):

@@ -22,27 +22,41 @@ static void on_ack(uint32_t seq, uint16_t channels, uint8_t flags) {
 #ifndef MCU_START_BUDGET
 #define MCU_START_BUDGET MCU_CHANNELS   /* channels per frame until the host sets a budget */
 #endif
-static mcu_control_t ctl = {MCU_START_BUDGET, 0, 0, 0, 0, on_ack};
-static uint32_t frames_sent, tx_bytes;
+static mcu_control_t ctl = {.budget = MCU_START_BUDGET, .on_ack = on_ack};
+static mcu_link_t link;                     /* protocol 2 once the device has a key */
+static uint32_t frames_sent, tx_bytes, send_ticks_total;
 
 static void le32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
 }
 
 static void send_hello(void) {
-    uint8_t p[20];
-    p[0] = MCU_PROTOCOL_VERSION; p[1] = (uint8_t)FIRMWARE_VERSION; p[2] = (uint8_t)(FIRMWARE_VERSION >> 8);
+    uint8_t p[36];                  /* protocol 2 adds this connection's device nonce */
+    p[0] = link.keyed ? 2 : MCU_PROTOCOL_VERSION;
+    p[1] = (uint8_t)FIRMWARE_VERSION; p[2] = (uint8_t)(FIRMWARE_VERSION >> 8);
     le32(p + 3, mcu_model_id()); p[7] = TARGET_ID;
     le32(p + 8, port_static_ram()); le32(p + 12, port_stack_peak()); le32(p + 16, port_flash_used());
-    tx_bytes += mcu_send_packet(MCU_PKT_HELLO, p, sizeof p, 0, 0);
+    /* a new nonce per connection; while one waits for its KEY_EXCHANGE, HELLO repeats it */
+    if (!link.nonce_live) mcu_link_new_nonce(&link);
+    for (int i = 0; i < 16; i++) p[20 + i] = link.nonce[i];
+    tx_bytes += mcu_send_packet(MCU_PKT_HELLO, p, link.keyed ? 36 : 20, 0, 0);
 }
 
 static void send_status(void) {
-    uint8_t p[19];
+    uint8_t p[35];                  /* protocol 2 adds the rejected host packets by cause */
     le32(p, frames_sent); le32(p + 4, tx_bytes); le32(p + 8, ctl.rx_errors); p[12] = ctl.budget;
     p[13] = (uint8_t)ctl.fps_x100; p[14] = (uint8_t)(ctl.fps_x100 >> 8);
     le32(p + 15, port_ticks() / (TIMER_HZ / 1000));
-    tx_bytes += mcu_send_packet(MCU_PKT_STATUS, p, sizeof p, 0, 0);
+    le32(p + 19, link.bad_tag); le32(p + 23, link.replay); le32(p + 27, link.unsealed); le32(p + 31, link.malformed);
+    tx_bytes += mcu_send_packet(MCU_PKT_STATUS, p, link.keyed ? 35 : 19, 0, 0);
+}
+
+static uint32_t send(uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+    uint32_t t = port_ticks();
+    tx_bytes += mcu_send_packet(type, a, alen, b, blen);
+    t = port_ticks() - t;
+    send_ticks_total += t;
+    return t;
 }
 
 static void poll_commands(void) {
@@ -54,6 +68,10 @@ static void poll_commands(void) {
         if (c >= 0) {
             mcu_rx_byte(&ctl, (uint8_t)c);
             idle = 0;
+            /* answer in order: a HELLO asked for before a KEY_EXCHANGE goes out before its
+             * SESSION_OK, with the nonce that exchange is for */
+            if (ctl.hello_requested) { ctl.hello_requested = 0; send_hello(); }
+            if (ctl.session_started) { ctl.session_started = 0; send(MCU_PKT_SESSION_OK, 0, 0, 0, 0); }
         } else if (mcu_rx_pending()) {
             idle++;
         } else {
@@ -61,6 +79,7 @@ static void poll_commands(void) {
         }
     }
     if (ctl.hello_requested) { ctl.hello_requested = 0; send_hello(); }
+    if (ctl.session_started) { ctl.session_started = 0; send(MCU_PKT_SESSION_OK, 0, 0, 0, 0); }
     if (ctl.status_requested) { ctl.status_requested = 0; send_status(); }
 }
 
@@ -84,8 +103,20 @@ static void report(const char *key, uint32_t v) {
 
 int main(void) {
     port_init();
+    uint8_t key[32];
+    mcu_link_init(&link, port_key_load(key) ? key : 0, port_boot_count(), port_key_store);
+    for (int i = 0; i < 32; i++) key[i] = 0;
+    mcu_protocol_set_link(&link);
     int n_frames = camera_open();
     send_hello();
+#ifdef MCU_SELF_SESSION
+    /* measurement build (make report): a session with a fixed host nonce of zeros, as if
+     * a host had answered, so the sealed stream runs without a host */
+    if (link.keyed) {
+        uint8_t ex[32] = {0};
+        mcu_link_session_for_test(&link, ex);
+    }
+#endif
     if (n_frames <= 0) {
         console_write("camera: cannot read camera.rgb\n");
         return 1;
@@ -94,6 +125,8 @@ int main(void) {
     mcu_set_clock(port_ticks);
     for (int seq = 0; seq < n_frames; seq++) {
         poll_commands();
+        /* with a key, nothing goes out in the clear: wait for a host that has it */
+        while (link.keyed && !link.session) poll_commands();
         uint32_t t_capture = port_ticks();
         int k = ctl.budget;
         /* camera rows are read as the encoder needs them; their wait is not encode time */
@@ -108,7 +141,7 @@ int main(void) {
         le32(h, (uint32_t)seq); le32(h + 4, t_capture / (TIMER_HZ / 1000000)); h[8] = MCU_CHANNELS;
         h[9] = MCU_LATENT; h[10] = MCU_LATENT; h[11] = (uint8_t)k;
         h[12] = mcu_video_active() ? 2 : 1;      /* 2: chunks may come as CHUNK_INTER */
-        tx_bytes += mcu_send_packet(MCU_PKT_FRAME_HEADER, h, sizeof h, 0, 0);
+        send(MCU_PKT_FRAME_HEADER, h, sizeof h, 0, 0);
         for (int c = 0; c < k; c++) {
             uint32_t tc = port_ticks();
             int delta;
@@ -116,7 +149,7 @@ int main(void) {
             ticks += port_ticks() - tc;
             uint8_t ch[6];
             le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c; ch[5] = (uint8_t)delta;
-            tx_bytes += mcu_send_packet(delta ? MCU_PKT_CHUNK_INTER : MCU_PKT_CHUNK, ch, delta ? 6 : 5, chunk, len);
+            send(delta ? MCU_PKT_CHUNK_INTER : MCU_PKT_CHUNK, ch, delta ? 6 : 5, chunk, len);
             poll_commands();       /* a new budget applies from the next frame */
         }
         mcu_video_frame_done();
@@ -127,7 +160,7 @@ int main(void) {
 #endif
         uint8_t e[8];
         le32(e, (uint32_t)seq); le32(e + 4, ticks);
-        tx_bytes += mcu_send_packet(MCU_PKT_FRAME_END, e, sizeof e, 0, 0);
+        send(MCU_PKT_FRAME_END, e, sizeof e, 0, 0);
         frames_sent++;
         encode_ticks_total += ticks;
         if (ctl.fps_x100) {        /* pace to the requested frame rate */
@@ -144,6 +177,9 @@ int main(void) {
     while (port_ticks() - t_end < TIMER_HZ / 2) poll_commands();
     report("frames", frames_sent);
     report("instructions_per_frame", TICKS_TO_INSTR(encode_ticks_total / frames_sent));
+    /* framing, CRC and (protocol 2) sealing of a frame's packets, beside the encoder */
+    report("instructions_send", TICKS_TO_INSTR(send_ticks_total / frames_sent));
+    report("sealed", link.session);
     static const char *const stages[MCU_STAGES] = {"camera", "conv1", "conv2", "conv3", "code"};
     for (int i = 0; i < MCU_STAGES; i++) {
         char key[32] = "instructions_";

@@ -23,4 +23,9 @@ void port_exit(int code);                      /* end of run (QEMU: semihosting 
 uint32_t port_stack_peak(void);                /* bytes of stack ever used */
 uint32_t port_static_ram(void);                /* .data + .bss bytes */
 uint32_t port_flash_used(void);                /* text + rodata + data image bytes */
+/* Protocol 2 (core/mcu_link.h).  QEMU ports keep these in files by semihosting, in
+ * place of flash: link.key (the 32-byte device key) and boot.count. */
+int port_key_load(uint8_t key[32]);            /* 1 when the device has a key */
+int port_key_store(const uint8_t key[32]);     /* provisioning; 0 on success */
+uint32_t port_boot_count(void);                /* counts this boot, persistently */
 #endif

@@ -85,3 +85,28 @@ void semihost_close(int fd) {
     uint32_t args[1] = {(uint32_t)fd};
     semihost(SYS_CLOSE, args);
 }
+
+/* Protocol 2's key and boot counter, in files in place of flash (port.h). */
+int port_key_load(uint8_t key[32]) { return semihost_read_file("link.key", key, 32) == 32; }
+
+int port_key_store(const uint8_t key[32]) {
+    int fd = semihost_open_write("link.key");
+    if (fd < 0) return -1;
+    semihost_write(fd, key, 32);
+    semihost_close(fd);
+    return 0;
+}
+
+uint32_t port_boot_count(void) {
+    uint8_t b[4] = {0};
+    uint32_t n = semihost_read_file("boot.count", b, 4) == 4
+                 ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
+    n++;
+    b[0] = (uint8_t)n; b[1] = (uint8_t)(n >> 8); b[2] = (uint8_t)(n >> 16); b[3] = (uint8_t)(n >> 24);
+    int fd = semihost_open_write("boot.count");
+    if (fd >= 0) {
+        semihost_write(fd, b, 4);
+        semihost_close(fd);
+    }
+    return n;
+}

@@ -1,0 +1,104 @@
+#include "mcu_link.h"
+
+#include "mcu_aead.h"
+
+static const uint8_t handshake_aad[15] = {'m', 'c', 'u', 'c', 'o', 'd', 'e', 'r', '-', 'l', 'i', 'n', 'k', '-', '2'};
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* the ChaCha20 block function as a PRF on a 16-byte input (counter | nonce) */
+static void prf(const uint8_t key[32], const uint8_t in[16], uint8_t out[64]) {
+    mcu_chacha20_block(key, le32(in), in + 4, out);
+}
+
+static void wipe(volatile uint8_t *p, size_t n) {
+    while (n--) *p++ = 0;
+}
+
+void mcu_link_init(mcu_link_t *l, const uint8_t *key, uint32_t boot_count, int (*store_key)(const uint8_t key[32])) {
+    wipe((volatile uint8_t *)l, sizeof *l);
+    l->boot_count = boot_count;
+    l->store_key = store_key;
+    if (key) {
+        for (int i = 0; i < 32; i++) l->key[i] = key[i];
+        l->keyed = 1;
+    }
+}
+
+void mcu_link_new_nonce(mcu_link_t *l) {
+    if (!l->keyed) return;
+    /* PRF(key, boot counter | "HELO" | HELLO counter): unique while the boot counter,
+     * kept in flash, never repeats, and unpredictable without the key */
+    uint8_t in[16] = {0}, out[64];
+    for (int i = 0; i < 4; i++) in[i] = (uint8_t)(l->boot_count >> (8 * i));
+    in[4] = 'H'; in[5] = 'E'; in[6] = 'L'; in[7] = 'O';
+    l->hello_count++;
+    for (int i = 0; i < 4; i++) in[8 + i] = (uint8_t)(l->hello_count >> (8 * i));
+    prf(l->key, in, out);
+    for (int i = 0; i < 16; i++) l->nonce[i] = out[i];
+    l->nonce_live = 1;
+    wipe(out, sizeof out);
+}
+
+/* this connection's keys from the device nonce and the host's: keys[0..31] device->host,
+ * keys[32..63] host->device */
+static void derive(const mcu_link_t *l, const uint8_t host_nonce[16], uint8_t keys[64]) {
+    uint8_t k1[64];
+    prf(l->key, l->nonce, k1);
+    prf(k1, host_nonce, keys);
+    wipe(k1, sizeof k1);
+}
+
+static void start_session(mcu_link_t *l, const uint8_t keys[64]) {
+    for (int i = 0; i < 32; i++) { l->up[i] = keys[i]; l->down[i] = keys[32 + i]; }
+    l->session = 1;
+    l->tx_counter = 0;
+    l->rx_highest = 0;
+    l->nonce_live = 0;                  /* one session per HELLO: a replayed exchange finds no nonce */
+}
+
+int mcu_link_key_exchange(mcu_link_t *l, const uint8_t *p, size_t n) {
+    if (!l->keyed || !l->nonce_live || n != 32) { l->malformed++; return -1; }
+    uint8_t keys[64], aad[15 + 32], tag[16], nonce[12] = {0, 0, 0, 0, 'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'};
+    derive(l, p, keys);                 /* p[0..15]: the host nonce; p[16..31]: its proof */
+    for (int i = 0; i < 15; i++) aad[i] = handshake_aad[i];
+    for (int i = 0; i < 16; i++) { aad[15 + i] = l->nonce[i]; aad[31 + i] = p[i]; }
+    mcu_aead_seal(keys + 32, nonce, aad, sizeof aad, 0, 0, tag);
+    uint8_t diff = 0;
+    for (int i = 0; i < 16; i++) diff |= (uint8_t)(tag[i] ^ p[16 + i]);
+    if (diff == 0) start_session(l, keys); else l->bad_tag++;
+    wipe(keys, sizeof keys);
+    return diff == 0 ? 0 : -1;
+}
+
+#ifdef MCU_SELF_SESSION
+void mcu_link_session_for_test(mcu_link_t *l, const uint8_t host_nonce[16]) {
+    uint8_t keys[64];
+    derive(l, host_nonce, keys);
+    start_session(l, keys);
+}
+#endif
+
+int mcu_link_provision(mcu_link_t *l, const uint8_t *p, size_t n) {
+    /* only a device without a key takes one: a key, once set, cannot be replaced over the link */
+    if (l->keyed || n != 32 || !l->store_key || l->store_key(p)) { l->malformed++; return -1; }
+    for (int i = 0; i < 32; i++) l->key[i] = p[i];
+    l->keyed = 1;
+    return 0;
+}
+
+int mcu_link_open(mcu_link_t *l, uint8_t *p, size_t n, uint8_t *type, uint8_t **payload, size_t *len) {
+    if (!l->session) { l->unsealed++; return -1; }
+    if (n < MCU_SEAL_OVERHEAD) { l->malformed++; return -1; }
+    uint32_t counter = le32(p);
+    uint8_t nonce[12] = {p[0], p[1], p[2], p[3], 'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'}, aad = MCU_CMD_SEALED;
+    if (mcu_aead_open(l->down, nonce, &aad, 1, p + 4, n - 4 - 16, p + n - 16)) { l->bad_tag++; return -1; }
+    if (counter <= l->rx_highest) { l->replay++; return -1; }      /* commands only move forward */
+    l->rx_highest = counter;
+    *type = p[4];
+    *payload = p + 5;
+    *len = n - MCU_SEAL_OVERHEAD;
+    return 0;
+}
