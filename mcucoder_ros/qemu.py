@@ -52,7 +52,7 @@ def free_port() -> int:
 
 class QemuCamera:
     def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None,
-                 link_key: bytes | None = None):
+                 link_key: bytes | None = None, stream_frames: int | None = None):
         if target not in MACHINES:
             raise ValueError(f"unknown QEMU target '{target}' ({', '.join(MACHINES)})")
         if not shutil.which("qemu-system-arm"):
@@ -66,6 +66,8 @@ class QemuCamera:
             fd = os.open(Path(self.dir) / "link.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(link_key)
+        if stream_frames is not None:   # the firmware streams this many frames, the clip looped
+            (Path(self.dir) / "frames.cfg").write_bytes(int(stream_frames).to_bytes(4, "little"))
         self.proc = None
         self.log = Path(self.dir) / "semihosting.log"
 

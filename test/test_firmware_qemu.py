@@ -105,6 +105,11 @@ def test_firmware_report_within_budgets(tmp_path):
         assert t["ram_bytes"] <= 48 * 1024 and t["flash_bytes"] <= 64 * 1024, t
         assert t["stack_peak_bytes"] > 0
         assert sum(t["stages"].values()) <= t["instructions_per_frame"] * 1.01
+        # the sealed link (issue 20): at most +3 % instructions per frame (encoder and sending), RAM in budget,
+        # and its stream opens, with the host's code, to the plain stream's chunks
+        z = t["sealed"]
+        assert z["session"] and z["opens_to_the_plain_stream"] and z["ram_bytes"] <= 48 * 1024, z
+        assert 0 < z["overhead"] <= 0.03, z
     for target in ("m7", "m33", "stm32f405"):       # the SIMD kernels: issue 9's budget
         assert 10_000_000 < rep[target]["instructions_per_frame"] <= 45_000_000, rep[target]
     # the Helium kernels (issue 18): at most 12 M instructions per frame for the whole encoder

@@ -11,6 +11,8 @@ import time
 import pytest
 import serial
 from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcucoder_ros.link import sealed
 from mcucoder_ros.link import serial_protocol as sp
@@ -163,6 +165,25 @@ def test_handshake_then_only_authentic_fresh_packets_pass():
     assert dev.on_command(parser.feed(sp.set_budget(1))[0])[0] is None and dev.rejected["unsealed"] == 1
     forged = sealed.seal(os.urandom(32), sealed.SEALED_DOWN, 50, sp.SET_BUDGET, b"\x01")
     assert dev.on_command(sp.Packet(sealed.SEALED_DOWN, forged))[0] is None and dev.rejected["bad_tag"] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([sp.HELLO, sealed.SEALED_UP, sp.FRAME_HEADER, sp.CHUNK, sealed.SESSION_OK,
+                                           sp.STATUS, 0x99]), st.binary(max_size=120)), max_size=12))
+def test_fuzzed_packets_never_pass_a_sealed_link(pkts):
+    """Protocol 2's fuzz test: whatever arrives (any type, any bytes, fake HELLOs too),
+    the host link never raises, and nothing passes but HELLOs until the key's packets do."""
+    dev, host, parser = connect_pair(KEY)
+    for ptype, payload in pkts:
+        passed, _ = host.on_packet(sp.Packet(ptype, payload))
+        assert all(p.type == sp.HELLO for p in passed)
+    # the device's real packets still pass unless a fuzzed HELLO started a new handshake
+    fresh = host.device_nonce == dev.device_nonce or host.up_key == dev.up_key
+    passed, _ = host.on_packet(parser.feed(dev.packet(sp.FRAME_END, sp.FRAME_END_FMT.pack(5, 5)))[0])
+    assert (passed == [sp.Packet(sp.FRAME_END, sp.FRAME_END_FMT.pack(5, 5))]) == (host.up_key == dev.up_key), fresh
+
+
+KEY = bytes(range(32))
 
 
 def test_no_downgrade_and_clear_errors_for_a_missing_key():

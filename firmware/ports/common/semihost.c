@@ -19,9 +19,13 @@ static int semihost(int op, void *arg) {
 #define SYS_FLEN 0x0C
 #define SYS_EXIT 0x18
 
-static int camera_fd = -1;
+int semihost_read_file(const char *name, uint8_t *buf, int cap);
+
+static int camera_fd = -1, clip_frames = 1;
 #define FRAME_BYTES (224 * 224 * 3)
 
+/* The frames in camera.rgb; with frames.cfg (u32 LE), that many frames, the clip looped
+ * (long runs such as the link soak). */
 int camera_open(void) {
     static const char name[] = "camera.rgb";   /* in QEMU's working directory */
     uint32_t args[3] = {(uint32_t)name, 1 /* "rb" */, sizeof name - 1};
@@ -29,12 +33,17 @@ int camera_open(void) {
     if (camera_fd < 0) return -1;
     uint32_t a[1] = {(uint32_t)camera_fd};
     int len = semihost(SYS_FLEN, a);
-    return len < 0 ? -1 : len / FRAME_BYTES;
+    if (len < FRAME_BYTES) return -1;
+    clip_frames = len / FRAME_BYTES;
+    uint8_t n[4];
+    if (semihost_read_file("frames.cfg", n, 4) == 4)
+        return (int)((uint32_t)n[0] | (uint32_t)n[1] << 8 | (uint32_t)n[2] << 16 | ((uint32_t)n[3] & 0x7f) << 24);
+    return clip_frames;
 }
 
 /* The emulated camera delivers a frame row by row, as a DMA line ring would. */
 int camera_start(int index) {
-    uint32_t seek[2] = {(uint32_t)camera_fd, (uint32_t)(index * FRAME_BYTES)};
+    uint32_t seek[2] = {(uint32_t)camera_fd, (uint32_t)((index % clip_frames) * FRAME_BYTES)};
     return semihost(SYS_SEEK, seek) != 0 ? -1 : 0;
 }
 

@@ -1,0 +1,317 @@
+"""`mcucoder-ros soak-link`: the sealed serial link under faults, for minutes.
+
+The real firmware under QEMU streams as fast as QEMU runs it (its clip looped), through a
+fault proxy on loopback, to a real mcu_bridge_node with the device key.  The proxy:
+  * device -> host: corrupts bytes, drops and duplicates packets, replays earlier sealed
+    packets, injects forged ones (random ciphertext and tag, valid framing);
+  * host -> device: replays earlier sealed commands, injects forged ones;
+  * every `--vanish-every` seconds closes the port and keeps it closed for
+    `--vanish-for` seconds (the bridge sees the port vanish and come back).
+It records frames published, faults injected, packets rejected by cause (bridge and
+device), how long each return of the port took to bring frames back, and the process's
+resident memory; checks that published sequences only grow (nothing replayed got
+through) and that sampled frames are the host encoder's own (nothing forged got through).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ..link import sealed
+from ..link import serial_protocol as sp
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class FaultProxy:
+    """Loopback TCP between QEMU's UART (upstream) and the bridge (a client of `port`)."""
+
+    def __init__(self, upstream_port: int, seed: int, rates: dict):
+        self.rng = random.Random(seed)
+        self.rates = rates
+        for _ in range(100):            # QEMU listens a moment after it starts
+            try:
+                self.up = socket.create_connection(("127.0.0.1", upstream_port))
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"QEMU's UART did not open on 127.0.0.1:{upstream_port}")
+        self.listener = None
+        self.port = self._listen(0)
+        self.client = None
+        self.lock = threading.Lock()
+        self.faults = dict.fromkeys(("corrupted", "dropped", "duplicated", "replayed_up", "forged_up",
+                                     "replayed_down", "forged_down", "vanished"), 0)
+        self.returns: list[float] = []
+        self.recent_up: list[bytes] = []
+        self.recent_down: list[bytes] = []
+        self.stop = threading.Event()
+
+    def _listen(self, port):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", port))
+        ls.listen(1)
+        ls.settimeout(0.1)
+        self.listener = ls
+        return ls.getsockname()[1]
+
+    def start(self):
+        for fn in (self._accept, self._pump_up, self._pump_down):
+            threading.Thread(target=fn, daemon=True).start()
+
+    def vanish(self, seconds: float):
+        with self.lock:
+            c, self.client = self.client, None
+            ls, self.listener = self.listener, None
+        for s in (c, ls):
+            if s is not None:
+                s.close()
+        self.faults["vanished"] += 1
+        time.sleep(seconds)
+        self._listen(self.port)
+        self.returns.append(time.monotonic())
+
+    def _accept(self):
+        while not self.stop.is_set():
+            ls = self.listener
+            if ls is None or self.client is not None:
+                time.sleep(0.02)
+                continue
+            try:
+                c, _ = ls.accept()
+            except (TimeoutError, OSError):
+                continue
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                self.client = c
+
+    def _send_client(self, data: bytes):
+        with self.lock:
+            c = self.client
+        if c is None:
+            return                   # the port is gone: the device's bytes are lost, as on a real link
+        try:
+            c.sendall(data)
+        except OSError:
+            with self.lock:
+                if self.client is c:
+                    self.client = None
+
+    def _forged(self, outer: int) -> bytes:
+        body = struct_counter(self.rng) + bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(17, 80)))
+        return sp.encode_packet(outer, body)
+
+    def _pump_up(self):
+        buf, r = bytearray(), self.rates
+        while not self.stop.is_set():
+            try:
+                data = self.up.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            *packets, rest = bytes(buf).split(b"\x00")
+            buf = bytearray(rest)
+            out = bytearray()
+            for p in packets:
+                if not p:
+                    continue
+                pkt = p + b"\x00"
+                x = self.rng.random()
+                if x < r["drop"]:
+                    self.faults["dropped"] += 1
+                    continue
+                if x < r["drop"] + r["corrupt"]:
+                    q = bytearray(pkt)
+                    q[self.rng.randrange(len(q) - 1)] ^= 1 << self.rng.randrange(8)
+                    pkt = bytes(q)
+                    self.faults["corrupted"] += 1
+                elif x < r["drop"] + r["corrupt"] + r["duplicate"]:
+                    pkt = pkt + pkt
+                    self.faults["duplicated"] += 1
+                out += pkt
+                self.recent_up.append(p + b"\x00")
+                del self.recent_up[:-400]
+                if self.rng.random() < r["replay"] and len(self.recent_up) > 50:
+                    out += self.rng.choice(self.recent_up[:-20])
+                    self.faults["replayed_up"] += 1
+                if self.rng.random() < r["forge"]:
+                    out += self._forged(sealed.SEALED_UP)
+                    self.faults["forged_up"] += 1
+            self._send_client(bytes(out))
+
+    def _pump_down(self):
+        buf = bytearray()
+        while not self.stop.is_set():
+            with self.lock:
+                c = self.client
+            if c is None:
+                time.sleep(0.02)
+                continue
+            try:
+                c.settimeout(0.1)
+                data = c.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                time.sleep(0.02)
+                continue
+            if not data:
+                with self.lock:
+                    if self.client is c:
+                        self.client = None
+                continue
+            buf += data
+            *packets, rest = bytes(buf).split(b"\x00")
+            buf = bytearray(rest)
+            out = bytearray(data)
+            for p in packets:
+                if p:
+                    self.recent_down.append(p + b"\x00")
+                    del self.recent_down[:-100]
+            if self.rng.random() < 0.2 and len(self.recent_down) > 3:
+                out += self.rng.choice(self.recent_down[:-1])
+                self.faults["replayed_down"] += 1
+            if self.rng.random() < 0.2:
+                out += self._forged(sealed.SEALED_DOWN)
+                self.faults["forged_down"] += 1
+            try:
+                self.up.sendall(bytes(out))
+            except OSError:
+                return
+
+
+def struct_counter(rng) -> bytes:
+    return rng.randrange(2**32).to_bytes(4, "little")
+
+
+def run(a) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+
+    from ..codec.model import EncoderModel
+    from ..evaluation import collect_frames
+    from ..msg import LatentChannels
+    from ..nodes.common import msg_to_frame
+    from ..nodes.mcu_bridge_node import McuBridgeNode
+    from ..qemu import QemuCamera
+    from ..resources import data_path
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    a.input = a.input or str(data_path("clips/traffic.mp4"))
+    work = Path(tempfile.mkdtemp(prefix="mcucoder-soak-"))
+    key_file = work / "device.key"
+    key = sealed.write_key_file(key_file)
+    cam = QemuCamera(a.target, a.input, max_frames=a.clip_frames, link_key=key, stream_frames=2**31 - 1)
+    qemu_url = cam.start()
+    rates = {"drop": a.fault_rate, "corrupt": a.fault_rate, "duplicate": a.fault_rate, "replay": a.fault_rate,
+             "forge": a.fault_rate}
+    proxy = FaultProxy(int(qemu_url.rsplit(":", 1)[1]), a.seed, rates)
+    proxy.start()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("soak_probe", context=ctx)
+    got: list[tuple[float, int, list]] = []
+    node.create_subscription(LatentChannels, "/soak/latent",   # every 25th frame kept whole, to check it
+                             lambda m: got.append((time.monotonic(), m.sequence,
+                                                   msg_to_frame(m) if m.sequence % 25 == 0 else None)),
+                             qos_profile_sensor_data)
+    bridge = McuBridgeNode(context=ctx, namespace="/soak", parameter_overrides=[
+        Parameter("port", value=f"socket://127.0.0.1:{proxy.port}"), Parameter("link_key_file", value=str(key_file)),
+        Parameter("reconnect_max_s", value=0.2), Parameter("wait_for_subscriber", value=False)])
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    ex.add_node(bridge)
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
+                            daemon=True)
+    spin.start()
+    t0 = time.monotonic()
+    samples, next_vanish, next_sample = [], t0 + a.vanish_every, t0
+    sealed_again: list[float] = []          # when a session was agreed after each return of the port
+    confirmed_before = False
+    print(f"soak: {a.target} under QEMU, {a.minutes:g} min, faults at {a.fault_rate:.1%} per packet and kind, "
+          f"the port closed for {a.vanish_for:g} s every {a.vanish_every:g} s", flush=True)
+    try:
+        while time.monotonic() - t0 < 60 * a.minutes:
+            now = time.monotonic()
+            if now >= next_sample:
+                samples.append({"t_s": round(now - t0, 1), "frames": len(got), "rss_mb": round(rss_mb(), 1)})
+                print(f"  {samples[-1]['t_s']:6.0f} s  frames {len(got):6d}  RSS {samples[-1]['rss_mb']:.1f} MB  "
+                      f"rejected {bridge.link.rejected}", flush=True)
+                next_sample += 10
+            if now >= next_vanish:
+                proxy.vanish(a.vanish_for)
+                next_vanish += a.vanish_every
+            confirmed = bridge.link.confirmed
+            if confirmed and not confirmed_before:
+                sealed_again.append(time.monotonic())
+            confirmed_before = confirmed
+            time.sleep(0.01)
+        bridge._command(sp.REQUEST_STATUS)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        spin.join(2)
+        proxy.stop.set()
+        status = bridge.assembler.last_status
+        rejected = dict(bridge.link.rejected)
+        diag = bridge.diagnostics()[2]
+        ex.remove_node(bridge)
+        bridge.destroy_node()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        cam.stop()
+    # resume: the session agreed again, and the first frame, after each return of the port
+    times = [t for t, _, _ in got]
+    resumes = [next((t - r for t in sealed_again if t >= r), None) for r in proxy.returns]
+    first_frames = [next((t - r for t in times if t >= r), None) for r in proxy.returns]
+    seqs = [s for _, s, _ in got]
+    increasing = all(b > a_ for a_, b in zip(seqs, seqs[1:]))
+    enc = EncoderModel.load()
+    clip = [f for _, f in collect_frames([a.input], a.clip_frames)]
+    full = {}
+    checked = [(s, f) for _, s, f in got if f is not None]
+    authentic = 0
+    for s, f in checked:           # every channel that arrived is the host encoder's own chunk of that frame
+        ref = full.setdefault(s % len(clip), enc.encode(clip[s % len(clip)], 12).chunks)
+        authentic += all(ch == ref[c] for c, ch in zip(f.channel_indices, f.chunks))
+    after_first_minute = [x for x in samples if x["t_s"] >= 60]
+    result = {
+        "target": a.target, "minutes": a.minutes, "clip": a.input, "fault_rate_per_packet_and_kind": a.fault_rate,
+        "frames_published": len(got), "frames_per_s": round(len(got) / (60 * a.minutes), 2),
+        "faults_injected": proxy.faults, "rejected_by_bridge": rejected,
+        "rejected_by_device": dict(zip(("bad_tag", "replay", "unsealed", "malformed"), status[6:]))
+        if status and len(status) == 10 else None,
+        "bridge": {k: diag.get(k) for k in ("crc_errors", "framing_errors", "sessions", "port_lost", "open_failures",
+                                            "handshake_retries", "partial_frames", "duplicates")},
+        "port_returns": len(proxy.returns),
+        "resume_s": {"session_again": [round(r, 3) if r is not None else None for r in resumes],
+                     "max": round(max(r for r in resumes if r is not None), 3) if any(resumes) else None,
+                     "first_frame": [round(r, 3) if r is not None else None for r in first_frames]},
+        "sequences_strictly_increasing": increasing,
+        "frames_checked_against_host_encoder": len(checked), "frames_authentic": authentic,
+        "rss_mb": {"after_1_min": after_first_minute[0]["rss_mb"] if after_first_minute else None,
+                   "end": samples[-1]["rss_mb"] if samples else None},
+        "samples": samples,
+    }
+    text = json.dumps(result, indent=2)
+    if a.json:
+        Path(a.json).write_text(text + "\n")
+    print(text)
+    return 0
