@@ -63,7 +63,8 @@ def main(argv=None):
     k.set_defaults(func=_keygen)
     sk = sub.add_parser("soak-link", help="the sealed serial link under injected faults and a vanishing port "
                         "(firmware under QEMU, real bridge), for minutes; prints and writes JSON")
-    sk.add_argument("--target", default="m55", help="firmware target under QEMU (default: m55, the fastest)")
+    sk.add_argument("--target", default="m33", help="firmware target under QEMU (default: m33, the one QEMU "
+                    "runs fastest: it emulates Helium slowly)")
     sk.add_argument("--input", default=None, help="video for the emulated camera (default: the bundled clip)")
     sk.add_argument("--clip-frames", type=int, default=60, help="frames of the video, looped")
     sk.add_argument("--minutes", type=float, default=10.0)
