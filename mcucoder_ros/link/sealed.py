@@ -30,11 +30,19 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
 from . import serial_protocol as sp
+
+
+def _crypto():
+    """`cryptography`, imported when a key is used: protocol 1 needs nothing of it."""
+    try:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    except ImportError as e:
+        raise ImportError("the sealed serial link needs the Python package cryptography (pip install "
+                          "cryptography, or rosdep's python3-cryptography)") from e
+    return InvalidTag, Cipher, algorithms, ChaCha20Poly1305
 
 KEY_BYTES, NONCE_BYTES, TAG_BYTES = 32, 16, 16
 NONCE_TAIL = b"MCUCODER"
@@ -101,6 +109,7 @@ def write_key_file(path, key: bytes | None = None) -> bytes:
 
 def prf_block(key: bytes, inp: bytes) -> bytes:
     """The ChaCha20 block function keyed by `key` on a 16-byte input (counter | nonce)."""
+    _, Cipher, algorithms, _ = _crypto()
     enc = Cipher(algorithms.ChaCha20(key, inp), mode=None).encryptor()
     return enc.update(bytes(64))
 
@@ -118,12 +127,12 @@ def nonce(counter: int) -> bytes:
 
 def proof(down_key: bytes, device_nonce: bytes, host_nonce: bytes) -> bytes:
     """KEY_EXCHANGE's proof that the host holds the key: the tag of an empty message."""
-    return ChaCha20Poly1305(down_key).encrypt(nonce(0), b"", HANDSHAKE_AAD + device_nonce + host_nonce)
+    return _crypto()[3](down_key).encrypt(nonce(0), b"", HANDSHAKE_AAD + device_nonce + host_nonce)
 
 
 def seal(key: bytes, outer: int, counter: int, inner: int, payload: bytes) -> bytes:
     """One SEALED packet's payload."""
-    ct = ChaCha20Poly1305(key).encrypt(nonce(counter), bytes([inner]) + payload, bytes([outer]))
+    ct = _crypto()[3](key).encrypt(nonce(counter), bytes([inner]) + payload, bytes([outer]))
     return struct.pack("<I", counter) + ct
 
 
@@ -132,6 +141,7 @@ def open_sealed(key: bytes, outer: int, payload: bytes) -> tuple[int, sp.Packet]
     if len(payload) < SEAL_OVERHEAD:
         raise Rejected("malformed", f"sealed packet of {len(payload)} bytes is too short")
     counter = struct.unpack_from("<I", payload)[0]
+    InvalidTag, _, _, ChaCha20Poly1305 = _crypto()
     try:
         pt = ChaCha20Poly1305(key).decrypt(nonce(counter), payload[4:], bytes([outer]))
     except InvalidTag:
@@ -169,6 +179,8 @@ class HostLink:
     packets are counted by cause in `rejected`; nothing of them passes."""
 
     def __init__(self, key: bytes | None, rng=os.urandom):
+        if key is not None:
+            _crypto()                   # a clear error now, not in the reader thread later
         self.key, self.rng = key, rng
         self.down_key = self.up_key = None
         self.device_nonce = self.host_nonce = b""
