@@ -23,6 +23,13 @@ def _app(module: str, fn: str = "main"):
     return call
 
 
+def _make_traces(a) -> int:
+    from .traces import write_traces
+    for p in write_traces(a.out, a.seed):
+        print(f"wrote {p}")
+    return 0
+
+
 def _keygen(a) -> int:
     from .link.sealed import write_key_file
     write_key_file(a.file)
@@ -58,6 +65,11 @@ def main(argv=None):
     p.add_argument("--no-link-monitor", action="store_true",
                    help="with --trace: publish no link_quality; the controller estimates from delivery reports")
     p.set_defaults(func=_app("run_pipeline", "run"))
+    mt = sub.add_parser("make-traces", help="write the generated link traces (burst loss, jitter, fade and "
+                        "outage, lossy low rate) from a seed; docs/abr.md")
+    mt.add_argument("--out", default="config/traces", help="folder for the CSVs (default: config/traces)")
+    mt.add_argument("--seed", type=int, default=21)
+    mt.set_defaults(func=_make_traces)
     k = sub.add_parser("keygen", help="write a new random device key for the sealed serial link (owner-only file)")
     k.add_argument("file", help="key file to create (never overwritten)")
     k.set_defaults(func=_keygen)

@@ -89,3 +89,22 @@ def test_evaluate_abr_live_through_the_ros_graph(tmp_path):
     # JPEG starts at 1 Mbit/s and cannot go under ~140 kbit/s: it falls behind, ours does not
     assert s["ours"]["frames_delivered"] > s["jpeg_ladder"]["frames_delivered"]
     assert s["ours"]["stall_count"] < s["jpeg_ladder"]["stall_count"]
+
+
+def test_generated_traces_are_reproducible_and_shaped_as_documented(tmp_path):
+    from mcucoder_ros.traces import GENERATORS, write_traces
+    a, b = write_traces(tmp_path / "a", seed=21), write_traces(tmp_path / "b", seed=21)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]          # same seed, same traces
+    assert [p.read_bytes() for p in a] != [p.read_bytes() for p in write_traces(tmp_path / "c", seed=22)]
+    assert {p.stem for p in a} == set(GENERATORS)
+    shipped = ROOT / "config" / "traces"
+    for p in a:                                   # the shipped files are the generator's, seed 21
+        assert (shipped / p.name).read_bytes() == p.read_bytes(), f"regenerate: mcucoder-ros make-traces ({p.name})"
+    burst = Trace.load(tmp_path / "a" / "burst_loss.csv").points
+    bad = [p.loss > 0.1 for p in burst]
+    runs = [len(r) for r in "".join("1" if x else "0" for x in bad).split("0") if r]
+    assert len(runs) >= 5 and sum(runs) / len(runs) > 2                        # losses come in bursts
+    jit = [p.delay_ms for p in Trace.load(tmp_path / "a" / "jitter.csv").points]
+    assert min(jit) >= 20 and max(jit) - min(jit) > 40
+    fade = Trace.load(tmp_path / "a" / "fade_outage.csv").points
+    assert any(p.bandwidth_bps == 0 for p in fade) and min(p.bandwidth_bps for p in fade if p.t < 26) > 30_000
