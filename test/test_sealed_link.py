@@ -13,6 +13,8 @@ import serial
 from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_firmware_qemu import connect
+from test_mcu_bridge import write_all
 
 from mcucoder_ros.link import sealed
 from mcucoder_ros.link import serial_protocol as sp
@@ -284,11 +286,6 @@ def test_bridge_publishes_only_authentic_frames_on_a_pty(ros, encoder, photo, tm
         os.close(slave)
 
 
-def write_all(fd, data):
-    while data:
-        data = data[os.write(fd, data):]
-
-
 # --- the real firmware under QEMU, every target ------------------------------------------------
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and gcc-arm-none-eabi (installed by "
                                 ".ci/run)")
@@ -303,13 +300,7 @@ class SealedHost:
                               link_key=key if device_key == "same" else device_key)
         if flash_from is not None:          # the same device booting again: its boot counter persists
             shutil.copy(flash_from, os.path.join(self.cam.dir, "boot.count"))
-        url = self.cam.start()
-        for _ in range(100):
-            try:
-                self.s = serial.serial_for_url(url, timeout=0.02)
-                break
-            except serial.SerialException:
-                time.sleep(0.05)
+        self.s = connect(self.cam.start())
         self.link, self.parser, self.asm = sealed.HostLink(key), sp.StreamParser(), FrameAssembler()
         self.frames, self.sealed_packets, self.hellos = [], [], []
         self.s.write(sp.request_hello())

@@ -13,6 +13,12 @@ static void prf(const uint8_t key[32], const uint8_t in[16], uint8_t out[64]) {
     mcu_chacha20_block(key, le32(in), in + 4, out);
 }
 
+void mcu_link_nonce(uint32_t counter, uint8_t nonce[12]) {
+    static const uint8_t tail[8] = {'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'};
+    for (int i = 0; i < 4; i++) nonce[i] = (uint8_t)(counter >> (8 * i));
+    for (int i = 0; i < 8; i++) nonce[4 + i] = tail[i];
+}
+
 static void wipe(volatile uint8_t *p, size_t n) {
     while (n--) *p++ = 0;
 }
@@ -61,7 +67,8 @@ static void start_session(mcu_link_t *l, const uint8_t keys[64]) {
 
 int mcu_link_key_exchange(mcu_link_t *l, const uint8_t *p, size_t n) {
     if (!l->keyed || !l->nonce_live || n != 32) { l->malformed++; return -1; }
-    uint8_t keys[64], aad[15 + 32], tag[16], nonce[12] = {0, 0, 0, 0, 'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'};
+    uint8_t keys[64], aad[15 + 32], tag[16], nonce[12];
+    mcu_link_nonce(0, nonce);
     derive(l, p, keys);                 /* p[0..15]: the host nonce; p[16..31]: its proof */
     for (int i = 0; i < 15; i++) aad[i] = handshake_aad[i];
     for (int i = 0; i < 16; i++) { aad[15 + i] = l->nonce[i]; aad[31 + i] = p[i]; }
@@ -93,7 +100,8 @@ int mcu_link_open(mcu_link_t *l, uint8_t *p, size_t n, uint8_t *type, uint8_t **
     if (!l->session) { l->unsealed++; return -1; }
     if (n < MCU_SEAL_OVERHEAD) { l->malformed++; return -1; }
     uint32_t counter = le32(p);
-    uint8_t nonce[12] = {p[0], p[1], p[2], p[3], 'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'}, aad = MCU_CMD_SEALED;
+    uint8_t nonce[12], aad = MCU_CMD_SEALED;
+    mcu_link_nonce(counter, nonce);
     if (mcu_aead_open(l->down, nonce, &aad, 1, p + 4, n - 4 - 16, p + n - 16)) { l->bad_tag++; return -1; }
     if (counter <= l->rx_highest) { l->replay++; return -1; }      /* commands only move forward */
     l->rx_highest = counter;

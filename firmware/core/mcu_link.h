@@ -23,6 +23,9 @@ typedef struct {
     int (*store_key)(const uint8_t key[32]);          /* provisioning: the port's key storage */
 } mcu_link_t;
 
+/* The AEAD nonce of a sealed packet: counter u32 LE, then "MCUCODER". */
+void mcu_link_nonce(uint32_t counter, uint8_t nonce[12]);
+
 /* key: NULL while the device has none (protocol 1, plain, until provisioned). */
 void mcu_link_init(mcu_link_t *l, const uint8_t *key, uint32_t boot_count, int (*store_key)(const uint8_t key[32]));
 /* A fresh device nonce for the next HELLO (which also ends any pending handshake). */

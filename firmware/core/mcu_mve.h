@@ -103,16 +103,6 @@ static inline uint32x4_t vldrwq_u32(const uint32_t *p) {
     for (int i = 0; i < 4; i++) r.v[i] = p[i];
     return r;
 }
-static inline uint32x4_t vldrbq_u32(const uint8_t *p) {
-    uint32x4_t r;
-    for (int i = 0; i < 4; i++) r.v[i] = p[i];
-    return r;
-}
-static inline uint32x4_t vldrhq_u32(const uint16_t *p) {
-    uint32x4_t r;
-    for (int i = 0; i < 4; i++) r.v[i] = p[i];
-    return r;
-}
 static inline int32x4_t vldrhq_s32(const int16_t *p) {
     int32x4_t r;
     for (int i = 0; i < 4; i++) r.v[i] = p[i];

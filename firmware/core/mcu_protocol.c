@@ -73,9 +73,8 @@ size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_
         for (size_t i = 0; i < alen; i++) put(a[i]);
         for (size_t i = 0; i < blen; i++) put(b[i]);
     } else {
-        const uint32_t n = link->tx_counter++;
-        uint8_t nonce[12] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24),
-                             'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R'}, aad = MCU_PKT_SEALED, tag[16];
+        uint8_t nonce[12], aad = MCU_PKT_SEALED, tag[16];
+        mcu_link_nonce(link->tx_counter++, nonce);
         mcu_aead_t st;
         mcu_aead_init(&st, link->up, nonce, &aad, 1);
         for (int i = 0; i < 4; i++) put(nonce[i]);

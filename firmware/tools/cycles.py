@@ -25,7 +25,6 @@ import bisect
 import re
 import subprocess
 from collections import defaultdict
-from pathlib import Path
 
 MODEL = ("Cortex-M55 beat model: scalar 1 cycle; 128-bit MVE instruction 4 beats at 2 beats per "
          "cycle, 1-2 cycles with or without overlap; gather/scatter 1 element per cycle")
@@ -136,11 +135,10 @@ def ratios(per, groups):
 
 if __name__ == "__main__":      # a quick look: python3 tools/cycles.py ELF MACHINE DIR FUNC...
     import sys
+
+    from report import qemu_cmd
     elf, machine, cwd, *funcs = sys.argv[1:]
-    cmd = ["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none", "-serial", "file:uart.bin",
-           "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,sleep=off,align=off",
-           "-kernel", str(Path(elf).resolve())]
-    console, per = trace(cmd, cwd, elf, funcs)
+    console, per = trace(qemu_cmd(machine, elf), cwd, elf, funcs)
     for f, v in sorted(per.items(), key=lambda kv: -kv[1]["instructions"]):
         print(f"{f:32s} {v['instructions']:>12,d} instructions, {v['cycles'] / v['instructions']:.2f} "
               f"({v['cycles_low'] / v['instructions']:.2f}-{v['cycles_high'] / v['instructions']:.2f}) cycles each")

@@ -144,12 +144,10 @@ def run_stream(machine, elf, cwd, n):
     """An encoder image on the frames in cwd/camera.rgb: its report and bytes per frame as
     the host receives them (packets parsed and assembled by the host's own code)."""
     from mcucoder_ros.codec import bitstream
-    from mcucoder_ros.link import serial_protocol as sp
     from mcucoder_ros.link.frames import FrameAssembler
     rep = qemu(machine, elf, cwd)
-    parser, asm = sp.StreamParser(), FrameAssembler()
-    frames = []
-    for pkt in parser.feed((Path(cwd) / "uart.bin").read_bytes()):
+    asm, frames = FrameAssembler(), []
+    for pkt in sp_packets((Path(cwd) / "uart.bin").read_bytes()):
         frames += asm.on_packet(pkt)
     if len(frames) != n:
         raise SystemExit(f"{elf}: {len(frames)} of {n} frames came out")

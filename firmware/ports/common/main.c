@@ -78,8 +78,6 @@ static void poll_commands(void) {
             break;
         }
     }
-    if (ctl.hello_requested) { ctl.hello_requested = 0; send_hello(); }
-    if (ctl.session_started) { ctl.session_started = 0; send(MCU_PKT_SESSION_OK, 0, 0, 0, 0); }
     if (ctl.status_requested) { ctl.status_requested = 0; send_status(); }
 }
 
