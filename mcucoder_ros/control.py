@@ -1,38 +1,192 @@
 """Channel-budget control: pick k per frame so the stream fits the available bandwidth.
 
 Pure logic (no ROS).  Documented in docs/bitrate-control.md.
-  * available bandwidth: the latest fresh LinkQuality report, else the receive-side
-    delivery estimate, else unknown (all channels pass)
+  * available bandwidth: the latest fresh LinkQuality report (0 = an outage), else the
+    rate estimated from the receiver's delivery reports (DeliveryRateEstimator), else
+    unknown (all channels pass)
+  * where the link is: a virtual queue at the available bandwidth, re-anchored at
+    every delivery report to when the link really finished that frame, so a rate
+    that was too high shows as queued time at the next decision
   * a byte credit refills by headroom x available x frame interval per frame and is
     capped at what the frame's deadline allows on the link; k = the largest prefix of
     channels whose bytes (exact for the channels present, running estimates for the
     rest) plus bitstream overhead fit the credit.  So the average uses `headroom` of
     the link, and k alternates between neighbouring levels when the budget lies
     between them; when the link shrinks, k falls at once (never below min_channels)
-    instead of frames being dropped
   * deadline: a frame is due one frame interval + `deadline_slack_s` after capture,
     and is planned to end `deadline_margin_s` earlier (the hop to the link and jitter);
     its cap is the link time left after its age at the decision, the link time still
-    owed to earlier frames (a virtual queue at the available bandwidth) and the
-    link's one-way delay.  A frame may so take a little more than one interval when
-    the one before it took less: no backlog builds, and whole channels can fill the
-    link when one channel is a large share of it
+    owed to earlier frames and the link's one-way delay.  A frame may so take a
+    little more than one interval when the one before it took less
+  * a frame that would miss its deadline by more than `skip_late_s` even with
+    min_channels is not sent at all (channels = 0), nor is any during an outage: a
+    reported bandwidth of 0, or a stall the delivery reports show, when at most one
+    frame stays in flight as a probe.  Sending it would only make the next frames late
   * k rises by at most one channel per frame, and not for `up_hold_frames` frames
     after the bandwidth fell, so quality does not flap after congestion
   * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
     decisions use real chunk sizes
-  * without LinkQuality, the delivery estimate is used, and bits forwarded but not yet
-    reported delivered are held to one frame interval of it (like a congestion window)
 """
 from __future__ import annotations
 
 import math
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .codec.bitstream import CHUNK_ENTRY, HEADER
 from .codec.geometry import LATENT_CHANNELS
 
 PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (before any frame is seen)
+
+
+def _newer(a: int, b: int) -> bool:
+    """Sequence a comes after b (u32, wrapping)."""
+    return 0 < (a - b) % 2**32 < 2**31
+
+
+@dataclass
+class EstimatorConfig:
+    up_smoothing: float = 0.3       # EWMA weight of a rate sample above the estimate
+    down_smoothing: float = 0.7     # ... and of one below it (a slower link is believed fast)
+    base_window_s: float = 30.0     # minimum filter of the one-way delay: propagation + clock offset
+    overuse_queue_s: float = 0.05   # queueing delay beyond this, growing over reports = rate too high
+    overuse_factor: float = 0.9     # on overuse: the estimate drops to this x the delivered rate
+    delay_quantile: float = 0.95    # the link delay planned for: this quantile of the last 50 reports
+    overdue_margin_s: float = 0.03  # a report later than predicted by this bounds the rate
+    stall_after_s: float = 0.25     # a report overdue by this much = the link stalled
+    report_timeout_s: float = 2.0   # a frame without a report after this is forgotten
+
+
+class DeliveryRateEstimator:
+    """The link's rate, queueing delay and loss, from the receiver's delivery reports.
+
+    For links that report nothing about themselves (a serial radio, a Wi-Fi hop, a
+    modem).  Every report says when the link began and finished one frame (receiver's
+    clock) and how many of its chunks arrived; the sender knows when it sent it.
+      * rate: each frame leaves as one burst, so bits / (link_end - link_start) is the
+        rate of the link while it carried the frame, whatever share of the link we
+        use: every frame is a probe (a packet train), no need to overshoot to find
+        out that the link grew.  Samples below the estimate weigh 0.7, above it 0.3
+      * queueing delay: link_start - sent, minus its minimum over `base_window_s` (that
+        minimum holds the propagation and the clocks' offset, as GCC's and BBR's
+        minimum filters do).  Growing past `overuse_queue_s` over consecutive reports
+        means the estimate is above the link: it drops to 0.9 x the delivered rate
+      * stall: a frame whose report is overdue by `stall_after_s` (predicted from the
+        estimate and the report delay) means nothing is crossing: `stalled` until
+        the next report.  The frame that straddled the stall is no rate sample; the
+        estimate restarts at the rate it had before the stall
+      * loss: share of chunks lost, smoothed; not a congestion signal here (the queue
+        is the sender's own, so congestion shows as delay first; radio loss does not
+        mean the link is slower)
+    """
+
+    def __init__(self, cfg: EstimatorConfig | None = None):
+        self.cfg = cfg or EstimatorConfig()
+        self.bps = math.nan
+        self.loss = 0.0
+        self.queue_s = 0.0
+        self.report_delay_s = math.nan  # link end -> report here (sender clock), its delay_quantile
+        self._report_delays: deque = deque(maxlen=50)
+        self.stalled = False            # a report overdue by stall_after_s: nothing crosses
+        self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
+        self.bound_bps = math.inf       # the rate an overdue report leaves possible
+        self._restart_after = None      # after an overdue report: the next frame's sample is taken whole
+        self.inflight: OrderedDict[int, tuple[float, float]] = OrderedDict()   # seq -> (bits, sent)
+        self.anchor = -math.inf         # sender-clock time the link finished the last reported frame
+        self.reports = 0
+        self.first_sent = None          # when the first frame went (start-up: waiting for a report)
+        self._delays: deque = deque()   # (now, link_start - sent) for the minimum filter
+        self._prev_queue = 0.0
+        self._delivered: deque = deque(maxlen=8)   # (bits, link_start, link_end) of the last reports
+
+    def on_sent(self, sequence: int, bits: float, now: float) -> None:
+        self.inflight[sequence] = (bits, now)
+        if self.first_sent is None:
+            self.first_sent = now
+
+    def on_report(self, sequence: int, bits: float, link_start: float, link_end: float,
+                  channels_sent: int, channels_received: int, now: float, partial: bool = False) -> None:
+        """A delivery report (partial: a progress report, the frame's first chunk crossed)."""
+        cfg = self.cfg
+        sent = None
+        if partial:
+            sent = self.inflight.get(sequence, (0.0, None))[1]
+        else:
+            while self.inflight:    # reports come in link order: an older frame without one lost it
+                s = next(iter(self.inflight))
+                if _newer(s, sequence):
+                    break
+                _, t = self.inflight.pop(s)
+                if s == sequence:
+                    sent = t
+            self.reports += 1
+            if channels_sent > 0:
+                self.loss += 0.2 * ((1 - channels_received / channels_sent) - self.loss)
+        busy = link_end - link_start
+        if sent is not None:
+            w = link_start - sent
+            self._delays.append((now, w))
+            while self._delays and now - self._delays[0][0] > cfg.base_window_s:
+                self._delays.popleft()
+            self.queue_s = w - min(d for _, d in self._delays)
+            if not partial:
+                end = sent + self.queue_s + max(0.0, busy)
+                self.anchor = max(self.anchor, end)
+                self._report_delays.append(max(0.0, now - end))
+                ordered = sorted(self._report_delays)
+                self.report_delay_s = ordered[min(len(ordered) - 1, int(cfg.delay_quantile * len(ordered)))]
+        was_overdue = self.overdue
+        self.stalled = self.overdue = False
+        self.bound_bps = math.inf
+        if busy <= 0:
+            return
+        sample = bits / busy
+        if not partial:
+            self._delivered.append((bits, link_start, link_end))
+        if math.isnan(self.bps) or (self._restart_after is not None and _newer(sequence, self._restart_after)):
+            self.bps, self._restart_after = sample, None
+        elif was_overdue:
+            # the link was slower than the estimate, or it stalled while this frame was on
+            # it: believe the lower rate now, and the next frame's first sample whatever it is
+            self.bps, self._restart_after = min(self.bps, sample), sequence
+        elif self._restart_after is None:
+            a = cfg.down_smoothing if sample < self.bps else cfg.up_smoothing
+            self.bps += a * (sample - self.bps)
+        if not partial and self.queue_s > cfg.overuse_queue_s and self.queue_s > self._prev_queue \
+                and len(self._delivered) >= 2:
+            bits_sum = sum(b for b, _, _ in self._delivered)
+            span = self._delivered[-1][2] - self._delivered[0][1]
+            if span > 0:
+                self.bps = min(self.bps, cfg.overuse_factor * bits_sum / span)
+        self._prev_queue = self.queue_s
+
+    def tick(self, now: float) -> None:
+        """Forget frames whose reports never came; bound the rate by a report overdue."""
+        cfg = self.cfg
+        for s in [s for s, (_, t) in self.inflight.items() if now - t > cfg.report_timeout_s]:
+            del self.inflight[s]
+        if not self.inflight or not self.reports or not math.isfinite(self.bps) or self.bps <= 0:
+            return              # a stall lasts until a report comes (the probe's, or a late one)
+        bits, sent = next(iter(self.inflight.values()))
+        start = max(self.anchor, sent)
+        on_link = now - start - (0.0 if math.isnan(self.report_delay_s) else self.report_delay_s)
+        if on_link > bits / self.bps + cfg.overdue_margin_s:
+            # no report yet: the link carried less than `bits` in `on_link` seconds
+            self.overdue = True
+            self.bound_bps = min(self.bound_bps, bits / on_link)
+        if on_link > bits / self.bps + cfg.stall_after_s:
+            self.stalled = True
+
+    def rate(self) -> float:
+        """The estimate, bounded while a report is overdue."""
+        return min(self.bps, self.bound_bps)
+
+    def link_free_at(self, rate_bps: float) -> float:
+        """When the link finishes the frames in flight, at this rate (sender clock)."""
+        f = self.anchor
+        for bits, sent in self.inflight.values():
+            f = max(f, sent) + bits / rate_bps
+        return f
 
 
 @dataclass
@@ -46,20 +200,23 @@ class ControllerConfig:
     default_interval_s: float = 1 / 15
     deadline_slack_s: float = 0.05  # a frame is due one frame interval + this after capture
     deadline_margin_s: float = 0.01  # link time left unplanned before each deadline (hop to the link, jitter)
+    skip_late_s: float = 0.0       # a frame later than this even at min_channels is not sent
+    startup_s: float = 1.0          # min_channels until the first delivery report, for at most this
 
 
 @dataclass
 class Decision:
-    channels: int                   # k forwarded for this frame
+    channels: int                   # k forwarded for this frame (0: not sent)
     budget: int                     # k requested upstream
     available_bps: float            # NaN when unknown
     target_bps: float
-    source: str
+    source: str                     # link_quality, delivery, default; "+stalled" during a stall
 
 
 @dataclass
 class BitrateController:
     cfg: ControllerConfig = field(default_factory=ControllerConfig)
+    estimator: DeliveryRateEstimator = field(default_factory=DeliveryRateEstimator)
 
     def __post_init__(self):
         self.chunk_est = [PRIOR_CHUNK_BYTES] * LATENT_CHANNELS
@@ -67,52 +224,55 @@ class BitrateController:
         self.hold = 0
         self.credit = 0.0
         self._last_avail = math.nan
-        self.inflight = {}              # sequence -> (bits, sent time): forwarded, not yet reported delivered
         self.link_bps = math.nan
         self.link_t = -math.inf
-        self.delivery_bps = math.nan
+        self.link_delay_s = math.nan    # one-way delay from LinkQuality (RTT / 2)
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
-        self.delay_s = 0.0              # one-way link delay: LinkQuality RTT / 2, or delivery reports
-        self.link_free_at = -math.inf   # when the link would finish the frames forwarded so far
 
     # -- inputs ----------------------------------------------------------------------
     def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
-        if math.isfinite(bandwidth_bps) and bandwidth_bps > 0:
+        if math.isfinite(bandwidth_bps) and bandwidth_bps >= 0:      # 0: the link reports an outage
             self.link_bps, self.link_t = bandwidth_bps, now
         if math.isfinite(rtt_s) and rtt_s >= 0:
-            self.delay_s = rtt_s / 2
+            self.link_delay_s = rtt_s / 2
 
-    def on_link_delay(self, delay_s: float) -> None:
-        """One-way delay seen by a delivery report (arrival minus the link's last byte)."""
-        if math.isfinite(delay_s) and delay_s >= 0:
-            self.delay_s += 0.2 * (delay_s - self.delay_s)
-
-    def on_delivery_estimate(self, bps: float) -> None:
-        self.delivery_bps = bps if math.isfinite(bps) and bps > 0 else math.nan
+    def on_delivery_report(self, sequence: int, bits: float, link_start: float, link_end: float,
+                           channels_sent: int, channels_received: int, now: float, partial: bool = False) -> None:
+        self.estimator.on_report(sequence, bits, link_start, link_end, channels_sent, channels_received, now,
+                                 partial)
 
     def on_sent(self, sequence: int, bits: float, now: float) -> None:
-        self.inflight[sequence] = (bits, now)
+        self.estimator.on_sent(sequence, bits, now)
 
-    def on_delivered(self, sequence: int) -> None:
-        self.inflight.pop(sequence, None)
-
-    def inflight_bits(self, now: float) -> float:
-        for s in [s for s, (_, t) in self.inflight.items() if now - t > 2.0]:
-            del self.inflight[s]         # reports lost: forget after 2 s
-        return sum(b for b, _ in self.inflight.values())
+    @property
+    def delay_s(self) -> float:
+        """One-way link delay: LinkQuality's RTT / 2, else link end -> delivery report."""
+        if math.isfinite(self.link_delay_s):
+            return self.link_delay_s
+        d = self.estimator.report_delay_s
+        return d if math.isfinite(d) else 0.0
 
     def available(self, now: float) -> tuple[float, str]:
+        est = self.estimator
+        est.tick(now)
         if math.isfinite(self.link_bps) and now - self.link_t <= self.cfg.link_stale_s:
-            return self.link_bps, "link_quality"
-        if math.isfinite(self.delivery_bps):
-            return self.delivery_bps, "delivery"
-        return math.nan, "default"
+            avail, source = self.link_bps, "link_quality"
+        elif math.isfinite(est.bps):
+            avail, source = est.rate(), "delivery"
+        elif est.first_sent is None or now - est.first_sent <= self.cfg.startup_s:
+            return math.nan, "startup"
+        else:
+            return math.nan, "default"
+        return avail, source + ("+stalled" if est.stalled else "")
 
     # -- per frame ---------------------------------------------------------------------
     @staticmethod
     def frame_bytes(chunk_bytes) -> float:
         return HEADER.size + sum(CHUNK_ENTRY.size + b for b in chunk_bytes)
+
+    def _due(self) -> float:
+        return self.interval + max(0.0, self.cfg.deadline_slack_s - self.cfg.deadline_margin_s)
 
     def frame_time(self, age_s: float, wait_s: float = 0.0) -> float:
         """Link time one frame may take: what its deadline (interval + slack after
@@ -120,8 +280,8 @@ class BitrateController:
         frame's age at this decision, the link time still owed to frames forwarded
         before it, and the link delay ahead of it; at least a quarter interval, so k
         never collapses for one late frame."""
-        lost = sum(min(max(x, 0.0), self.interval) for x in (age_s, wait_s, self.delay_s))
-        due = self.interval + max(0.0, self.cfg.deadline_slack_s - self.cfg.deadline_margin_s)
+        lost = sum(max(x, 0.0) for x in (age_s, wait_s, self.delay_s))
+        due = self._due()
         return min(due, max(0.25 * self.interval, due - lost))
 
     def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0) -> Decision:
@@ -133,27 +293,33 @@ class BitrateController:
             self.chunk_est[c] += cfg.size_smoothing * (n - self.chunk_est[c])
         avail, source = self.available(now)
         present = len(chunk_lengths)
+        if source == "startup":     # small frames until the first delivery report gives a rate
+            self.k = cfg.min_channels
+            return Decision(min(self.k, present), self.k + 1, avail, math.nan, source)
         if not math.isfinite(avail):
             self.k = cfg.max_channels
             return Decision(min(self.k, present), self.k, avail, math.nan, source)
+        budget = min(cfg.max_channels, self.k + 1)
+        target_bytes = cfg.headroom * avail * self.interval / 8.0
+        sizes = list(chunk_lengths) + self.chunk_est[present:]
+        est = self.estimator
+        if avail <= 0 or (est.stalled and est.inflight):
+            return Decision(0, budget, avail, 0.0, source)     # outage: nothing would arrive
         fell = math.isfinite(self._last_avail) and avail < 0.9 * self._last_avail
         if fell:
             self.hold = cfg.up_hold_frames               # congestion: no rising for a while
         self._last_avail = avail
         # bytes this frame may take: what its deadline leaves, after the link time still
-        # owed to earlier frames (a virtual queue at the available bandwidth)
-        wait = max(0.0, self.link_free_at - now)
+        # owed to earlier frames (re-anchored by the delivery reports)
+        wait = max(0.0, est.link_free_at(avail) - now)
+        min_bytes = self.frame_bytes(sizes[:cfg.min_channels])
+        late = max(0.0, age_s) + wait + 8.0 * min_bytes / avail + self.delay_s - (self._due() + cfg.deadline_margin_s)
+        if late > cfg.skip_late_s and not est.stalled:
+            return Decision(0, budget, avail, target_bytes * 8 / self.interval, source)
         frame_cap = avail * self.frame_time(age_s, wait) / 8.0
-        target_bytes = cfg.headroom * avail * self.interval / 8.0
         self.credit = min(self.credit + target_bytes, frame_cap)
         if fell:    # credit saved at the old rate buys no deadline slack at the new one
             self.credit = min(self.credit, avail * self.interval / 8.0)
-        if source == "delivery":
-            # without a link report, bits still in flight show a link slower than the
-            # estimate before any report can: never have more than one interval queued
-            allowed = (avail * (self.interval + 0.05) - self.inflight_bits(now)) / 8.0
-            self.credit = min(self.credit, max(0.0, allowed))
-        sizes = list(chunk_lengths) + self.chunk_est[present:]
         k_fit = cfg.min_channels
         for k in range(cfg.max_channels, cfg.min_channels - 1, -1):
             if self.frame_bytes(sizes[:k]) <= self.credit:
@@ -163,10 +329,10 @@ class BitrateController:
             k_fit = self.k if self.hold > 0 else self.k + 1
         self.hold = max(0, self.hold - 1)
         self.k = max(cfg.min_channels, min(k_fit, cfg.max_channels))
+        if est.stalled:         # nothing in flight during a stall: one small probe frame
+            self.k = cfg.min_channels
         k_sent = min(self.k, present)
-        sent = self.frame_bytes(sizes[:k_sent])
-        self.credit = max(0.0, self.credit - sent)
-        self.link_free_at = max(now, self.link_free_at) + 8.0 * sent / avail
+        self.credit = max(0.0, self.credit - self.frame_bytes(sizes[:k_sent]))
         return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)
 
 

@@ -1,4 +1,4 @@
-"""A bandwidth / loss / delay link, and a throughput estimator from delivery reports.
+"""A bandwidth / loss / delay link (the rate estimator from its reports is control.py's).
 
 Pure logic, shared by link_emulator_node and the ABR evaluation.
 Trace CSV: header `t,bandwidth_bps,loss,delay_ms` (loss and delay optional), values
@@ -91,6 +91,7 @@ class Delivery:
     end: float            # when its last bit crossed the link
     delivered: float      # end + propagation delay
     kept: list            # indices of the chunks that survived loss
+    first_end: float = math.nan   # when the first `first_bytes` crossed (a progress report's time)
 
 
 class LinkEmulator:
@@ -102,40 +103,15 @@ class LinkEmulator:
         self.rng = random.Random(seed)
         self.sent_bits = 0.0
 
-    def send(self, t: float, frame_bytes: int, n_chunks: int) -> Delivery:
+    def send(self, t: float, frame_bytes: int, n_chunks: int, first_bytes: int = 0) -> Delivery:
         start = max(t, self.free_at)
         end = self.trace.transmit_end(start, frame_bytes * 8)
         self.free_at = end
         self.sent_bits += frame_bytes * 8
         p = self.trace.at(start)
         kept = [c for c in range(n_chunks) if self.rng.random() >= p.loss]
-        return Delivery(start, end, end + p.delay_ms / 1000, kept)
-
-
-class DeliveryEstimator:
-    """Available throughput from receive-side reports, for links that report nothing.
-
-    A frame's bits divided by the time the link spent on it (from when it started
-    sending, not when it was captured) is one sample of the link rate; a lower sample
-    is taken at once, a higher one smoothed (EWMA).  While frames queue behind each other the estimate is an upper
-    bound, so queueing delay beyond one frame interval shrinks it (backlog guard)."""
-
-    def __init__(self, smoothing: float = 0.3, initial_bps: float = math.nan):
-        self.alpha = smoothing
-        self.bps = initial_bps
-
-    def on_delivery(self, bits: float, link_start: float, link_end: float, capture: float, interval: float):
-        busy = link_end - link_start
-        if busy <= 0:
-            return
-        sample = bits / busy
-        if math.isnan(self.bps) or sample < self.bps:
-            self.bps = sample                 # fall at once: a slower link must be believed now
-        else:
-            self.bps += self.alpha * (sample - self.bps)
-        queued = link_start - capture
-        if queued > 0.5 * interval:
-            self.bps *= max(0.5, 1 - queued / (4 * interval))
+        first = self.trace.transmit_end(start, first_bytes * 8) if 0 < first_bytes < frame_bytes else math.nan
+        return Delivery(start, end, end + p.delay_ms / 1000, kept, first)
 
 
 class ThrottledSerialProxy:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from ..abr import STRATEGIES, Record, Strategy, abr_metrics, frame_bits
+from ..abr import HEADER, STRATEGIES, Record, Strategy, abr_metrics, frame_bits
 from ..codec import bitstream
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
 from ..codec.inter import ReferenceState
@@ -24,7 +24,7 @@ from ..codec.jpeg import jpeg_roundtrip
 from ..codec.metrics import ms_ssim
 from ..control import JPEG_LADDER, BitrateController, ControllerConfig, JpegLadder
 from ..evaluation import collect_frames, write_json
-from ..link_emulation import DeliveryEstimator, LinkEmulator, Trace
+from ..link_emulation import LinkEmulator, Trace
 
 
 class FrameBank:
@@ -62,11 +62,10 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
     link = LinkEmulator(trace, seed=1)
     n = int(T * fps)
     ctrl = BitrateController(cfg or ControllerConfig(default_interval_s=interval))
-    est = DeliveryEstimator()
     pending = []               # (delivered time, report) not yet known to the sender
     budget = LATENT_CHANNELS
     ladder = JpegLadder(fps)
-    recs = []
+    recs, estimates = [], []
     # video mode: the camera's references, and acknowledgements on their way back
     refs = ReferenceState() if strategy.video else None
     acks = []                  # (arrival time, sequence, channels decoded)
@@ -78,12 +77,11 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
         for a in [a for a in acks if a[0] <= t]:
             refs.acknowledge(a[1], a[2])
         acks = [a for a in acks if a[0] > t]
-        for arrival, rep in arrived:
-            bits, start, end, cap, late = rep
-            ctrl.on_link_delay(arrival - end)
-            est.on_delivery(bits, start, end, cap, interval)
-            ctrl.on_delivered(round(cap * fps))
-            ladder.on_report(cap, start, end, late)
+        for arrival, rep in sorted(arrived, key=lambda r: r[0]):
+            seq, bits, start, end, cap, late, n_sent, n_kept, partial = rep
+            ctrl.on_delivery_report(seq, bits, start, end, n_sent, n_kept, arrival, partial)
+            if not partial:
+                ladder.on_report(cap, start, end, late)
         if strategy.kind == "jpeg":
             if link.free_at - t > interval:            # the sender's own queue is backing up
                 ladder.on_backlog(t)
@@ -103,23 +101,34 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
                 if strategy.link_monitor:
                     p = trace.at(t)
                     ctrl.on_link_quality(p.bandwidth_bps, t, 2 * p.delay_ms / 1000)  # as link_emulator_node
-                ctrl.on_delivery_estimate(est.bps)
                 dec = ctrl.decide(sizes[:budget], t, t)
                 level, budget = dec.channels, dec.budget
+                estimates.append(ctrl.available(t)[0])
+                if level == 0:         # not sent: it could not arrive in time (or an outage)
+                    recs.append(Record(t, 0, 0, float("inf"), False, 0.0))
+                    continue
             else:
                 level = strategy.k
             bits = frame_bits(sizes[:level], inter)
             if strategy.kind == "ours":
                 ctrl.on_sent(i, bits, t)
-            d = link.send(t, bits // 8, level)
+            entry = frame_bits([0], inter) // 8 - HEADER
+            first = frame_bits(sizes[:1], inter) // 8 + entry * (level - 1) if level > 1 else 0   # table + chunk 0
+            d = link.send(t, bits // 8, level, first)
+            if d.first_end == d.first_end:     # a progress report once the first chunk crossed
+                pending.append((d.first_end + (d.delivered - d.end),
+                                (i, first * 8, d.start, d.first_end, t, False, level, int(0 in d.kept), True)))
             # inter coding is lossless, so a received channel set shows its intra picture
             ms = bank.quality(fi, d.kept)
             if refs is not None:       # the receiver acknowledges what it decoded, one way later
                 acks.append((d.delivered + (d.delivered - d.end), i, list(d.kept)))
         late = d.delivered > t + interval + 0.05
-        pending.append((d.delivered, (bits, d.start, d.end, t, late)))
+        pending.append((d.delivered, (i, bits, d.start, d.end, t, late, 1 if strategy.kind == "jpeg" else level, len(d.kept), False)))
         recs.append(Record(t, level, bits, d.delivered, not late and len(d.kept) > 0, ms))
-    return abr_metrics(strategy, recs, trace, T, interval)
+    m = abr_metrics(strategy, recs, trace, T, interval)
+    if estimates:
+        m["series"]["estimate_bps"] = estimates
+    return m
 
 
 def evaluate(trace_path, clip, encoder, decoder, fps=10.0, max_frames=30, strategies=None, progress=True) -> dict:
