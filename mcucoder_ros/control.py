@@ -4,9 +4,10 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
   * available bandwidth: the latest fresh LinkQuality report (0 = an outage), else the
     rate estimated from the receiver's delivery reports (DeliveryRateEstimator), else
     unknown (all channels pass)
-  * where the link is: a virtual queue at the available bandwidth, re-anchored at
-    every delivery report to when the link really finished that frame, so a rate
-    that was too high shows as queued time at the next decision
+  * where the link is: a virtual queue at the available bandwidth; with delivery
+    reports, the frames in flight replayed from when the link really finished the
+    last reported one, so a rate that was too high shows as queued time at the next
+    decision
   * a byte credit refills by headroom x available x frame interval per frame and is
     capped at what the frame's deadline allows on the link; k = the largest prefix of
     channels whose bytes (exact for the channels present, running estimates for the
@@ -229,6 +230,7 @@ class BitrateController:
         self.link_delay_s = math.nan    # one-way delay from LinkQuality (RTT / 2)
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
+        self.link_free_at = -math.inf   # virtual queue, for links without delivery reports
 
     # -- inputs ----------------------------------------------------------------------
     def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
@@ -311,7 +313,8 @@ class BitrateController:
         self._last_avail = avail
         # bytes this frame may take: what its deadline leaves, after the link time still
         # owed to earlier frames (re-anchored by the delivery reports)
-        wait = max(0.0, est.link_free_at(avail) - now)
+        free_at = est.link_free_at(avail) if est.reports else self.link_free_at
+        wait = max(0.0, free_at - now)
         min_bytes = self.frame_bytes(sizes[:cfg.min_channels])
         late = max(0.0, age_s) + wait + 8.0 * min_bytes / avail + self.delay_s - (self._due() + cfg.deadline_margin_s)
         if late > cfg.skip_late_s and not est.stalled:
@@ -332,7 +335,9 @@ class BitrateController:
         if est.stalled:         # nothing in flight during a stall: one small probe frame
             self.k = cfg.min_channels
         k_sent = min(self.k, present)
-        self.credit = max(0.0, self.credit - self.frame_bytes(sizes[:k_sent]))
+        sent = self.frame_bytes(sizes[:k_sent])
+        self.credit = max(0.0, self.credit - sent)
+        self.link_free_at = max(now, self.link_free_at) + 8.0 * sent / avail
         return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)
 
 

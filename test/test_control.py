@@ -7,20 +7,34 @@ SIZES = [500, 480, 460, 440, 430, 420, 410, 400, 390, 380, 370, 360]
 FULL_BPS = (16 + sum(3 + s for s in SIZES)) * 8 * 15
 
 
+def bits_of(k):
+    return (16 + sum(3 + s for s in SIZES[:k])) * 8
+
+
 def run(ctrl, bw, frames, t0=0.0, k_enc=12):
     out = []
     for i in range(frames):
         t = t0 + i / 15
         ctrl.on_link_quality(bw, t)
         d = ctrl.decide(SIZES[:k_enc], t, t)
+        if d.channels:
+            ctrl.on_sent(round(t * 15), bits_of(d.channels), t)
         out.append(d)
         k_enc = d.budget
     return out
 
 
-def test_unknown_bandwidth_sends_everything():
-    d = BitrateController().decide(SIZES, 0.0, 0.0)
-    assert d.channels == 12 and d.source == "default"
+def test_without_any_rate_small_frames_then_everything():
+    """No link report and no delivery report: min_channels until startup_s after the
+    first frame (a report would give a rate), then every channel (no feedback at all)."""
+    c = BitrateController()
+    ds = []
+    for i in range(30):
+        t = i / 15
+        ds.append(c.decide(SIZES, t, t))
+        c.on_sent(i, bits_of(ds[-1].channels), t)
+    assert all(d.channels == 1 and d.source == "startup" for d in ds[:15])
+    assert ds[-1].channels == 12 and ds[-1].source == "default"
 
 
 def test_step_down_is_immediate_and_fits():
@@ -75,16 +89,27 @@ def test_whole_channels_fill_a_link_where_one_channel_is_a_large_share():
     assert ks0 == {2} and u0 < 0.75, (u0, ks0)
 
 
-def test_min_channels_when_nothing_fits():
+def test_min_channels_when_little_fits_and_nothing_when_it_would_be_late():
     c = BitrateController()
-    d = run(c, 1000.0, 3)[-1]
-    assert d.channels == 1
+    assert run(c, 80_000.0, 10)[-1].channels == 1        # one channel (4 kbit) fits 1/15 s at 80 kbit/s
+    c = BitrateController()
+    ds = run(c, 1000.0, 5)                                # one channel takes 4 s: no frame would arrive in time
+    assert [d.channels for d in ds] == [0] * 5
+
+
+def test_outage_reported_by_the_link_sends_nothing():
+    c = BitrateController()
+    run(c, FULL_BPS, 10)
+    ds = run(c, 0.0, 10, t0=10 / 15)
+    assert all(d.channels == 0 for d in ds) and ds[0].available_bps == 0
+    assert run(c, FULL_BPS, 3, t0=40 / 15)[-1].channels >= 1
 
 
 def test_stale_link_report_ignored():
     c = BitrateController()
-    c.on_link_quality(10_000, 0.0)
+    c.on_link_quality(80_000, 0.0)
     assert c.decide(SIZES, 0.0, 0.1).channels == 1
+    c.on_sent(0, bits_of(1), 0.1)
     assert c.decide(SIZES, 5.0, 5.0).source == "default"
 
 
@@ -99,6 +124,7 @@ def test_deadline_counts_frame_age_and_link_delay():
             t = i / 15
             c.on_link_quality(bw, t, rtt)
             ds.append(c.decide(SIZES, t, t, age_s=age))
+            c.on_sent(i, bits_of(ds[-1].channels), t)
         return bw, [(16 + sum(3 + s for s in SIZES[:d.channels])) * 8 for d in ds[5:]]
 
     bw, fresh = frame_bits_sent(0.0, 0.0)

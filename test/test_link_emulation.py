@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from mcucoder_ros.link_emulation import DeliveryEstimator, LinkEmulator, Trace, TracePoint
+from mcucoder_ros.link_emulation import LinkEmulator, Trace, TracePoint
 
 TRACES = sorted((ROOT / "config" / "traces").glob("*.csv"))
 
@@ -26,15 +26,6 @@ def test_delivered_bits_never_exceed_the_trace(path):
     for t in [x * 0.25 for x in range(1, int(trace.duration * 4))]:
         crossed = sum(b for e, b in ends if e <= t)
         assert crossed <= trace.available_bits(0, t) + 1e-6
-
-
-def test_estimator_converges_on_a_constant_link():
-    trace = Trace([TracePoint(0, 100_000.0), TracePoint(60, 100_000.0)])
-    link, est = LinkEmulator(trace), DeliveryEstimator()
-    for i in range(50):
-        d = link.send(i / 10, 800, 4)
-        est.on_delivery(6400, d.start, d.end, i / 10, 0.1)
-    assert abs(est.bps - 100_000) / 100_000 < 0.02
 
 
 def test_trace_errors_are_clear(tmp_path):

@@ -180,6 +180,8 @@ def _make_jpeg_sender(fps, namespace: str, harness):
             self.pub.publish(CompressedImage(header=m.header, format="jpeg", data=coded[q]))
 
         def _on_report(self, r):
+            if r.partial:
+                return
             cap = stamp_to_s(r.header.stamp)
             late = self._now() > cap + self.interval + 0.05     # the report comes at delivery
             self.ladder.on_report(cap, stamp_to_s(r.link_start), stamp_to_s(r.link_end), late)

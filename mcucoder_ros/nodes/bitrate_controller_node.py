@@ -17,7 +17,6 @@ from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
 from ..control import BitrateController, ControllerConfig, FrameRateGate
-from ..link_emulation import DeliveryEstimator
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
 
@@ -52,12 +51,12 @@ class BitrateControllerNode(McuNode):
         # a relay takes frames in once it can pass them on
         self.when_subscribed(self.pub, self._subscribe_input, "taking frames from latent")
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
-        self.estimator = DeliveryEstimator()
         self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
         self.fps_gate = FrameRateGate(margin=self.p["receiver_fps_margin"])
         self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
         self.ack_pub = self.create_publisher(ReceiverReport, "reference_ack", 10)
         self.counters["frames_skipped"] = 0
+        self.counters["frames_skipped_link"] = 0
 
     def _subscribe_input(self):
         self.create_subscription(LatentChannels, "latent", self._on_latent, self.qos())
@@ -85,13 +84,11 @@ class BitrateControllerNode(McuNode):
         self.ctrl.on_link_quality(msg.bandwidth_bps, time.monotonic(), msg.round_trip_time_s)
 
     def _on_report(self, r: DeliveryReport):
-        end = stamp_to_s(r.link_end)
-        self.estimator.on_delivery(r.bytes * 8, stamp_to_s(r.link_start), end, stamp_to_s(r.header.stamp),
-                                   self.ctrl.interval)
-        self.ctrl.on_delivery_estimate(self.estimator.bps)
-        self.ctrl.on_delivered(r.sequence)
-        self.ctrl.on_link_delay(self._ros_now() - end)
-        self.count("delivery_reports")
+        # link times are on the receiver's clock: the estimator uses only their differences
+        # and their offset from our send times (its minimum filter absorbs the clocks' offset)
+        self.ctrl.on_delivery_report(r.sequence, r.bytes * 8, stamp_to_s(r.link_start), stamp_to_s(r.link_end),
+                                     r.channels_sent, r.channels_received, time.monotonic(), r.partial)
+        self.count("progress_reports" if r.partial else "delivery_reports")
 
     def _on_receiver(self, r: ReceiverReport):
         self.fps_gate.on_receiver_fps(r.max_fps, time.monotonic())
@@ -110,6 +107,12 @@ class BitrateControllerNode(McuNode):
             self.count("non_prefix_frames")
         lengths = list(msg.chunk_lengths)[:len(idx)]
         d = self.ctrl.decide(lengths, stamp, time.monotonic(), age_s=self._ros_now() - stamp)
+        if d.channels == 0:
+            # the link is out, or even min_channels would arrive after the deadline and
+            # delay the frames behind it: spend no link time on it
+            self.count("frames_skipped_link")
+            self._publish_status(msg, d)
+            return
         out = gate(msg, d.channels)
         self.pub.publish(out)
         bits = message_bytes(out) * 8
@@ -134,18 +137,23 @@ class BitrateControllerNode(McuNode):
             st = BitrateStatus(sequence=msg.sequence, channels=d.channels, channel_budget=d.budget,
                                available_bps=d.available_bps, target_bps=d.target_bps, sent_bps=self.sent_bps,
                                estimate_source=d.source)
+        est = self.ctrl.estimator
+        st.delivery_estimate_bps, st.queue_delay_s, st.chunk_loss = float(est.bps), float(est.queue_s), float(est.loss)
         g = self.fps_gate
         st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
         st.forward_fps = float(g.forward_fps(now))
-        st.frames_skipped = int(self.counters["frames_skipped"])
+        st.frames_skipped = int(self.counters["frames_skipped"] + self.counters["frames_skipped_link"])
         st.header = msg.header
         self.status_pub.publish(st)
 
     def diagnostics(self):
         avail, src = self.ctrl.available(time.monotonic())
         g = self.fps_gate
+        est = self.ctrl.estimator
         return 0, "running", {"k": self.ctrl.k, "available_bps": avail if math.isfinite(avail) else "unknown",
                               "sent_bps": self.sent_bps, "estimate_source": src,
+                              "delivery_estimate_bps": est.bps if math.isfinite(est.bps) else "unknown",
+                              "queue_delay_s": est.queue_s, "chunk_loss": est.loss,
                               "receiver_fps": g.receiver_fps, "forward_fps": g.forward_fps(time.monotonic())}
 
 

@@ -81,7 +81,10 @@ class LinkEmulatorNode(McuNode):
     def _on_frame(self, m: LatentChannels):
         t = self.now()
         n_chunks = len(m.channel_indices)
-        d = self.link.send(t, message_bytes(m), n_chunks)
+        nbytes = message_bytes(m)
+        lens = list(m.chunk_lengths)
+        first = nbytes - sum(lens) + lens[0] if n_chunks > 1 else 0     # header, chunk table, chunk 0
+        d = self.link.send(t, nbytes, n_chunks, first)
         kept = set(d.kept)
         out = LatentChannels()
         out.header = m.header
@@ -103,19 +106,26 @@ class LinkEmulatorNode(McuNode):
             out.reference_deltas = array("B", refs)
         else:                                 # only intra chunks left: a version 1 frame
             out.bitstream_version = 1
-        self._queue(t, d, m.header, m.sequence, message_bytes(m), n_chunks, len(idx), out)
+        self._queue(t, d, m.header, m.sequence, nbytes, n_chunks, len(idx), out, first)
 
     def _on_image(self, m):
         t = self.now()
         d = self.link.send(t, len(m.data), 1)
         self._queue(t, d, m.header, self.n, len(m.data), 1, len(d.kept), m if d.kept else None)
 
-    def _queue(self, t, d, header, sequence, nbytes, sent, received, out):
+    def _queue(self, t, d, header, sequence, nbytes, sent, received, out, first_bytes=0):
         # report link times on the ROS clock, like the capture stamps
         to_ros = self.get_clock().now().nanoseconds * 1e-9 - t
         rep = DeliveryReport(sequence=sequence, bytes=nbytes, link_start=_time_msg(d.start + to_ros),
                              link_end=_time_msg(d.end + to_ros), channels_sent=sent, channels_received=received)
         rep.header = header
+        if math.isfinite(d.first_end):       # a progress report once the first chunk has crossed
+            prog = DeliveryReport(sequence=sequence, bytes=first_bytes, link_start=rep.link_start,
+                                  link_end=_time_msg(d.first_end + to_ros), channels_sent=sent,
+                                  channels_received=int(0 in d.kept), partial=True)
+            prog.header = header
+            heapq.heappush(self.queue, (d.first_end + d.delivered - d.end, self.n, None, prog))
+            self.n += 1
         heapq.heappush(self.queue, (d.delivered, self.n, out, rep))
         self.n += 1
         self.count("frames_in")
@@ -127,10 +137,11 @@ class LinkEmulatorNode(McuNode):
             self._monitor()                      # a link change is reported at once, like a rate-change event
         while self.queue and self.queue[0][0] <= t:
             _, _, out, rep = heapq.heappop(self.queue)
-            if out is not None:                  # None: a compressed image lost whole
+            if out is not None:                  # None: a compressed image lost whole, or a progress report
                 self.out.publish(out)
             self.reports.publish(rep)
-            self.count("frames_out")
+            if not rep.partial:
+                self.count("frames_out")
 
     def _monitor(self):
         if not self.p["act_as_link_monitor"]:

@@ -1,0 +1,103 @@
+"""DeliveryRateEstimator on synthetic delivery streams: the link emulator's reports of
+frames sent at 10 frames/s, processed at their arrival times (pure logic, no ROS)."""
+import heapq
+import math
+
+from mcucoder_ros.control import DeliveryRateEstimator
+from mcucoder_ros.link_emulation import LinkEmulator, Trace, TracePoint
+
+CHUNKS = [90] * 6                      # 6 chunks: a frame of 574 bytes (46 kbit/s at 10 frames/s)
+FRAME = 16 + sum(3 + c for c in CHUNKS)
+FIRST = 16 + 3 * len(CHUNKS) + CHUNKS[0]
+
+
+def drive(points, seconds, offset=0.0, fps=10.0):
+    """Send a frame every 1/fps s for `seconds`; returns [(t, rate, stalled, loss)] after
+    every event. Receiver's clock = sender's + offset."""
+    est = DeliveryRateEstimator()
+    link = LinkEmulator(Trace([TracePoint(*p) for p in points]), seed=3)
+    events = [(i / fps, 0, i) for i in range(int(seconds * fps))]
+    heapq.heapify(events)
+    out, n = [], 0
+    while events:
+        t, kind, data = heapq.heappop(events)
+        if kind == 0:                   # a frame leaves
+            est.tick(t)
+            est.on_sent(data, FRAME * 8, t)
+            d = link.send(t, FRAME, len(CHUNKS), FIRST)
+            late = d.delivered - d.end
+            n += 1
+            heapq.heappush(events, (d.first_end + late, 1, (data, FIRST * 8, d.start, d.first_end, int(0 in d.kept),
+                                                            True)))
+            heapq.heappush(events, (d.delivered, 2, (data, FRAME * 8, d.start, d.end, len(d.kept), False)))
+        else:
+            seq, bits, start, end, kept, partial = data
+            est.on_report(seq, bits, start + offset, end + offset, len(CHUNKS), kept, t, partial)
+        est.tick(t)
+        out.append((t, est.rate(), est.stalled, est.loss))
+    return out
+
+
+def rate_at(series, t):
+    return [r for tt, r, _, _ in series if tt <= t][-1]
+
+
+def settled(series, t_from, target, tol=0.1):
+    """First time from t_from on after which the estimate stays within tol of target until the next change."""
+    ok_since = None
+    for t, r, _, _ in series:
+        if t < t_from:
+            continue
+        if abs(r - target) <= tol * target:
+            ok_since = t if ok_since is None else ok_since
+        else:
+            ok_since = None
+    return ok_since
+
+
+def test_every_frame_measures_the_link_even_far_below_it():
+    s = drive([(0, 250_000.0, 0, 20)], 5)
+    assert abs(rate_at(s, 5) - 250_000) < 0.02 * 250_000      # sending 46 kbit/s, measuring 250
+
+
+def test_step_down_is_followed_within_half_a_second():
+    s = drive([(0, 250_000.0, 0, 20), (5, 60_000.0, 0, 20)], 10)
+    after = [(t, r) for t, r, _, _ in s if t >= 5.0]
+    t_ok = next(t for t, r in after if r <= 1.1 * 60_000)
+    assert t_ok - 5.0 <= 0.5, t_ok
+    assert all(abs(r - 60_000) <= 0.1 * 60_000 for t, r in after if t >= 5.5)
+
+
+def test_step_up_is_followed_within_one_second():
+    s = drive([(0, 60_000.0, 0, 20), (5, 250_000.0, 0, 20)], 10)
+    t_ok = settled(s, 5.0, 250_000)
+    assert t_ok is not None and t_ok - 5.0 <= 1.0, t_ok
+
+
+def test_outage_stalls_within_half_a_second_and_restarts_cleanly():
+    s = drive([(0, 200_000.0, 0, 20), (5, 0.0, 0, 20), (7, 200_000.0, 0, 20)], 12)
+    t_stall = next(t for t, _, st, _ in s if st)
+    assert 5.0 <= t_stall <= 5.5, t_stall
+    assert all(st for t, _, st, _ in s if t_stall <= t < 7.0)          # stalled for the whole outage
+    assert rate_at(s, 6.9) < 0.2 * 200_000                          # the overdue report bounds the rate
+    t_ok = settled(s, 7.0, 200_000)
+    assert t_ok is not None and t_ok - 7.0 <= 0.7, t_ok             # back within 0.7 s of the return
+
+
+def test_burst_loss_is_not_taken_for_a_slower_link():
+    pts = [(0, 200_000.0, 0.005, 20)]
+    for b in (3.0, 6.0, 9.0):                                       # 40 % chunk loss for 0.5 s, thrice
+        pts += [(b, 200_000.0, 0.4, 20), (b + 0.5, 200_000.0, 0.005, 20)]
+    s = drive(pts, 12)
+    assert all(abs(r - 200_000) <= 0.05 * 200_000 for t, r, _, _ in s if t >= 1.0)
+    assert max(loss for t, _, _, loss in s if 3.0 <= t <= 4.0) > 0.1   # the loss itself is seen
+
+
+def test_clock_offset_between_sender_and_receiver_changes_nothing():
+    pts = [(0, 250_000.0, 0, 20), (5, 60_000.0, 0, 20), (7, 0.0, 0, 20), (8, 150_000.0, 0, 20)]
+    a = drive(pts, 12)
+    b = drive(pts, 12, offset=1234.5)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (math.isnan(x[1]) and math.isnan(y[1])) or math.isclose(x[1], y[1], rel_tol=1e-6), (x, y)
+        assert x[2] == y[2], (x, y)
