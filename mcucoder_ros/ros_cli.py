@@ -93,10 +93,14 @@ def main(argv=None):
     d.add_argument("--params", default=None)
     d.set_defaults(func=_app("demo"))
     e = sub.add_parser("evaluate-abr", help="adaptive bitrate through an emulated link, per strategy")
-    e.add_argument("--trace", required=True, help="CSV t,bandwidth_bps[,loss][,delay_ms] (config/traces/)")
+    e.add_argument("--trace", required=True, nargs="+",
+                   help="CSV t,bandwidth_bps[,loss][,delay_ms] (config/traces/); several: one run each, "
+                        "--json holds {runs: [...]} and --plot gets the trace name appended")
     e.add_argument("--input", default=None, help="video (default: the bundled clip)")
     e.add_argument("--json", required=True)
     e.add_argument("--plot", default=None)
+    e.add_argument("--estimate-plot", default=None,
+                   help="PNG: the rate estimated from delivery reports against each trace's bandwidth")
     e.add_argument("--fps", type=float, default=10.0)
     e.add_argument("--max-frames", type=int, default=30, help="distinct clip frames (cycled)")
     e.add_argument("--live", action="store_true",

@@ -14,6 +14,8 @@ stable window) carrying JPEG frames over the same link.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from tqdm import tqdm
 
 from ..abr import HEADER, STRATEGIES, Record, Strategy, abr_metrics, frame_bits
@@ -24,7 +26,7 @@ from ..codec.jpeg import jpeg_roundtrip
 from ..codec.metrics import ms_ssim
 from ..control import JPEG_LADDER, BitrateController, ControllerConfig, JpegLadder
 from ..evaluation import collect_frames, write_json
-from ..link_emulation import LinkEmulator, Trace
+from ..link_emulation import LinkEmulator, Trace, TracePoint
 
 
 class FrameBank:
@@ -65,7 +67,7 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
     pending = []               # (delivered time, report) not yet known to the sender
     budget = LATENT_CHANNELS
     ladder = JpegLadder(fps)
-    recs, estimates = [], []
+    recs, est_t, est_avail, est_delivery = [], [], [], []
     # video mode: the camera's references, and acknowledgements on their way back
     refs = ReferenceState() if strategy.video else None
     acks = []                  # (arrival time, sequence, channels decoded)
@@ -103,7 +105,9 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
                     ctrl.on_link_quality(p.bandwidth_bps, t, 2 * p.delay_ms / 1000)  # as link_emulator_node
                 dec = ctrl.decide(sizes[:budget], t, t)
                 level, budget = dec.channels, dec.budget
-                estimates.append(ctrl.available(t)[0])
+                est_t.append(t)
+                est_avail.append(dec.available_bps)
+                est_delivery.append(ctrl.estimator.rate())
                 if level == 0:         # not sent: it could not arrive in time (or an outage)
                     recs.append(Record(t, 0, 0, float("inf"), False, 0.0))
                     continue
@@ -126,14 +130,15 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
         pending.append((d.delivered, (i, bits, d.start, d.end, t, late, 1 if strategy.kind == "jpeg" else level, len(d.kept), False)))
         recs.append(Record(t, level, bits, d.delivered, not late and len(d.kept) > 0, ms))
     m = abr_metrics(strategy, recs, trace, T, interval)
-    if estimates:
-        m["series"]["estimate_bps"] = estimates
+    if est_t:       # what the controller believed: the bandwidth it planned with, and the delivery estimate
+        m["series"]["estimate"] = {"t": est_t, "available_bps": est_avail, "delivery_bps": est_delivery}
     return m
 
 
-def evaluate(trace_path, clip, encoder, decoder, fps=10.0, max_frames=30, strategies=None, progress=True) -> dict:
+def evaluate(trace_path, clip, encoder, decoder, fps=10.0, max_frames=30, strategies=None, progress=True,
+             bank: FrameBank | None = None) -> dict:
     trace = Trace.load(trace_path)
-    bank = FrameBank(clip, encoder, decoder, max_frames, progress)
+    bank = bank or FrameBank(clip, encoder, decoder, max_frames, progress)
     out = {"trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
                      "points": [p.__dict__ for p in trace.points]},
            "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "clip": str(clip), "frames_in_bank": len(bank.frames),
@@ -175,22 +180,83 @@ def plot(res: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main(a) -> None:
-    from ..codec.model import DecoderModel, EncoderModel
-    from ..sources import default_clip
-    if a.live:
-        from .evaluate_abr_live import evaluate_live
-        res = evaluate_live(a.trace, a.input or default_clip(), a.fps, a.max_frames, a.strategies, a.duration)
-    else:
-        res = evaluate(a.trace, a.input or default_clip(), EncoderModel.load(), DecoderModel.load(threads=2),
-                       a.fps, a.max_frames, a.strategies)
+ESTIMATED_BY = ("ours_no_link_quality", "ours", "ours_video")   # whose estimate the estimate plot shows
+
+
+def estimate_error(res: dict, name: str) -> float:
+    """Median |delivery estimate - trace bandwidth| / bandwidth over the decisions where the link carried anything."""
+    import numpy as np
+    e = res["strategies"][name]["series"].get("estimate")
+    if not e:
+        return float("nan")
+    trace = Trace([TracePoint(**p) for p in res["trace"]["points"]])
+    errs = [abs(v - trace.at(t).bandwidth_bps) / trace.at(t).bandwidth_bps for t, v in zip(e["t"], e["delivery_bps"])
+            if trace.at(t).bandwidth_bps > 0 and v == v]
+    return float(np.median(errs)) if errs else float("nan")
+
+
+def plot_estimates(results: list[dict], path: str) -> None:
+    """The delivery-report estimate against the trace's bandwidth, one panel per trace."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 2.6 * rows), squeeze=False)
+    for ax, res in zip(axes.flat, results):
+        name = next((s for s in ESTIMATED_BY if res["strategies"].get(s, {}).get("series", {}).get("estimate")), None)
+        pts = res["trace"]["points"]
+        ax.step([p["t"] for p in pts], [p["bandwidth_bps"] / 1000 for p in pts], where="post", color="k", lw=1,
+                label="link (trace)")
+        if name:
+            e = res["strategies"][name]["series"]["estimate"]
+            ax.plot(e["t"], [v / 1000 for v in e["delivery_bps"]], lw=1, color="tab:orange",
+                    label=f"estimate from delivery reports ({name})")
+            s = res["strategies"][name]["series"]
+            ax.plot(s["t"], [v / 1000 for v in s["sent_bps"]], lw=0.6, color="tab:blue", alpha=0.6, label="sent")
+            ax.set_title(f"{res['trace']['name']}: median error {estimate_error(res, name):.1%}", fontsize=9)
+        ax.set_ylabel("kbit/s")
+        ax.set_xlabel("time (s)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="upper right")
+    mode = "live ROS graph" if results[0].get("mode") == "live" else "simulated time"
+    fig.suptitle(f"Rate estimated from delivery reports vs the link, {mode}, {results[0]['fps']:.0f} frames/s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _print(res: dict, live: bool) -> None:
     print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s) at {res['fps']:.0f} frames/s, "
-          f"224x224, {'live ROS graph' if a.live else 'simulated time'}")
+          f"224x224, {'live ROS graph' if live else 'simulated time'}, clip {Path(res['clip']).name}")
     print(f"{'strategy':22s} {'on_time':>8s} {'stalls':>7s} {'MS-SSIM':>8s} {'util':>6s} {'switches':>9s}")
     for n, m in res["strategies"].items():
         print(f"{n:22s} {m['on_time_ratio']:8.3f} {m['stall_count']:7d} {m['mean_ms_ssim']:8.4f} "
               f"{m['utilization']:6.2f} {m['k_switches']:9d}")
-    write_json(res, a.json)
-    if a.plot:
-        plot(res, a.plot)
-    print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))
+
+
+def main(a) -> None:
+    from ..codec.model import DecoderModel, EncoderModel
+    from ..sources import default_clip
+    clip = a.input or default_clip()
+    results, bank = [], None
+    for trace_path in a.trace:
+        if a.live:
+            from .evaluate_abr_live import evaluate_live
+            res = evaluate_live(trace_path, clip, a.fps, a.max_frames, a.strategies, a.duration)
+        else:
+            if bank is None:
+                bank = FrameBank(clip, EncoderModel.load(), DecoderModel.load(threads=2), a.max_frames)
+            res = evaluate(trace_path, clip, None, None, a.fps, a.max_frames, a.strategies, bank=bank)
+        _print(res, a.live)
+        results.append(res)
+        if a.plot:
+            p = Path(a.plot)
+            plot(res, str(p if len(a.trace) == 1 else p.with_name(f"{p.stem}_{res['trace']['name']}{p.suffix}")))
+    write_json(results[0] if len(results) == 1 else {"runs": results}, a.json)
+    if a.estimate_plot:
+        plot_estimates(results, a.estimate_plot)
+    print(f"wrote {a.json}" + "".join(f" and {p}" for p in (a.plot, a.estimate_plot) if p))

@@ -48,7 +48,7 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage, Image
 
-    from ..msg import LatentChannels
+    from ..msg import BitrateStatus, LatentChannels
     from ..nodes.common import message_bytes
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -75,6 +75,8 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
                 self.create_subscription(LatentChannels, "latent_gated", self._on_sent, qos_profile_sensor_data)
                 self.create_subscription(LatentChannels, "latent_link", self._on_link, qos_profile_sensor_data)
                 self.create_subscription(Image, "image_decoded", self._on_decoded, reliable)
+                self.create_subscription(BitrateStatus, "bitrate_status", self._on_status, 10)
+            self.estimate = {"t": [], "available_bps": [], "delivery_bps": []}
 
         def now(self) -> float:
             return time.monotonic() - self.t0
@@ -104,6 +106,13 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
         def _on_link(self, m):
             if len(m.channel_indices):
                 self.link_arrival.setdefault(_key(m.header.stamp), self.now())
+
+        def _on_status(self, m):
+            if self.t0 is None:
+                return
+            for key, v in (("t", self.now()), ("available_bps", m.available_bps),
+                           ("delivery_bps", m.delivery_estimate_bps)):
+                self.estimate[key].append(float(v))
 
         def _on_decoded(self, m):
             rgb = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.step)[:, :m.width * 3]
@@ -290,6 +299,8 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
     recs = h.records()
     res = abr_metrics(strat, recs, trace, T, 1.0 / fps)
     res["frames_shown"] = len(h.shown)
+    if not jpeg:
+        res["series"]["estimate"] = h.estimate
     return res
 
 

@@ -138,7 +138,7 @@ class BitrateControllerNode(McuNode):
                                available_bps=d.available_bps, target_bps=d.target_bps, sent_bps=self.sent_bps,
                                estimate_source=d.source)
         est = self.ctrl.estimator
-        st.delivery_estimate_bps, st.queue_delay_s, st.chunk_loss = float(est.bps), float(est.queue_s), float(est.loss)
+        st.delivery_estimate_bps, st.queue_delay_s, st.chunk_loss = float(est.rate()), float(est.queue_s), float(est.loss)
         g = self.fps_gate
         st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
         st.forward_fps = float(g.forward_fps(now))
