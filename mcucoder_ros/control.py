@@ -40,11 +40,6 @@ from .codec.geometry import LATENT_CHANNELS
 PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (before any frame is seen)
 
 
-def _newer(a: int, b: int) -> bool:
-    """Sequence a comes after b (u32, wrapping)."""
-    return 0 < (a - b) % 2**32 < 2**31
-
-
 @dataclass
 class EstimatorConfig:
     up_smoothing: float = 0.3       # EWMA weight of a rate sample above the estimate
@@ -92,8 +87,10 @@ class DeliveryRateEstimator:
         self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
         self.bound_bps = math.inf       # the rate an overdue report leaves possible
         self._restart_after = None      # after an overdue report: the next frame's sample is taken whole
-        self.inflight: OrderedDict[int, tuple[float, float]] = OrderedDict()   # seq -> (bits, sent)
+        # frame key (a sequence; (camera, sequence) on a shared link) -> (bits, sent), in sending order
+        self.inflight: OrderedDict = OrderedDict()
         self.anchor = -math.inf         # sender-clock time the link finished the last reported frame
+        self.planned_free_at = -math.inf  # the controllers' own virtual queue, for links without reports
         self.reports = 0
         self.first_sent = None          # when the first frame went (start-up: waiting for a report)
         self._delays: deque = deque()   # (now, link_start - sent) for the minimum filter
@@ -112,14 +109,12 @@ class DeliveryRateEstimator:
         sent = None
         if partial:
             sent = self.inflight.get(sequence, (0.0, None))[1]
-        else:
-            while self.inflight:    # reports come in link order: an older frame without one lost it
-                s = next(iter(self.inflight))
-                if _newer(s, sequence):
-                    break
-                _, t = self.inflight.pop(s)
+        elif sequence in self.inflight:
+            while self.inflight:    # reports come in link order: a frame sent before without one lost it
+                s, (_, t) = self.inflight.popitem(last=False)
                 if s == sequence:
                     sent = t
+                    break
             self.reports += 1
             if channels_sent > 0:
                 self.loss += 0.2 * ((1 - channels_received / channels_sent) - self.loss)
@@ -144,7 +139,7 @@ class DeliveryRateEstimator:
         sample = bits / busy
         if not partial:
             self._delivered.append((bits, link_start, link_end))
-        if math.isnan(self.bps) or (self._restart_after is not None and _newer(sequence, self._restart_after)):
+        if math.isnan(self.bps) or (self._restart_after is not None and sequence != self._restart_after):
             self.bps, self._restart_after = sample, None
         elif was_overdue:
             # the link was slower than the estimate, or it stalled while this frame was on
@@ -230,7 +225,6 @@ class BitrateController:
         self.link_delay_s = math.nan    # one-way delay from LinkQuality (RTT / 2)
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
-        self.link_free_at = -math.inf   # virtual queue, for links without delivery reports
 
     # -- inputs ----------------------------------------------------------------------
     def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
@@ -286,7 +280,10 @@ class BitrateController:
         due = self._due()
         return min(due, max(0.25 * self.interval, due - lost))
 
-    def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0) -> Decision:
+    def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0,
+               share_bps: float | None = None) -> Decision:
+        """share_bps: this camera's share of a link shared with others (SharedLinkController);
+        the credit refills at it, while deadlines and queueing are the whole link's."""
         cfg = self.cfg
         if self._last_stamp is not None and 0 < stamp_s - self._last_stamp < 5.0:
             self.interval += 0.2 * (stamp_s - self._last_stamp - self.interval)
@@ -302,7 +299,7 @@ class BitrateController:
             self.k = cfg.max_channels
             return Decision(min(self.k, present), self.k, avail, math.nan, source)
         budget = min(cfg.max_channels, self.k + 1)
-        target_bytes = cfg.headroom * avail * self.interval / 8.0
+        target_bytes = (cfg.headroom * avail if share_bps is None else min(share_bps, avail)) * self.interval / 8.0
         sizes = list(chunk_lengths) + self.chunk_est[present:]
         est = self.estimator
         if avail <= 0 or (est.stalled and est.inflight):
@@ -313,7 +310,7 @@ class BitrateController:
         self._last_avail = avail
         # bytes this frame may take: what its deadline leaves, after the link time still
         # owed to earlier frames (re-anchored by the delivery reports)
-        free_at = est.link_free_at(avail) if est.reports else self.link_free_at
+        free_at = est.link_free_at(avail) if est.reports else est.planned_free_at
         wait = max(0.0, free_at - now)
         min_bytes = self.frame_bytes(sizes[:cfg.min_channels])
         late = max(0.0, age_s) + wait + 8.0 * min_bytes / avail + self.delay_s - (self._due() + cfg.deadline_margin_s)
@@ -337,8 +334,154 @@ class BitrateController:
         k_sent = min(self.k, present)
         sent = self.frame_bytes(sizes[:k_sent])
         self.credit = max(0.0, self.credit - sent)
-        self.link_free_at = max(now, self.link_free_at) + 8.0 * sent / avail
+        est.planned_free_at = max(now, est.planned_free_at) + 8.0 * sent / avail
         return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)
+
+
+def channel_gains(quality_by_k: dict) -> list[float]:
+    """Quality each channel adds, from a model's MS-SSIM at some k (export.json's
+    val_ms_ssim): gain[c] = q(c + 1) - q(c), with q(0) = 0 and q interpolated linearly
+    in log k between the measured k (diminishing returns within each stretch too, as
+    tail-drop training orders the channels)."""
+    pts = sorted((int(k), float(v)) for k, v in quality_by_k.items())
+
+    def q(k):
+        if k <= 0:
+            return 0.0
+        if k <= pts[0][0]:
+            return pts[0][1] * math.log1p(k) / math.log1p(pts[0][0])
+        for (k0, q0), (k1, q1) in zip(pts, pts[1:]):
+            if k <= k1:
+                return q0 + (q1 - q0) * math.log(k / k0) / math.log(k1 / k0)
+        return pts[-1][1]
+    return [max(1e-6, q(c + 1) - q(c)) for c in range(LATENT_CHANNELS)]
+
+
+@dataclass
+class CameraSpec:
+    """One camera on a shared link: its weight and bounds of k."""
+    name: str
+    weight: float = 1.0
+    min_channels: int = 1
+    max_channels: int = LATENT_CHANNELS
+
+
+def allocate(budget_bps: float, cameras: list[dict]) -> dict[str, float]:
+    """Split a link's bits/s between cameras.  Each camera: name, weight, min_channels,
+    max_channels, fps, sizes (bytes per channel), gains (quality per channel).
+
+    Every camera first gets its min_channels (highest weight first while the budget
+    lasts); then, one channel at a time, the next channel of the camera where it buys
+    the most weighted quality per bit (weight x gain / bits per second of that
+    channel); a channel that does not fit is passed over for cheaper ones, and what is
+    left at the end goes to the best of those, so that its k alternates.  Like WebRTC's
+    bitrate allocator (minimums first, the rest by priority), with the priority being
+    what a channel buys, not a fixed share."""
+    shares = {c["name"]: 0.0 for c in cameras}
+    k = {}
+    left = budget_bps
+    for c in sorted(cameras, key=lambda c: -c["weight"]):
+        cost = BitrateController.frame_bytes(c["sizes"][:c["min_channels"]]) * 8 * c["fps"]
+        if cost <= left:
+            shares[c["name"]], k[c["name"]] = cost, c["min_channels"]
+            left -= cost
+    open_ = [c for c in cameras if c["name"] in k]
+    passed = []
+    while open_:
+        def value(c):
+            i = k[c["name"]]
+            return c["weight"] * c["gains"][i] / ((CHUNK_ENTRY.size + c["sizes"][i]) * 8 * c["fps"])
+        open_ = [c for c in open_ if k[c["name"]] < c["max_channels"]]
+        if not open_:
+            break
+        best = max(open_, key=lambda c: (value(c), -k[c["name"]]))     # ties: the camera with fewer channels
+        i = k[best["name"]]
+        cost = (CHUNK_ENTRY.size + best["sizes"][i]) * 8 * best["fps"]
+        if cost <= left:
+            k[best["name"]] += 1
+            shares[best["name"]] += cost
+            left -= cost
+        else:
+            passed.append((value(best), best["name"]))
+            open_.remove(best)
+    if passed and left > 0:
+        shares[max(passed)[1]] += left
+    return shares
+
+
+class SharedLinkController:
+    """One link, several cameras: one rate estimate and one queue for the link, one
+    BitrateController per camera (its own k, credit, frame interval, chunk sizes,
+    deadlines), and the link's bits split between them by `allocate` at every
+    decision.  strategy "shared" (the rule), "equal" (the same share each) or
+    "independent" (each camera plans as if it had the link alone: what separate
+    pipelines on one link do)."""
+
+    def __init__(self, cameras: list[CameraSpec], gains: list[float], cfg: ControllerConfig | None = None,
+                 strategy: str = "shared", camera_stale_s: float = 1.0):
+        if strategy not in ("shared", "equal", "independent"):
+            raise ValueError(f"unknown sharing strategy {strategy!r}")
+        self.cfg = cfg or ControllerConfig()
+        self.gains, self.strategy, self.camera_stale_s = list(gains), strategy, camera_stale_s
+        self.estimator = DeliveryRateEstimator()
+        self.specs: dict[str, CameraSpec] = {}
+        self.ctrls: dict[str, BitrateController] = {}
+        self.last_seen: dict[str, float] = {}
+        self.shares: dict[str, float] = {}
+        for c in cameras:
+            self.add_camera(c)
+
+    def add_camera(self, spec: CameraSpec) -> None:
+        from dataclasses import replace
+        if spec.min_channels > spec.max_channels:
+            raise ValueError(f"camera {spec.name}: min_channels must not exceed max_channels")
+        cfg = replace(self.cfg, min_channels=spec.min_channels, max_channels=spec.max_channels)
+        est = DeliveryRateEstimator() if self.strategy == "independent" else self.estimator
+        self.specs[spec.name] = spec
+        self.ctrls[spec.name] = BitrateController(cfg, est)
+
+    def active(self, now: float) -> list[str]:
+        """Cameras that sent a frame within camera_stale_s (a camera that stops gives its share back)."""
+        return [n for n, t in self.last_seen.items() if now - t <= max(self.camera_stale_s,
+                                                                          3 * self.ctrls[n].interval)]
+
+    # -- inputs: the link's ---------------------------------------------------------------
+    def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
+        for c in self.ctrls.values():
+            c.on_link_quality(bandwidth_bps, now, rtt_s)
+
+    def on_delivery_report(self, camera: str, sequence: int, *args, **kw) -> None:
+        c = self.ctrls.get(camera)
+        if c is not None:
+            c.estimator.on_report((camera, sequence), *args, **kw)
+
+    def on_sent(self, camera: str, sequence: int, bits: float, now: float) -> None:
+        self.ctrls[camera].estimator.on_sent((camera, sequence), bits, now)
+
+    def decide(self, camera: str, chunk_lengths: list[int], stamp_s: float, now: float,
+               age_s: float = 0.0) -> Decision:
+        if camera not in self.ctrls:
+            self.add_camera(CameraSpec(camera, min_channels=self.cfg.min_channels,
+                                       max_channels=self.cfg.max_channels))
+        self.last_seen[camera] = now
+        ctrl = self.ctrls[camera]
+        share = None
+        if self.strategy != "independent":
+            avail, _ = ctrl.available(now)
+            if math.isfinite(avail):
+                self.shares = self._split(avail, now)
+                share = self.shares.get(camera, 0.0)
+        return ctrl.decide(chunk_lengths, stamp_s, now, age_s, share_bps=share)
+
+    def _split(self, avail: float, now: float) -> dict[str, float]:
+        names = self.active(now)
+        budget = self.cfg.headroom * avail
+        if self.strategy == "equal":
+            return {n: budget / len(names) for n in names}
+        cams = [{"name": n, "weight": self.specs[n].weight, "min_channels": self.specs[n].min_channels,
+                 "max_channels": self.specs[n].max_channels, "fps": 1.0 / self.ctrls[n].interval,
+                 "sizes": self.ctrls[n].chunk_est, "gains": self.gains} for n in names]
+        return allocate(budget, cams)
 
 
 # The JPEG baseline's quality ladder (OpenCV qualities), low to high.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -253,9 +254,9 @@ def plot(res: dict, path: str) -> None:
 
 
 def _finite(o):
-    """NaN/inf -> None, so the JSON stays standard."""
+    """NaN/inf -> None, so the JSON stays standard; floats to 7 significant digits."""
     if isinstance(o, float):
-        return o if math.isfinite(o) else None
+        return float(f"{o:.7g}") if math.isfinite(o) else None
     if isinstance(o, dict):
         return {k: _finite(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
@@ -265,4 +266,7 @@ def _finite(o):
 
 def write_json(res: dict, path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(_finite(res), indent=2, allow_nan=False))
+    text = json.dumps(_finite(res), indent=2, allow_nan=False)
+    # lists of plain values (time series) on one line each: a third of the size, still diffable
+    text = re.sub(r'\[\s+([^\[\]{}"]*?)\s+\]', lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    Path(path).write_text(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from mcucoder_ros.link_emulation import LinkEmulator, Trace, TracePoint
+from mcucoder_ros.link_emulation import LinkEmulator, Trace
 
 TRACES = sorted((ROOT / "config" / "traces").glob("*.csv"))
 
@@ -40,12 +40,21 @@ def test_trace_errors_are_clear(tmp_path):
 def test_evaluate_abr_cli_on_a_short_trace(tmp_path):
     trace = tmp_path / "short.csv"
     trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,250000,0,20\n3,60000,0.05,20\n6,60000,0,20\n")
+    outage = tmp_path / "outage.csv"
+    outage.write_text("t,bandwidth_bps,loss,delay_ms\n0,200000,0,20\n2,0,0,20\n3,200000,0,20\n5,200000,0,20\n")
     out = tmp_path / "abr.json"
     r = subprocess.run([str(Path(sys.executable).parent / "mcucoder-ros"), "evaluate-abr", "--trace", str(trace),
-                        "--json", str(out), "--plot", str(tmp_path / "abr.png"), "--max-frames", "4"],
+                        str(outage), "--json", str(out), "--plot", str(tmp_path / "abr.png"), "--max-frames", "4",
+                        "--estimate-plot", str(tmp_path / "estimate.png")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    res = json.loads(out.read_text())
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["trace"]["name"] for r in runs] == ["short", "outage"]
+    assert (tmp_path / "estimate.png").stat().st_size > 10_000 and (tmp_path / "abr_outage.png").exists()
+    # in the outage nothing is sent after the frames already on their way
+    o = runs[1]["strategies"]["ours_no_link_quality"]["series"]
+    assert sum(lv > 0 for t, lv in zip(o["t"], o["level"]) if 2.3 <= t < 3.0) <= 1
+    res = runs[0]
     s = res["strategies"]
     assert set(s) == {"ours", "ours_no_link_quality", "ours_video", "fixed_k12", "fixed_k6", "jpeg_ladder"}
     for m in s.values():
@@ -55,7 +64,7 @@ def test_evaluate_abr_cli_on_a_short_trace(tmp_path):
     # video mode: inter chunks are smaller, so the same link carries more channels
     assert s["ours_video"]["on_time_ratio"] >= 0.95
     assert s["ours_video"]["mean_ms_ssim"] >= s["ours"]["mean_ms_ssim"]
-    assert (tmp_path / "abr.png").stat().st_size > 10_000
+    assert (tmp_path / "abr_short.png").stat().st_size > 10_000
 
 
 def test_evaluate_abr_live_through_the_ros_graph(tmp_path):

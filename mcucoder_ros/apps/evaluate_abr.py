@@ -127,7 +127,8 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
             if refs is not None:       # the receiver acknowledges what it decoded, one way later
                 acks.append((d.delivered + (d.delivered - d.end), i, list(d.kept)))
         late = d.delivered > t + interval + 0.05
-        pending.append((d.delivered, (i, bits, d.start, d.end, t, late, 1 if strategy.kind == "jpeg" else level, len(d.kept), False)))
+        n_sent = 1 if strategy.kind == "jpeg" else level
+        pending.append((d.delivered, (i, bits, d.start, d.end, t, late, n_sent, len(d.kept), False)))
         recs.append(Record(t, level, bits, d.delivered, not late and len(d.kept) > 0, ms))
     m = abr_metrics(strategy, recs, trace, T, interval)
     if est_t:       # what the controller believed: the bandwidth it planned with, and the delivery estimate

@@ -261,7 +261,8 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
         from ..pipeline import Pipeline
         over = {"encoder_node": {"qos_reliability": "reliable", "frame_id": "abr_eval"}}
         if strat.kind == "fixed":
-            over["bitrate_controller_node"] = {"min_channels": strat.k, "max_channels": strat.k}
+            # every frame at k, late or not, as in simulated time (no skipping)
+            over["bitrate_controller_node"] = {"min_channels": strat.k, "max_channels": strat.k, "skip_late_s": 10.0}
             over["encoder_node"]["channel_budget"] = strat.k
         if strat.video:                   # acknowledgements flow back through the controller
             over["encoder_node"]["video_mode"] = True

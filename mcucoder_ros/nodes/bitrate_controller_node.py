@@ -36,6 +36,9 @@ class BitrateControllerNode(McuNode):
                                       "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
         "deadline_margin_s": ParamSpec(0.01, "link time left unplanned before each deadline: the hop from this "
                                        "node to the link and scheduling jitter", range=(0.0, 10.0)),
+        "skip_late_s": ParamSpec(0.0, "a frame that would arrive later than this past its deadline even with "
+                                 "min_channels is not sent (it would only delay the frames behind it)",
+                                 range=(0.0, 10.0)),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
@@ -68,7 +71,7 @@ class BitrateControllerNode(McuNode):
         return ControllerConfig(headroom=p["headroom"], up_hold_frames=p["up_hold_frames"],
                                 min_channels=p["min_channels"], max_channels=p["max_channels"],
                                 link_stale_s=p["link_stale_s"], deadline_slack_s=p["deadline_slack_s"],
-                                deadline_margin_s=p["deadline_margin_s"])
+                                deadline_margin_s=p["deadline_margin_s"], skip_late_s=p["skip_late_s"])
 
     def on_parameter_changed(self, name, value):
         if name == "receiver_fps_margin":
@@ -138,7 +141,8 @@ class BitrateControllerNode(McuNode):
                                available_bps=d.available_bps, target_bps=d.target_bps, sent_bps=self.sent_bps,
                                estimate_source=d.source)
         est = self.ctrl.estimator
-        st.delivery_estimate_bps, st.queue_delay_s, st.chunk_loss = float(est.rate()), float(est.queue_s), float(est.loss)
+        st.delivery_estimate_bps = float(est.rate())
+        st.queue_delay_s, st.chunk_loss = float(est.queue_s), float(est.loss)
         g = self.fps_gate
         st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
         st.forward_fps = float(g.forward_fps(now))
