@@ -320,6 +320,10 @@ class BitrateController:
         self.credit = min(self.credit + target_bytes, frame_cap)
         if fell:    # credit saved at the old rate buys no deadline slack at the new one
             self.credit = min(self.credit, avail * self.interval / 8.0)
+        if share_bps is not None and self.credit < min_bytes and not est.stalled:
+            # a shared link whose share for this camera is below its minimum: fewer
+            # frames (evenly, as the credit grows), each still on time, not late ones
+            return Decision(0, budget, avail, target_bytes * 8 / self.interval, source)
         k_fit = cfg.min_channels
         for k in range(cfg.max_channels, cfg.min_channels - 1, -1):
             if self.frame_bytes(sizes[:k]) <= self.credit:

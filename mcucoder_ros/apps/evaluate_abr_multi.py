@@ -1,0 +1,129 @@
+"""`mcucoder-ros evaluate-abr --cameras N`: several cameras on one emulated link, simulated time.
+
+N cameras capture at --fps each, staggered evenly within a frame interval, and share one
+LinkEmulator (one FIFO at the trace's bandwidth). Camera i shows bundled clip i mod 2
+(fixed camera, moving camera), starting 7 x i frames in, so no two show the same
+picture. Camera 0 weighs --front-weight (2 by default), the others 1. Strategies:
+
+  shared       SharedLinkController: one estimate and queue for the link, the bits
+               split by `allocate` (minimums, then the channel that buys the most
+               weighted MS-SSIM per bit)
+  equal        the same controller, the link split equally
+  independent  one BitrateController per camera, each believing it owns the link (what
+               N separate pipelines do): shown, not asserted, to overrun it
+
+Metrics per camera (control-free: the same abr_metrics as one camera), and in total:
+weighted on time and MS-SSIM (by camera weight), link use, mean k per camera.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+from pathlib import Path
+
+from ..abr import HEADER, Record, Strategy, abr_metrics, frame_bits
+from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
+from ..control import CameraSpec, ControllerConfig, SharedLinkController, channel_gains
+from ..link_emulation import LinkEmulator, Trace
+
+SHARING = ("shared", "equal", "independent")
+CLIPS = ("traffic", "pan")
+
+
+def model_gains(model_dir=None) -> list[float]:
+    """The shipped model's MS-SSIM gain per channel (export.json, validation at k = 1, 3, 6, 9, 12)."""
+    from ..codec.model import default_model_dir
+    meta = json.loads((Path(model_dir or default_model_dir()) / "export.json").read_text())
+    return channel_gains(meta["training_history"][-1]["val_ms_ssim"])
+
+
+def simulate_cameras(sharing: str, banks: list, trace: Trace, fps: float, weights: list[float],
+                     gains: list[float], duration: float | None = None, link_reports: bool = True) -> dict:
+    T = duration or trace.duration
+    n_cam = len(weights)
+    interval = 1.0 / fps
+    names = [f"cam{i}" for i in range(n_cam)]
+    ctrl = SharedLinkController([CameraSpec(n, weight=w) for n, w in zip(names, weights)], gains,
+                                ControllerConfig(default_interval_s=interval), strategy=sharing)
+    link = LinkEmulator(trace, seed=1)
+    events = []                 # (time, order, kind, data): captures and reports in time order
+    for i in range(n_cam):
+        for j in range(int(T * fps)):
+            heapq.heappush(events, (j * interval + i * interval / n_cam, 1, "frame", (i, j)))
+    budgets = [LATENT_CHANNELS] * n_cam
+    recs = [[] for _ in range(n_cam)]
+    shares = [[] for _ in range(n_cam)]
+    sent_total = 0.0
+    while events:
+        t, _, kind, data = heapq.heappop(events)
+        if kind == "report":
+            *rep, partial = data
+            ctrl.on_delivery_report(*rep, t, partial)
+            continue
+        i, j = data
+        bank = banks[i % len(banks)]
+        fi = (j + 7 * i) % len(bank.frames)
+        if link_reports:
+            p = trace.at(t)
+            ctrl.on_link_quality(p.bandwidth_bps, t, 2 * p.delay_ms / 1000)
+        sizes = bank.sizes(fi)
+        d = ctrl.decide(names[i], sizes[:budgets[i]], t, t)
+        budgets[i] = d.budget
+        shares[i].append((t, ctrl.shares.get(names[i], float("nan"))))
+        if d.channels == 0:
+            recs[i].append(Record(t, 0, 0, float("inf"), False, 0.0))
+            continue
+        level = d.channels
+        bits = frame_bits(sizes[:level])
+        ctrl.on_sent(names[i], j, bits, t)
+        first = frame_bits(sizes[:1]) // 8 + (frame_bits([0]) // 8 - HEADER) * (level - 1) if level > 1 else 0
+        dl = link.send(t, bits // 8, level, first)
+        sent_total += bits
+        back = dl.delivered - dl.end
+        if dl.first_end == dl.first_end:
+            heapq.heappush(events, (dl.first_end + back, 0, "report",
+                                    (names[i], j, first * 8, dl.start, dl.first_end, level, int(0 in dl.kept), True)))
+        heapq.heappush(events, (dl.delivered, 0, "report",
+                                (names[i], j, bits, dl.start, dl.end, level, len(dl.kept), False)))
+        late = dl.delivered > t + interval + 0.05
+        recs[i].append(Record(t, level, bits, dl.delivered, not late and len(dl.kept) > 0,
+                              bank.quality(fi, dl.kept)))
+    per = {}
+    for i, n in enumerate(names):
+        m = abr_metrics(Strategy(sharing, "ours"), recs[i], trace, T, interval)
+        m["weight"] = weights[i]
+        m["clip"] = CLIPS[i % len(CLIPS)]
+        sent = [r for r in recs[i] if r.level > 0]
+        m["mean_k"] = sum(r.level for r in sent) / max(1, len(sent))
+        m["frames_sent"] = len(sent)
+        m["on_time_sent"] = sum(r.on_time for r in sent) / max(1, len(sent))   # of the frames forwarded
+        m["sent_fps"] = len(sent) / T
+        m["series"]["share_bps"] = [s for _, s in shares[i]]
+        per[n] = m
+    wsum = sum(weights)
+    return {"cameras": per,
+            "total": {"on_time_weighted": sum(per[n]["on_time_ratio"] * w for n, w in zip(names, weights)) / wsum,
+                      "on_time_min": min(m["on_time_ratio"] for m in per.values()),
+                      "on_time_sent_min": min(m["on_time_sent"] for m in per.values()),
+                      "ms_ssim_weighted": sum(per[n]["mean_ms_ssim"] * w for n, w in zip(names, weights)) / wsum,
+                      "utilization": sent_total / max(1.0, trace.available_bits(0.0, T)),
+                      "stalls": sum(m["stall_count"] for m in per.values())}}
+
+
+def evaluate_cameras(trace_path, n_cam: int, fps: float = 10.0, max_frames: int = 30, sharing=None,
+                     front_weight: float = 2.0, progress: bool = True) -> dict:
+    from ..codec.model import DecoderModel, EncoderModel
+    from ..resources import data_path
+    from .evaluate_abr import FrameBank
+    trace = Trace.load(trace_path)
+    enc, dec = EncoderModel.load(), DecoderModel.load(threads=2)
+    banks = [FrameBank(data_path(f"clips/{c}.mp4"), enc, dec, max_frames, progress) for c in CLIPS[:n_cam]]
+    weights = [front_weight] + [1.0] * (n_cam - 1)
+    gains = model_gains()
+    out = {"trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
+                     "points": [p.__dict__ for p in trace.points]},
+           "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "cameras": n_cam, "weights": weights,
+           "clips": [CLIPS[i % len(CLIPS)] for i in range(n_cam)], "sharing": {}}
+    for s in sharing or SHARING:
+        out["sharing"][s] = simulate_cameras(s, banks, trace, fps, weights, gains)
+    return out
