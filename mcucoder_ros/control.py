@@ -225,6 +225,9 @@ class BitrateController:
         self.link_delay_s = math.nan    # one-way delay from LinkQuality (RTT / 2)
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
+        # False where no one sends delivery reports (a link with no feedback): no startup
+        # phase waits for them then
+        self.expect_reports = True
 
     # -- inputs ----------------------------------------------------------------------
     def on_link_quality(self, bandwidth_bps: float, now: float, rtt_s: float = math.nan) -> None:
@@ -256,7 +259,7 @@ class BitrateController:
             avail, source = self.link_bps, "link_quality"
         elif math.isfinite(est.bps):
             avail, source = est.rate(), "delivery"
-        elif est.first_sent is None or now - est.first_sent <= self.cfg.startup_s:
+        elif self.expect_reports and (est.first_sent is None or now - est.first_sent <= self.cfg.startup_s):
             return math.nan, "startup"
         else:
             return math.nan, "default"

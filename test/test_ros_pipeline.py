@@ -13,12 +13,13 @@ CLIP = ROOT / "data" / "clips" / "traffic.mp4"
 def accounted(out: str, encoded: int = 90) -> int:
     """The runner's last line: every encoded frame was decoded, or dropped as stale by
     a decoder that could not keep up, or skipped for it by the controller; returns how
-    many were decoded (all of them unless the host is overloaded)."""
+    many were decoded (all of them unless the host is overloaded), skipped by the
+    controller because the link could not carry them in time."""
     m = re.search(r"frames encoded (\d+), decoded (\d+), malformed (\d+), dropped stale (\d+), "
-                  r"skipped for the receiver (\d+)", out)
+                  r"skipped for the receiver (\d+), skipped for the link (\d+)", out)
     assert m, out
-    enc, dec, bad, stale, skipped = map(int, m.groups())
-    assert enc == encoded and bad == 0 and dec + stale + skipped == enc, out
+    enc, dec, bad, stale, skipped, skipped_link = map(int, m.groups())
+    assert enc == encoded and bad == 0 and dec + stale + skipped + skipped_link == enc, out
     assert dec >= enc // 3, f"only {dec} of {enc} frames decoded: {out}"
     return dec
 

@@ -80,7 +80,8 @@ def run(a) -> None:
         ctrl = p.nodes["bitrate_controller_node"]
         print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
               f"malformed {dec.counters.get('malformed', 0)}, dropped stale {dec.counters.get('dropped_stale', 0)}, "
-              f"skipped for the receiver {ctrl.counters.get('frames_skipped', 0)}")
+              f"skipped for the receiver {ctrl.counters.get('frames_skipped', 0)}, "
+              f"skipped for the link {ctrl.counters.get('frames_skipped_link', 0)}")
         enc = p.nodes.get("encoder_node") or p.nodes.get("mcu_bridge_node")
         if enc is not None and enc.p.get("video_mode"):
             acks = enc.counters.get("acks", 0) + enc.counters.get("acks_forwarded", 0)

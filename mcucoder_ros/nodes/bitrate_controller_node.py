@@ -54,7 +54,7 @@ class BitrateControllerNode(McuNode):
         # a relay takes frames in once it can pass them on
         self.when_subscribed(self.pub, self._subscribe_input, "taking frames from latent")
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
-        self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
+        self.report_sub = self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
         self.fps_gate = FrameRateGate(margin=self.p["receiver_fps_margin"])
         self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
         self.ack_pub = self.create_publisher(ReceiverReport, "reference_ack", 10)
@@ -109,6 +109,7 @@ class BitrateControllerNode(McuNode):
             # not a prefix: gate what we can by index, sizes unknown for the rest
             self.count("non_prefix_frames")
         lengths = list(msg.chunk_lengths)[:len(idx)]
+        self.ctrl.expect_reports = self.count_publishers(self.report_sub.topic_name) > 0
         d = self.ctrl.decide(lengths, stamp, time.monotonic(), age_s=self._ros_now() - stamp)
         if d.channels == 0:
             # the link is out, or even min_channels would arrive after the deadline and
