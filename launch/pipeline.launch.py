@@ -1,6 +1,7 @@
 """ros2 launch mcucoder_ros pipeline.launch.py source:=video input:=/path/clip.mp4
    ros2 launch mcucoder_ros pipeline.launch.py source:=serial input:=/dev/ttyACM0
    ros2 launch mcucoder_ros pipeline.launch.py source:=qemu-m7 input:=/path/clip.mp4
+   ros2 launch mcucoder_ros pipeline.launch.py cameras:=cameras.yaml    (several cameras, one link)
 
 Starts the nodes listed in mcucoder_ros.pipeline (the same set the one-process runner
 `mcucoder-ros pipeline` starts) with config/pipeline.yaml: the host-side encoder_node
@@ -32,10 +33,12 @@ from mcucoder_ros import resources
 from mcucoder_ros.codec.model import default_model_dir
 from mcucoder_ros.pipeline import (
     DECODER_REMAP_WITH_LINK,
+    DOWNSTREAM,
     LINK_EMULATOR,
     NAMESPACE,
     QEMU_SOURCES,
     SOURCES,
+    load_cameras,
     nodes_for,
     source_overrides,
 )
@@ -61,7 +64,74 @@ def _arg(context, name: str) -> str:
     return LaunchConfiguration(name).perform(context)
 
 
+def _qemu(source: str, input_spec: str, name: str):
+    """The real firmware as a camera under QEMU, UART0 on a loopback socket: (actions, port)."""
+    from mcucoder_ros.qemu import firmware_elf, free_port
+    target = source[len("qemu-"):]
+    if not shutil.which("qemu-system-arm"):
+        raise RuntimeError(f"source:={source} needs qemu-system-arm (apt-get install qemu-system-arm)")
+    elf = firmware_elf(target)
+    tcp = free_port()
+    exe = os.path.join(resources.package_prefix(), "lib", "mcucoder_ros", "qemu_camera")
+    qemu = ExecuteProcess(cmd=[exe, "--target", target, "--input", input_spec, "--port", str(tcp),
+                               "--firmware", str(elf)], name=name, output="screen")
+    return [qemu, RegisterEventHandler(OnProcessExit(
+        target_action=qemu, on_exit=_end_launch_if_died(name, clean_exit_ends_nothing=True)))], \
+        f"socket://127.0.0.1:{tcp}"
+
+
+def _node(name, namespace, params, overrides, remappings=()):
+    node = Node(package="mcucoder_ros", executable=name, name=name, namespace=namespace,
+                parameters=[params, overrides], output="screen", remappings=list(remappings))
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_end_launch_if_died(name)))]
+
+
+def _cameras(context, cameras_file, model_dir, trace, params, ns):
+    """Several cameras: one source node per camera under <namespace>/<name>, one
+    controller, link emulator and (batched) decoder for all."""
+    if not os.path.exists(cameras_file):
+        cameras_file = str(resources.config_file(cameras_file))
+    cams = load_cameras(cameras_file)           # the runner's parser: the same errors, the same defaults
+    actions = []
+    for cam in cams:
+        port = cam.input
+        if cam.source in QEMU_SOURCES:
+            more, port = _qemu(cam.source, cam.input or str(resources.data_path("clips/traffic.mp4")),
+                               f"qemu_{cam.name}")
+            actions += more
+        name = nodes_for(cam.source)[0][0]
+        ov = {**source_overrides(cam.source, port, cam.loop)[name], "frame_id": cam.name}
+        if model_dir and name == "encoder_node":
+            ov["model_dir"] = model_dir
+        actions += _node(name, f"{ns.rstrip('/')}/{cam.name}", params, ov)
+    names = [c.name for c in cams]
+    multi = {"bitrate_controller_node": {"cameras": names, "camera_weights": [float(c.weight) for c in cams],
+                                         "camera_min_channels": [int(c.min_channels) for c in cams]},
+             "decoder_node": {"cameras": names, "camera_info_urls": [c.camera_info_url for c in cams],
+                              "input_topic": "latent_link" if trace else "latent_gated"},
+             LINK_EMULATOR[0]: {"cameras": names, "trace": trace}}
+    if model_dir:
+        multi["decoder_node"]["model_dir"] = model_dir
+    downstream = [n for n, _ in DOWNSTREAM]
+    if trace:
+        downstream.insert(len(downstream) - 1, LINK_EMULATOR[0])
+    for name in downstream:
+        actions += _node(name, ns, params, multi.get(name, {}))
+    return actions
+
+
 def _actions(context):
+    model_dir = _arg(context, "model_dir")
+    if model_dir and not os.path.isdir(model_dir):
+        raise RuntimeError(f"model_dir:={model_dir} is not a folder")
+    if not model_dir:
+        default_model_dir()          # raises, naming every place looked in, before anything starts
+    trace = _arg(context, "trace")
+    if trace and not os.path.exists(trace):
+        trace = str(resources.trace_file(trace if trace.endswith(".csv") else f"{trace}.csv"))
+    params, ns = _arg(context, "params"), _arg(context, "namespace")
+    if _arg(context, "cameras"):
+        return _cameras(context, _arg(context, "cameras"), model_dir, trace, params, ns)
     source = _arg(context, "source")
     if source not in SOURCES:
         raise RuntimeError(f"source:={source} is not one of {', '.join(SOURCES)}")
@@ -70,43 +140,21 @@ def _actions(context):
         input_spec = str(resources.data_path("clips/traffic.mp4"))     # the bundled sample clip
     if not input_spec and source in ("serial", "images"):
         raise RuntimeError(f"source:={source} needs input:=<{'serial port' if source == 'serial' else 'folder'}>")
-    model_dir = _arg(context, "model_dir")
-    if model_dir and not os.path.isdir(model_dir):
-        raise RuntimeError(f"model_dir:={model_dir} is not a folder")
-    if not model_dir:
-        default_model_dir()          # raises, naming every place looked in, before anything starts
     actions = []
     port = input_spec
     if source in QEMU_SOURCES:       # the real firmware as the camera, UART0 on a loopback socket
-        from mcucoder_ros.qemu import firmware_elf, free_port
-        target = source[len("qemu-"):]
-        if not shutil.which("qemu-system-arm"):
-            raise RuntimeError(f"source:={source} needs qemu-system-arm (apt-get install qemu-system-arm)")
-        elf = firmware_elf(target)
-        tcp = free_port()
-        port = f"socket://127.0.0.1:{tcp}"
-        exe = os.path.join(resources.package_prefix(), "lib", "mcucoder_ros", "qemu_camera")
-        qemu = ExecuteProcess(cmd=[exe, "--target", target, "--input", input_spec, "--port", str(tcp),
-                                   "--firmware", str(elf)], name=f"qemu_{target}", output="screen")
-        actions += [qemu, RegisterEventHandler(OnProcessExit(
-            target_action=qemu, on_exit=_end_launch_if_died(f"qemu_{target}", clean_exit_ends_nothing=True)))]
+        actions, port = _qemu(source, input_spec, f"qemu_{source[len('qemu-'):]}")
     overrides = source_overrides(source, port, _arg(context, "loop").lower() == "true")
     if model_dir:
         for name in ("encoder_node", "decoder_node"):
             overrides.setdefault(name, {})["model_dir"] = model_dir
-    trace = _arg(context, "trace")
     names = [name for name, _ in nodes_for(source)]
     if trace:       # an emulated link between controller and decoder
-        if not os.path.exists(trace):
-            trace = str(resources.trace_file(trace if trace.endswith(".csv") else f"{trace}.csv"))
         names.insert(len(names) - 1, LINK_EMULATOR[0])
         overrides[LINK_EMULATOR[0]] = {"trace": trace}
-    params, ns = _arg(context, "params"), _arg(context, "namespace")
     for name in names:
-        node = Node(package="mcucoder_ros", executable=name, name=name, namespace=ns,
-                    parameters=[params, overrides.get(name, {})], output="screen",
-                    remappings=list(DECODER_REMAP_WITH_LINK.items()) if trace and name == "decoder_node" else [])
-        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_end_launch_if_died(name)))]
+        actions += _node(name, ns, params, overrides.get(name, {}),
+                         DECODER_REMAP_WITH_LINK.items() if trace and name == "decoder_node" else ())
     return actions
 
 
@@ -121,6 +169,9 @@ def generate_launch_description():
                               description="parameters file (config/pipeline.yaml's format)"),
         DeclareLaunchArgument("model_dir", default_value="",
                               description="model folder for encoder and decoder (empty: the shipped model)"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="several cameras on one link: a cameras YAML (config/cameras.yaml's "
+                                          "format; a bundled name such as cameras.yaml), instead of source/input"),
         DeclareLaunchArgument("loop", default_value="false", description="restart a file source at its end"),
         DeclareLaunchArgument("trace", default_value="",
                               description="bandwidth trace CSV, or the name of a bundled one (step, sine, "

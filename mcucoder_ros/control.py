@@ -377,22 +377,23 @@ def allocate(budget_bps: float, cameras: list[dict]) -> dict[str, float]:
     """Split a link's bits/s between cameras.  Each camera: name, weight, min_channels,
     max_channels, fps, sizes (bytes per channel), gains (quality per channel).
 
-    Every camera first gets its min_channels (highest weight first while the budget
-    lasts); then, one channel at a time, the next channel of the camera where it buys
-    the most weighted quality per bit (weight x gain / bits per second of that
+    Every camera first gets its min_channels (when the link cannot carry all of them at
+    their frame rates, it is split by weight among the minimums, so each camera sends
+    fewer frames and none goes dark); then, one channel at a time, the next channel of
+    the camera where it buys the most weighted quality per bit (weight x gain / bits per second of that
     channel); a channel that does not fit is passed over for cheaper ones, and what is
     left at the end goes to the best of those, so that its k alternates.  Like WebRTC's
     bitrate allocator (minimums first, the rest by priority), with the priority being
     what a channel buys, not a fixed share."""
     shares = {c["name"]: 0.0 for c in cameras}
-    k = {}
-    left = budget_bps
-    for c in sorted(cameras, key=lambda c: -c["weight"]):
-        cost = BitrateController.frame_bytes(c["sizes"][:c["min_channels"]]) * 8 * c["fps"]
-        if cost <= left:
-            shares[c["name"]], k[c["name"]] = cost, c["min_channels"]
-            left -= cost
-    open_ = [c for c in cameras if c["name"] in k]
+    min_cost = {c["name"]: BitrateController.frame_bytes(c["sizes"][:c["min_channels"]]) * 8 * c["fps"]
+                for c in cameras}
+    if sum(min_cost.values()) > budget_bps:
+        return _share_the_minimums(budget_bps, cameras, min_cost)
+    k = {c["name"]: c["min_channels"] for c in cameras}
+    shares.update(min_cost)
+    left = budget_bps - sum(min_cost.values())
+    open_ = list(cameras)
     passed = []
     while open_:
         def value(c):
@@ -413,6 +414,26 @@ def allocate(budget_bps: float, cameras: list[dict]) -> dict[str, float]:
             open_.remove(best)
     if passed and left > 0:
         shares[max(passed)[1]] += left
+    return shares
+
+
+def _share_the_minimums(budget_bps: float, cameras: list[dict], min_cost: dict[str, float]) -> dict[str, float]:
+    """A link too slow for every camera's minimum at its frame rate: every camera keeps
+    its minimum k at a lower frame rate, the link split by weight (water-filling: a
+    camera whose minimum costs less than its weighted part gets just that, the rest is
+    split again), rather than some cameras going dark."""
+    shares, left, todo = {}, budget_bps, list(cameras)
+    while todo:
+        wsum = sum(c["weight"] for c in todo)
+        capped = [c for c in todo if min_cost[c["name"]] <= left * c["weight"] / wsum]
+        if not capped:
+            for c in todo:
+                shares[c["name"]] = left * c["weight"] / wsum
+            break
+        for c in capped:
+            shares[c["name"]] = min_cost[c["name"]]
+            left -= min_cost[c["name"]]
+            todo.remove(c)
     return shares
 
 

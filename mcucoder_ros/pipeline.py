@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import resources
@@ -49,6 +51,111 @@ def source_overrides(source: str, input_spec: str, loop: bool = False) -> dict[s
     return {"encoder_node": {"source": source, "input": input_spec, "loop": loop}}
 
 
+@dataclass
+class CameraConfig:
+    """One camera of a multi-camera graph: its nodes and topics live under
+    /mcucoder/<name>; `weight` and `min_channels` steer its share of the link."""
+    name: str
+    source: str
+    input: str = ""
+    weight: float = 1.0
+    min_channels: int = 1
+    camera_info_url: str = ""
+    loop: bool = True
+
+    def check(self, where: str) -> None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name):
+            raise ValueError(f"{where}: camera name '{self.name}' is not a ROS name token (letters, digits, _)")
+        if self.source not in SOURCES:
+            raise ValueError(f"{where}: camera {self.name}: unknown source '{self.source}' "
+                             f"(choose from {', '.join(SOURCES)})")
+        if not (self.weight > 0):
+            raise ValueError(f"{where}: camera {self.name}: weight must be > 0, not {self.weight}")
+        if not 1 <= self.min_channels <= 12:
+            raise ValueError(f"{where}: camera {self.name}: min_channels must be 1..12, not {self.min_channels}")
+
+
+CAMERA_KEYS = ("weight", "min_channels", "camera_info_url", "loop")
+
+
+def _resolve_input(spec: str, base: Path | None) -> str:
+    """A relative input: next to the cameras file, else the bundled data (clips/...)."""
+    if not spec or os.path.isabs(spec) or spec.isdigit() or "://" in spec or spec.startswith("/dev/"):
+        return spec
+    for cand in ([base / spec] if base else []) + [Path(spec)]:
+        if cand.exists():
+            return str(cand.resolve())
+    try:
+        return str(resources.data_path(spec))
+    except FileNotFoundError:
+        return spec                 # the node says what is missing
+
+
+def _camera(d: dict, where: str, base: Path | None) -> CameraConfig:
+    unknown = set(d) - {"name", "source", "input", *CAMERA_KEYS}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: name, source, input, "
+                         f"{', '.join(CAMERA_KEYS)})")
+    if "name" not in d or "source" not in d:
+        raise ValueError(f"{where}: a camera needs a name and a source")
+    try:
+        cam = CameraConfig(name=str(d["name"]), source=str(d["source"]),
+                           input=_resolve_input(str(d.get("input", "") or ""), base),
+                           weight=float(d.get("weight", 1.0)), min_channels=int(d.get("min_channels", 1)),
+                           camera_info_url=str(d.get("camera_info_url", "") or ""),
+                           loop=str(d.get("loop", True)).lower() in ("true", "1", "yes"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    cam.check(where)
+    return cam
+
+
+def _checked(cams: list[CameraConfig], where: str) -> list[CameraConfig]:
+    if not cams:
+        raise ValueError(f"{where}: no camera")
+    names = [c.name for c in cams]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{where}: camera name(s) used twice: {', '.join(dup)}")
+    return cams
+
+
+def load_cameras(path) -> list[CameraConfig]:
+    """config/cameras.yaml's format: `cameras:` a list of {name, source, input, weight,
+    min_channels, camera_info_url, loop}.  The launch file and the runner both read it here."""
+    import yaml
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read cameras file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"cameras file {path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("cameras"), list):
+        raise ValueError(f"{path}: expected 'cameras:' followed by a list of cameras")
+    cams = []
+    for i, d in enumerate(doc["cameras"]):
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: camera {i + 1} is not a mapping")
+        cams.append(_camera(d, f"{path}: camera {i + 1}", path.parent))
+    return _checked(cams, str(path))
+
+
+def parse_camera_option(text: str) -> CameraConfig:
+    """--camera NAME=SOURCE[:INPUT][,weight=W][,min_channels=M][,camera_info_url=U]"""
+    keys = "|".join(CAMERA_KEYS)
+    m = re.fullmatch(rf"([^=]+)=([a-z0-9_-]+)(?::(.*?))?((?:,(?:{keys})=[^,]*)*)", text)
+    if not m:
+        raise ValueError(f"--camera {text}: expected NAME=SOURCE[:INPUT][,weight=W][,min_channels=M]")
+    d = {"name": m.group(1), "source": m.group(2), "input": m.group(3) or ""}
+    d.update(kv.split("=", 1) for kv in m.group(4).split(",")[1:])
+    return _camera(d, f"--camera {text}", None)
+
+
+def parse_camera_options(texts: list[str]) -> list[CameraConfig]:
+    return _checked([parse_camera_option(t) for t in texts], "--camera")
+
+
 def load_class(spec: str):
     mod, cls = spec.split(":")
     import importlib
@@ -57,10 +164,13 @@ def load_class(spec: str):
 
 class Pipeline:
     """The nodes of NODES (or of the chosen source) in one process, one executor:
-    the runner behind `mcucoder-ros pipeline`, the demo and the live evaluations."""
+    the runner behind `mcucoder-ros pipeline`, the demo and the live evaluations.
+    With `cameras` (CameraConfig list; their inputs already serial ports for serial and
+    qemu sources) one source node per camera runs under <namespace>/<name>, and one
+    controller, link emulator and decoder serve them all."""
 
     def __init__(self, source, input_spec, params_file=None, loop=False, namespace=None, extra_nodes=(),
-                 overrides=None, trace=None, link_monitor=True):
+                 overrides=None, trace=None, link_monitor=True, cameras=None):
         import rclpy
         from rclpy.parameter import Parameter
 
@@ -69,32 +179,56 @@ class Pipeline:
             raise FileNotFoundError(f"parameters file not found: {params_file}")
         self.context = rclpy.Context()
         rclpy.init(args=["--ros-args", "--params-file", params_file], context=self.context)
-        per_node = source_overrides(source, input_spec, loop)
-        # the runner is the decoder's consumer (it counts what was decoded): no viewer to wait for
-        per_node["decoder_node"] = {"wait_for_subscriber": False}
-        for node, vals in (overrides or {}).items():
-            per_node.setdefault(node, {}).update(vals)
-        self.nodes = {}
-        self.source_name = nodes_for(source)[0][0]
-        specs = list(nodes_for(source))
+        ns = namespace or NAMESPACE
+        # (key in self.nodes, (node name, class), namespace, parameter overrides), data-flow order
+        plan = []
+        if cameras:
+            for cam in cameras:
+                src = BRIDGE if cam.source in SERIAL_SOURCES else ENCODER
+                ov = {**source_overrides(cam.source, cam.input, cam.loop)[src[0]], "frame_id": cam.name}
+                plan.append((f"{cam.name}/{src[0]}", src, f"{ns.rstrip('/')}/{cam.name}", ov))
+            names = [c.name for c in cameras]
+            multi = {"bitrate_controller_node": {"cameras": names, "camera_weights": [float(c.weight) for c in cameras],
+                                                 "camera_min_channels": [int(c.min_channels) for c in cameras]},
+                     "link_emulator_node": {"cameras": names},
+                     "decoder_node": {"cameras": names, "camera_info_urls": [c.camera_info_url for c in cameras],
+                                      "input_topic": "latent_link" if trace else "latent_gated"}}
+        else:
+            src = nodes_for(source)[0]
+            plan.append((src[0], src, ns, source_overrides(source, input_spec, loop)[src[0]]))
+            multi = {}
+        downstream = list(DOWNSTREAM)
         if trace:
-            specs.insert(len(specs) - 1, LINK_EMULATOR)
-            per_node.setdefault("link_emulator_node", {}).update(trace=str(trace), act_as_link_monitor=link_monitor)
+            downstream.insert(len(downstream) - 1, LINK_EMULATOR)
+        for spec in downstream:
+            plan.append((spec[0], spec, ns, dict(multi.get(spec[0], {}))))
+        # the runner is the decoder's consumer (it counts what was decoded): no viewer to wait for
+        plan[-1][3]["wait_for_subscriber"] = False
+        if trace:
+            next(p for p in plan if p[0] == LINK_EMULATOR[0])[3].update(trace=str(trace),
+                                                                        act_as_link_monitor=link_monitor)
+        for _, (name, _), _, ov in plan:
+            ov.update((overrides or {}).get(name, {}))
+        self.nodes = {}
+        self.sources = {}
         try:
             # consumers first: a source that starts streaming at once (QEMU, a serial MCU) must not
             # publish into a decoder that is still loading its model
-            for name, spec in reversed(specs):
-                ov = [Parameter(k, value=v) for k, v in per_node.get(name, {}).items()]
-                remap = DECODER_REMAP_WITH_LINK if trace and name == "decoder_node" else {}
+            for key, (name, spec), node_ns, ov in reversed(plan):
+                params = [Parameter(k, value=v) for k, v in ov.items()]
+                remap = DECODER_REMAP_WITH_LINK if trace and name == "decoder_node" and not cameras else {}
                 cli = ["--ros-args"] + [a for k, v in remap.items() for a in ("-r", f"{k}:={v}")] if remap else None
-                self.nodes[name] = load_class(spec)(namespace=namespace or NAMESPACE, parameter_overrides=ov,
-                                                      context=self.context, cli_args=cli)
+                self.nodes[key] = load_class(spec)(namespace=node_ns, parameter_overrides=params,
+                                                     context=self.context, cli_args=cli)
+                if name in (ENCODER[0], BRIDGE[0]):
+                    self.sources[key.split("/")[0] if cameras else ""] = self.nodes[key]
             for make in extra_nodes:
                 n = make(self.context)
                 self.nodes[n.get_name()] = n
         except Exception:
             self.shutdown()
             raise
+        self.source_name = plan[0][0]
         from .nodes.common import make_executor
         self.executor = make_executor(self.context)
         for n in self.nodes.values():
@@ -104,17 +238,23 @@ class Pipeline:
     def encoder(self):
         return self.nodes[self.source_name]
 
+    @staticmethod
+    def _frames_of(src) -> int:
+        return src.seq if hasattr(src, "seq") else src.frames_published
+
     @property
     def frames_in(self) -> int:
-        src = self.encoder
-        return src.seq if hasattr(src, "seq") else src.frames_published
+        return sum(self._frames_of(s) for s in self.sources.values())
+
+    def frames_in_by_camera(self) -> dict[str, int]:
+        return {name: self._frames_of(s) for name, s in self.sources.items()}
 
     def run(self, drain_s: float = 2.0, timeout_s: float | None = None, source_done=None):
         """Spin until the input is exhausted and the last frames have passed the decoder.
         `source_done()` says when a serial source has ended (default: the encoder's flag)."""
         t0 = time.monotonic()
         dec = self.nodes["decoder_node"]
-        done_fn = source_done or (lambda: getattr(self.encoder, "finished", False))
+        done_fn = source_done or (lambda: all(getattr(s, "finished", False) for s in self.sources.values()))
         last_in, last_change = -1, time.monotonic()
         while self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
@@ -126,7 +266,8 @@ class Pipeline:
             if done_fn():
                 c = dec.counters
                 handled = c.get("frames", 0) + c.get("malformed", 0) + c.get("dropped_stale", 0)
-                skipped = self.nodes["bitrate_controller_node"].counters.get("frames_skipped", 0)
+                ctrl = self.nodes["bitrate_controller_node"].counters
+                skipped = ctrl.get("frames_skipped", 0) + ctrl.get("frames_skipped_link", 0)
                 caught_up = handled + skipped >= self.frames_in
                 quiet = now - last_change
                 if (caught_up and (not hasattr(self.encoder, "frames_published") or quiet > 0.5)) \

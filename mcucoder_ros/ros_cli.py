@@ -64,6 +64,11 @@ def main(argv=None):
                    help="throttle the serial stream (device -> host) of a socket:// or qemu source to this trace")
     p.add_argument("--no-link-monitor", action="store_true",
                    help="with --trace: publish no link_quality; the controller estimates from delivery reports")
+    p.add_argument("--cameras", default=None, metavar="FILE",
+                   help="several cameras on one link (config/cameras.yaml's format): each under "
+                   "<namespace>/<name>, one controller and one batched decoder for all")
+    p.add_argument("--camera", action="append", default=None, metavar="NAME=SOURCE:INPUT",
+                   help="a camera of a multi-camera graph (repeatable; ,weight=W ,min_channels=M appended)")
     p.set_defaults(func=_app("run_pipeline", "run"))
     mt = sub.add_parser("make-traces", help="write the generated link traces (burst loss, jitter, fade and "
                         "outage, lossy low rate) from a seed; docs/abr.md")
@@ -109,6 +114,12 @@ def main(argv=None):
     e.add_argument("--duration", type=float, default=None, help="--live: seconds per strategy (default: the trace's)")
     e.add_argument("--strategies", nargs="+", default=None,
                    choices=["ours", "ours_no_link_quality", "ours_video", "fixed_k12", "fixed_k6", "jpeg_ladder"])
+    e.add_argument("--cameras", type=int, default=1,
+                   help="several cameras on the one link (2 or more): per camera on time, k and MS-SSIM, link use, "
+                        "for each --sharing strategy")
+    e.add_argument("--sharing", nargs="+", default=None, choices=["shared", "equal", "independent"],
+                   help="--cameras: how the link is split (default: all three)")
+    e.add_argument("--front-weight", type=float, default=2.0, help="--cameras: weight of camera 0 (others: 1)")
     e.set_defaults(func=_app("evaluate_abr"))
     r = sub.add_parser("record", help="record the compressed stream into a rosbag2 bag (MCAP), no ROS install needed")
     r.add_argument("--out", required=True, help="bag folder to create")
@@ -131,7 +142,7 @@ def main(argv=None):
     b.add_argument("--json", default=None)
     b.set_defaults(func=_app("bench_pipeline"))
     a = ap.parse_args(argv)
-    if a.cmd == "pipeline" and a.source != "image_topic" and not a.input:
+    if a.cmd == "pipeline" and a.source != "image_topic" and not a.input and not (a.cameras or a.camera):
         ap.error("--input is required for file and camera sources")
     from rclpy.exceptions import InvalidParameterValueException
 

@@ -147,7 +147,7 @@ def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, names
         # lose what is published before): up to wait_s for every played topic, and for
         # image_decoded when decoding here, to have a subscriber
         outs = [p for t, p in pubs.items() if not decoder or info[t][0] != LATENT_TYPE]
-        outs += [decoder.pub] if decoder else []
+        outs += [decoder.lanes[0].pub] if decoder else []
         t_wait = time.monotonic()
         while time.monotonic() - t_wait < wait_s and not all(p.get_subscription_count() for p in outs):
             ex.spin_once(timeout_sec=0.05)

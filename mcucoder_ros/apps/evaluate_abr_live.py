@@ -43,7 +43,9 @@ def _key(stamp) -> tuple[int, int]:
     return stamp.sec, stamp.nanosec
 
 
-def _make_harness(frames, fps, jpeg: bool, namespace: str):
+def _make_harness(frames, fps, jpeg: bool, namespace: str, camera: str = ""):
+    """camera: one camera of several (topics <camera>/image_raw, ...)."""
+    pre = f"{camera}/" if camera else ""
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage, Image
@@ -57,9 +59,10 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
         """Publishes the source frames and records what the receive side shows."""
 
         def __init__(self, context):
-            super().__init__("abr_harness", namespace=namespace, context=context)
+            super().__init__(f"abr_harness_{camera}" if camera else "abr_harness", namespace=namespace,
+                             context=context)
             self.interval = 1.0 / fps
-            self.pub = self.create_publisher(Image, "image_raw", reliable)
+            self.pub = self.create_publisher(Image, pre + "image_raw", reliable)
             self.captured = []            # (stamp key, t, frame index)
             self.sent = {}                # stamp key -> (level, bytes)
             self.link_arrival = {}        # stamp key -> t of arrival with >= 1 chunk
@@ -72,11 +75,12 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
                 self.create_subscription(CompressedImage, "compressed_link", self._on_jpeg_arrived,
                                          qos_profile_sensor_data)
             else:
-                self.create_subscription(LatentChannels, "latent_gated", self._on_sent, qos_profile_sensor_data)
-                self.create_subscription(LatentChannels, "latent_link", self._on_link, qos_profile_sensor_data)
-                self.create_subscription(Image, "image_decoded", self._on_decoded, reliable)
-                self.create_subscription(BitrateStatus, "bitrate_status", self._on_status, 10)
-            self.estimate = {"t": [], "available_bps": [], "delivery_bps": []}
+                self.create_subscription(LatentChannels, pre + "latent_gated", self._on_sent,
+                                         qos_profile_sensor_data)
+                self.create_subscription(LatentChannels, pre + "latent_link", self._on_link, qos_profile_sensor_data)
+                self.create_subscription(Image, pre + "image_decoded", self._on_decoded, reliable)
+                self.create_subscription(BitrateStatus, pre + "bitrate_status", self._on_status, 10)
+            self.estimate = {"t": [], "available_bps": [], "delivery_bps": [], "target_bps": []}
 
         def now(self) -> float:
             return time.monotonic() - self.t0
@@ -96,7 +100,7 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
             m = Image(height=IMAGE_SIZE, width=IMAGE_SIZE, encoding="rgb8", step=IMAGE_SIZE * 3,
                       data=frames[fi].tobytes())
             m.header.stamp = self.get_clock().now().to_msg()
-            m.header.frame_id = "abr_eval"
+            m.header.frame_id = camera or "abr_eval"
             self.captured.append((_key(m.header.stamp), self.now(), fi))
             self.pub.publish(m)
 
@@ -111,7 +115,7 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
             if self.t0 is None:
                 return
             for key, v in (("t", self.now()), ("available_bps", m.available_bps),
-                           ("delivery_bps", m.delivery_estimate_bps)):
+                           ("delivery_bps", m.delivery_estimate_bps), ("target_bps", m.target_bps)):
                 self.estimate[key].append(float(v))
 
         def _on_decoded(self, m):
@@ -142,7 +146,7 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str):
             return recs
 
         def matched(self) -> bool:
-            ns = namespace.rstrip("/")
+            ns = namespace.rstrip("/") + ("/" + camera if camera else "")
             if jpeg:
                 need = {f"{ns}/image_raw": 1, f"{ns}/compressed": 2, f"{ns}/compressed_link": 1,
                         f"{ns}/delivery_report": 1}

@@ -18,23 +18,15 @@ weighted on time and MS-SSIM (by camera weight), link use, mean k per camera.
 from __future__ import annotations
 
 import heapq
-import json
 from pathlib import Path
 
 from ..abr import HEADER, Record, Strategy, abr_metrics, frame_bits
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
-from ..control import CameraSpec, ControllerConfig, SharedLinkController, channel_gains
+from ..control import CameraSpec, ControllerConfig, SharedLinkController
 from ..link_emulation import LinkEmulator, Trace
 
 SHARING = ("shared", "equal", "independent")
 CLIPS = ("traffic", "pan")
-
-
-def model_gains(model_dir=None) -> list[float]:
-    """The shipped model's MS-SSIM gain per channel (export.json, validation at k = 1, 3, 6, 9, 12)."""
-    from ..codec.model import default_model_dir
-    meta = json.loads((Path(model_dir or default_model_dir()) / "export.json").read_text())
-    return channel_gains(meta["training_history"][-1]["val_ms_ssim"])
 
 
 def simulate_cameras(sharing: str, banks: list, trace: Trace, fps: float, weights: list[float],
@@ -119,7 +111,8 @@ def evaluate_cameras(trace_path, n_cam: int, fps: float = 10.0, max_frames: int 
     enc, dec = EncoderModel.load(), DecoderModel.load(threads=2)
     banks = [FrameBank(data_path(f"clips/{c}.mp4"), enc, dec, max_frames, progress) for c in CLIPS[:n_cam]]
     weights = [front_weight] + [1.0] * (n_cam - 1)
-    gains = model_gains()
+    from ..codec.model import model_channel_gains
+    gains = model_channel_gains()
     out = {"trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
                      "points": [p.__dict__ for p in trace.points]},
            "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "cameras": n_cam, "weights": weights,
@@ -127,3 +120,56 @@ def evaluate_cameras(trace_path, n_cam: int, fps: float = 10.0, max_frames: int 
     for s in sharing or SHARING:
         out["sharing"][s] = simulate_cameras(s, banks, trace, fps, weights, gains)
     return out
+
+
+def _print(res: dict) -> None:
+    print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s), {res['cameras']} cameras at "
+          f"{res['fps']:g} frames/s each, weights {res['weights']}, {res.get('mode', 'simulated')}")
+    print(f"{'sharing':12s} {'camera':7s} {'weight':>6s} {'on_time':>8s} {'of_sent':>8s} {'sent_fps':>8s} "
+          f"{'mean_k':>7s} {'MS-SSIM':>8s}")
+    for s, r in res["sharing"].items():
+        for n, m in r["cameras"].items():
+            print(f"{s:12s} {n:7s} {m['weight']:6.1f} {m['on_time_ratio']:8.3f} {m['on_time_sent']:8.3f} "
+                  f"{m['sent_fps']:8.2f} {m['mean_k']:7.2f} {m['mean_ms_ssim']:8.4f}")
+        t = r["total"]
+        print(f"{s:12s} {'total':7s} {'':6s} {t['on_time_weighted']:8.3f} {'':8s} {'':8s} {'':7s} "
+              f"{t['ms_ssim_weighted']:8.4f}   link use {t['utilization']:.2f}, stalls {t['stalls']}")
+
+
+def plot_shares(res: dict, path: str) -> None:
+    """Each camera's share of the link over time, per sharing strategy, under the trace."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = res["sharing"]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), sharex=True, squeeze=False)
+    pts = res["trace"]["points"]
+    for ax, (s, r) in zip(axes[:, 0], runs.items()):
+        ax.step([p["t"] for p in pts], [p["bandwidth_bps"] / 1000 for p in pts], where="post", color="k",
+                lw=1, label="link")
+        for n, m in r["cameras"].items():
+            se = m["series"]
+            ax.plot(se["t"], [b / 1000 for b in se["sent_bps"]], lw=0.8,
+                    label=f"{n} (weight {m['weight']:g}): sent, mean k {m['mean_k']:.1f}")
+        ax.set_ylabel("kbit/s")
+        ax.set_title(f"{s}: link use {r['total']['utilization']:.2f}, on time (weighted) "
+                     f"{r['total']['on_time_weighted']:.3f}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(a) -> None:
+    from ..evaluation import write_json
+    results = []
+    for trace_path in a.trace:
+        res = evaluate_cameras(trace_path, a.cameras, a.fps, a.max_frames, a.sharing, a.front_weight)
+        _print(res)
+        results.append(res)
+        if a.plot:
+            p = Path(a.plot)
+            plot_shares(res, str(p if len(a.trace) == 1 else p.with_name(f"{p.stem}_{res['trace']['name']}{p.suffix}")))
+    write_json(results[0] if len(results) == 1 else {"runs": results}, a.json)
+    print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))

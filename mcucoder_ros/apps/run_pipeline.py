@@ -29,8 +29,60 @@ def _link_monitor(proxy):
     return make
 
 
+def cameras_of(a):
+    """--cameras FILE and/or repeated --camera NAME=SOURCE:INPUT -> CameraConfig list (None: one camera)."""
+    from ..pipeline import _checked, load_cameras, parse_camera_options
+    cams = (load_cameras(a.cameras) if getattr(a, "cameras", None) else []) + \
+        parse_camera_options(getattr(a, "camera", None) or [])
+    return _checked(cams, "cameras") if cams else None
+
+
+def run_cameras(a, cams) -> None:
+    """Several cameras, one link, one decoder."""
+    import dataclasses
+    if a.serial_trace or getattr(a, "link_key", None):
+        raise ValueError("--serial-trace and --link-key take one camera (--source); several cameras share --trace")
+    qemus, run_cams = [], []
+    try:
+        for cam in cams:
+            if cam.source.startswith("qemu-"):
+                from ..qemu import QemuCamera
+                q = QemuCamera(cam.source[len("qemu-"):], cam.input, max_frames=a.max_frames)
+                qemus.append(q)
+                cam = dataclasses.replace(cam, input=q.start())
+            run_cams.append(cam)
+        overrides = {"encoder_node": {"video_mode": True}, "mcu_bridge_node": {"video_mode": True}} \
+            if getattr(a, "video_mode", False) else None
+        p = Pipeline("video", "", a.params, namespace=a.namespace, trace=a.trace,
+                     link_monitor=not a.no_link_monitor, overrides=overrides, cameras=run_cams)
+    except BaseException:
+        for q in qemus:
+            q.stop()
+        raise
+    try:
+        p.run(timeout_s=a.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dec = p.nodes["decoder_node"].camera_counters()
+        ctrl = p.nodes["bitrate_controller_node"]
+        skipped = {n: ln.skipped for n, ln in ctrl.lanes.items()}
+        for name, n_in in p.frames_in_by_camera().items():
+            c = dec.get(name, {})
+            print(f"{name}: frames encoded {n_in}, decoded {c.get('frames', 0)}, malformed {c.get('malformed', 0)}, "
+                  f"dropped stale {c.get('dropped_stale', 0)}, skipped for the receiver {skipped[name][0]}, "
+                  f"skipped for the link {skipped[name][1]}")
+        p.shutdown()
+        for q in qemus:
+            q.stop()
+
+
 def run(a) -> None:
     """a: the parsed `mcucoder-ros pipeline` arguments."""
+    cams = cameras_of(a)
+    if cams:
+        run_cameras(a, cams)
+        return
     qemu = None
     port = a.input
     proxy = None

@@ -34,7 +34,7 @@ class NotConvertible(ValueError):
 
 def channels_last_model(model_bytes: bytes) -> bytes:
     """The rewritten model (serialized); raises NotConvertible if the graph is not a
-    static-shape QDQ network made of the operators above."""
+    QDQ network made of the operators above, static in all but the batch."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -120,8 +120,9 @@ def channels_last_model(model_bytes: bytes) -> bytes:
         _, c4, h, w = shapes[src]
         c = c4 // 4
         s1, s2 = f"{n.output[0]}/rows", f"{n.output[0]}/out"
-        inits.append(numpy_helper.from_array(np.array([1, h, w, 2, 2 * c], np.int64), s1))
-        inits.append(numpy_helper.from_array(np.array([1, 2 * h, 2 * w, c], np.int64), s2))
+        # -1: any batch (decoder_node decodes several cameras' frames in one run)
+        inits.append(numpy_helper.from_array(np.array([-1, h, w, 2, 2 * c], np.int64), s1))
+        inits.append(numpy_helper.from_array(np.array([-1, 2 * h, 2 * w, c], np.int64), s2))
         r, t = f"{n.output[0]}/r", f"{n.output[0]}/t"
         nodes.append(helper.make_node("Reshape", [src, s1], [r]))              # [1, H, W, a, (b, c)]
         nodes.append(helper.make_node("Transpose", [r], [t], perm=[0, 1, 3, 2, 4]))  # [1, H, a, W, (b, c)]
@@ -129,8 +130,8 @@ def channels_last_model(model_bytes: bytes) -> bytes:
         layout[n.output[0]] = "nhwc"
 
     for v in g.input:
-        if any(d is None for d in shapes[v.name]):
-            raise NotConvertible(f"input {v.name} has a dynamic shape")
+        if any(d is None for d in shapes[v.name][1:]):
+            raise NotConvertible(f"input {v.name} has a dynamic shape beyond the batch")
     for n in g.node:
         if id(n) in done:
             continue
@@ -184,6 +185,20 @@ def channels_last_model(model_bytes: bytes) -> bytes:
     out = helper.make_model(graph, opset_imports=opsets, producer_name="mcucoder_ros.channels_last")
     out.ir_version = model.ir_version
     return out.SerializeToString()
+
+
+def dynamic_batch(model_bytes: bytes) -> bytes:
+    """The model with its first input's and outputs' batch dimension left open
+    ("batch"): the shipped decoders are exported for one frame, and a fully
+    convolutional graph runs any batch unchanged."""
+    import onnx
+    model = onnx.load_from_string(model_bytes)
+    for v in list(model.graph.input[:1]) + list(model.graph.output):
+        dim = v.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
+    del model.graph.value_info[:]          # inferred again from the open input
+    return model.SerializeToString()
 
 
 def _opset(model) -> int:

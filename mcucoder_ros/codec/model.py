@@ -84,19 +84,34 @@ def resolve_providers(names) -> tuple[list[str], str | None]:
 
 
 def _cpu_graph(onnx_path: Path) -> tuple[bytes | str, str]:
-    """The graph to give the CPU provider: a QDQ INT8 model rewritten to channels-last
-    kernels, anything else (or a graph the rewrite does not know) as shipped."""
+    """The graph to give the CPU provider, with an open batch dimension: a QDQ INT8
+    model rewritten to channels-last kernels, anything else (or a graph the rewrite does
+    not know) as shipped."""
     data = onnx_path.read_bytes()
-    if b"QuantizeLinear" not in data:
-        return str(onnx_path), "as shipped"
     try:
-        from .channels_last import NotConvertible, channels_last_model
+        from .channels_last import NotConvertible, channels_last_model, dynamic_batch
     except ModuleNotFoundError:                  # onnx not installed: still correct, slower
         return str(onnx_path), "as shipped (the onnx package is missing for the channels-last rewrite)"
+    data = dynamic_batch(data)
+    if b"QuantizeLinear" not in data:
+        return data, "as shipped"
     try:
         return channels_last_model(data), "channels-last rewrite"
     except NotConvertible as e:
-        return str(onnx_path), f"as shipped (channels-last rewrite: {e})"
+        return data, f"as shipped (channels-last rewrite: {e})"
+
+
+def model_channel_gains(model_dir=None) -> list[float]:
+    """MS-SSIM each channel adds, from the model's validation at some k (export.json's
+    last training_history entry): what the shared-link controller weighs channels by."""
+    import json
+
+    from ..control import channel_gains
+    path = Path(model_dir or default_model_dir()) / "export.json"
+    try:
+        return channel_gains(json.loads(path.read_text())["training_history"][-1]["val_ms_ssim"])
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise ModelError(f"no per-channel quality in {path} ({type(e).__name__}: {e})") from None
 
 
 def model_id_of(arrays: dict) -> int:
@@ -260,8 +275,20 @@ class DecoderModel:
         return z
 
     def reconstruct(self, latent: np.ndarray) -> np.ndarray:
-        y = self.session.run(None, {self.input_name: latent.astype(np.float32)})[0][0]
-        return (np.clip(y, 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+        """[1,12,28,28] -> uint8 RGB [224,224,3]."""
+        return self.reconstruct_batch(latent)[0]
+
+    def reconstruct_batch(self, latents: np.ndarray) -> np.ndarray:
+        """[B,12,28,28] -> uint8 RGB [B,224,224,3] in one run (several cameras' frames;
+        each picture is the one a run of its own gives)."""
+        y = self.session.run(None, {self.input_name: latents.astype(np.float32)})[0]
+        return (np.clip(y, 0.0, 1.0).transpose(0, 2, 3, 1) * 255.0 + 0.5).astype(np.uint8)
+
+    def decode_batch(self, frames: list[Frame], references: list[ReceivedReferences | None] | None = None) \
+            -> np.ndarray:
+        """Several frames (of several cameras, each with its own references) in one run."""
+        refs = references or [None] * len(frames)
+        return self.reconstruct_batch(np.concatenate([self.latent(f, r) for f, r in zip(frames, refs)]))
 
     def decode(self, frame: Frame, references: ReceivedReferences | None = None) -> np.ndarray:
         return self.reconstruct(self.latent(frame, references))

@@ -16,7 +16,8 @@ import time
 from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
-from ..control import BitrateController, ControllerConfig, FrameRateGate
+from ..codec.model import model_channel_gains
+from ..control import BitrateController, CameraSpec, ControllerConfig, FrameRateGate, SharedLinkController
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
 
@@ -39,30 +40,41 @@ class BitrateControllerNode(McuNode):
         "skip_late_s": ParamSpec(0.0, "a frame that would arrive later than this past its deadline even with "
                                  "min_channels is not sent (it would only delay the frames behind it)",
                                  range=(0.0, 10.0)),
+        "cameras": ParamSpec([""], "several cameras on one link: their names; each camera's topics are "
+                             "<name>/latent, <name>/latent_gated, ... (empty: one camera, unprefixed topics)",
+                             read_only=True),
+        "camera_weights": ParamSpec([0.0], "share weight of each camera in `cameras` (empty: 1 each)",
+                                    read_only=True),
+        "camera_min_channels": ParamSpec([0], "min_channels of each camera in `cameras` (empty: min_channels)",
+                                         read_only=True),
+        "sharing": ParamSpec("shared", "several cameras: shared (by weight and what a channel buys), equal, or "
+                             "independent (each camera plans as if it had the link alone)",
+                             choices=["shared", "equal", "independent"], read_only=True),
+        "model_dir": ParamSpec("", "model whose per-channel MS-SSIM gains steer the split (empty: the shipped "
+                               "model)", read_only=True),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
 
     def __init__(self, **kwargs):
         super().__init__("bitrate_controller_node", **kwargs)
-        self.ctrl = BitrateController(self._config())
-        self.sent_bps = 0.0
-        self.last_k = LATENT_CHANNELS
-        self.pub = self.create_publisher(LatentChannels, "latent_gated", self.qos())
-        self.status_pub = self.create_publisher(BitrateStatus, "bitrate_status", 10)
-        self.budget_pub = self.create_publisher(UInt8, "channel_budget", 10)
-        # a relay takes frames in once it can pass them on
-        self.when_subscribed(self.pub, self._subscribe_input, "taking frames from latent")
+        names = [n for n in self.p["cameras"] if n]         # [""]: ROS has no typed empty list
+        if names:       # several cameras, one link: SharedLinkController splits it
+            weights = _per_camera(self.p["camera_weights"], names, 1.0, "camera_weights")
+            mins = _per_camera(self.p["camera_min_channels"], names, self.p["min_channels"], "camera_min_channels")
+            cfg = self._config()
+            self.shared = SharedLinkController(
+                [CameraSpec(n, float(w), int(m), cfg.max_channels) for n, w, m in zip(names, weights, mins)],
+                model_channel_gains(self.p["model_dir"] or None), cfg, strategy=self.p["sharing"])
+            self.lanes = {n: _Lane(self, n, self.shared.ctrls[n]) for n in names}
+            self.total_pub = self.create_publisher(BitrateStatus, "bitrate_status", 10)
+        else:           # one camera: today's topics, the link its own
+            self.shared = None
+            self.lanes = {"": _Lane(self, "", BitrateController(self._config()))}
+        self.ctrl = next(iter(self.lanes.values())).ctrl       # the (first) camera's controller
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
-        self.report_sub = self.create_subscription(DeliveryReport, "delivery_report", self._on_report, 10)
-        self.fps_gate = FrameRateGate(margin=self.p["receiver_fps_margin"])
-        self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
-        self.ack_pub = self.create_publisher(ReceiverReport, "reference_ack", 10)
         self.counters["frames_skipped"] = 0
         self.counters["frames_skipped_link"] = 0
-
-    def _subscribe_input(self):
-        self.create_subscription(LatentChannels, "latent", self._on_latent, self.qos())
 
     def _config(self) -> ControllerConfig:
         p = self.p
@@ -74,65 +86,156 @@ class BitrateControllerNode(McuNode):
                                 deadline_margin_s=p["deadline_margin_s"], skip_late_s=p["skip_late_s"])
 
     def on_parameter_changed(self, name, value):
-        if name == "receiver_fps_margin":
-            self.fps_gate.margin = value
-        cfg = self.ctrl.cfg
-        setattr(cfg, name, value) if hasattr(cfg, name) else None
-        cfg.min_channels = min(cfg.min_channels, cfg.max_channels)
+        for lane in self.lanes.values():
+            if name == "receiver_fps_margin":
+                lane.fps_gate.margin = value
+            cfg = lane.ctrl.cfg
+            if hasattr(cfg, name) and not (self.shared is not None and name == "min_channels"):  # per camera then
+                setattr(cfg, name, value)
+            cfg.min_channels = min(cfg.min_channels, cfg.max_channels)
 
     def _ros_now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_link(self, msg: LinkQuality):
-        self.ctrl.on_link_quality(msg.bandwidth_bps, time.monotonic(), msg.round_trip_time_s)
+        (self.shared or self.ctrl).on_link_quality(msg.bandwidth_bps, time.monotonic(), msg.round_trip_time_s)
+
+    def _publish_total(self, msg: LatentChannels, d):
+        """Several cameras: the link's figures, summed over the cameras, on bitrate_status."""
+        now = time.monotonic()
+        avail, src = self.ctrl.available(now)
+        lanes = self.lanes.values()
+        st = BitrateStatus(sequence=msg.sequence, channels=sum(ln.last_channels for ln in lanes),
+                           channel_budget=sum(ln.last_k for ln in lanes), available_bps=avail,
+                           target_bps=self.ctrl.cfg.headroom * avail if math.isfinite(avail) else math.nan,
+                           sent_bps=sum(ln.sent_bps for ln in lanes), estimate_source=src)
+        est = self.shared.estimator
+        st.delivery_estimate_bps = float(est.rate())
+        st.queue_delay_s, st.chunk_loss = float(est.queue_s), float(est.loss)
+        st.source_fps = float(sum(ln.fps_gate.source_fps for ln in lanes))
+        st.receiver_fps = float(sum(ln.fps_gate.receiver_fps for ln in lanes))
+        st.forward_fps = float(sum(ln.fps_gate.forward_fps(now) for ln in lanes))
+        st.frames_skipped = int(self.counters["frames_skipped"] + self.counters["frames_skipped_link"])
+        st.header.stamp = msg.header.stamp
+        st.header.frame_id = "all"
+        self.total_pub.publish(st)
+
+    def diagnostics(self):
+        now = time.monotonic()
+        avail, src = self.ctrl.available(now)
+        est = self.ctrl.estimator
+        values = {"available_bps": avail if math.isfinite(avail) else "unknown", "estimate_source": src,
+                  "delivery_estimate_bps": est.bps if math.isfinite(est.bps) else "unknown",
+                  "queue_delay_s": est.queue_s, "chunk_loss": est.loss}
+        for name, ln in self.lanes.items():
+            pre = f"{name}." if name else ""
+            g = ln.fps_gate
+            values.update({f"{pre}k": ln.ctrl.k, f"{pre}sent_bps": ln.sent_bps, f"{pre}receiver_fps": g.receiver_fps,
+                           f"{pre}forward_fps": g.forward_fps(now)})
+            if self.shared is not None:
+                values[f"{pre}share_bps"] = self.shared.shares.get(name, 0.0)
+        return 0, "running", values
+
+
+def _per_camera(values, names, default, what):
+    vals = [v for v in values if v]                         # [0]: not given
+    if not vals:
+        return [default] * len(names)
+    if len(vals) != len(names):
+        raise ValueError(f"{what} has {len(vals)} values for {len(names)} cameras")
+    return vals
+
+
+class _Lane:
+    """One camera's topics and state in the controller (topics prefixed by its name;
+    the single camera's lane has today's names)."""
+
+    def __init__(self, node: BitrateControllerNode, name: str, ctrl: BitrateController):
+        self.node, self.name, self.ctrl = node, name, ctrl
+        pre = f"{name}/" if name else ""
+        self.sent_bps = 0.0
+        self.last_k = LATENT_CHANNELS
+        self.last_channels = 0
+        self.frames = 0
+        self.skipped = [0, 0]       # frames skipped for the receiver, for the link
+        self.pub = node.create_publisher(LatentChannels, f"{pre}latent_gated", node.qos())
+        self.status_pub = node.create_publisher(BitrateStatus, f"{pre}bitrate_status", 10)
+        self.budget_pub = node.create_publisher(UInt8, f"{pre}channel_budget", 10)
+        self.report_sub = node.create_subscription(DeliveryReport, f"{pre}delivery_report", self._on_report, 10)
+        self.fps_gate = FrameRateGate(margin=node.p["receiver_fps_margin"])
+        node.create_subscription(ReceiverReport, f"{pre}receiver_report", self._on_receiver, 10)
+        self.ack_pub = node.create_publisher(ReceiverReport, f"{pre}reference_ack", 10)
+        # a relay takes frames in once it can pass them on
+        node.when_subscribed(self.pub, lambda: node.create_subscription(
+            LatentChannels, f"{pre}latent", self._on_latent, node.qos()), "taking frames from latent")
 
     def _on_report(self, r: DeliveryReport):
         # link times are on the receiver's clock: the estimator uses only their differences
         # and their offset from our send times (its minimum filter absorbs the clocks' offset)
-        self.ctrl.on_delivery_report(r.sequence, r.bytes * 8, stamp_to_s(r.link_start), stamp_to_s(r.link_end),
-                                     r.channels_sent, r.channels_received, time.monotonic(), r.partial)
-        self.count("progress_reports" if r.partial else "delivery_reports")
+        args = (r.sequence, r.bytes * 8, stamp_to_s(r.link_start), stamp_to_s(r.link_end), r.channels_sent,
+                r.channels_received, time.monotonic(), r.partial)
+        if self.node.shared is not None:
+            self.node.shared.on_delivery_report(self.name, *args)
+        else:
+            self.ctrl.on_delivery_report(*args)
+        self.node.count("progress_reports" if r.partial else "delivery_reports")
 
     def _on_receiver(self, r: ReceiverReport):
         self.fps_gate.on_receiver_fps(r.max_fps, time.monotonic())
         self.ack_pub.publish(r)
-        self.count("receiver_reports")
+        self.node.count("receiver_reports")
+
+    def _decide(self, lengths, stamp, now, age):
+        node = self.node
+        self.ctrl.expect_reports = node.count_publishers(self.report_sub.topic_name) > 0
+        if node.shared is not None:
+            return node.shared.decide(self.name, lengths, stamp, now, age_s=age)
+        return self.ctrl.decide(lengths, stamp, now, age_s=age)
 
     def _on_latent(self, msg: LatentChannels):
+        node = self.node
         stamp = stamp_to_s(msg.header.stamp)
-        if self.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp, time.monotonic()):
-            self.count("frames_skipped")          # the receiver could not show it: spend no link time
+        if node.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp, time.monotonic()):
+            node.count("frames_skipped")          # the receiver could not show it: spend no link time
+            self.skipped[0] += 1
             self._publish_status(msg, None)
             return
         idx = list(msg.channel_indices)
         if idx != list(range(len(idx))) or len(msg.chunk_lengths) != len(idx):
             # not a prefix: gate what we can by index, sizes unknown for the rest
-            self.count("non_prefix_frames")
+            node.count("non_prefix_frames")
         lengths = list(msg.chunk_lengths)[:len(idx)]
-        self.ctrl.expect_reports = self.count_publishers(self.report_sub.topic_name) > 0
-        d = self.ctrl.decide(lengths, stamp, time.monotonic(), age_s=self._ros_now() - stamp)
+        d = self._decide(lengths, stamp, time.monotonic(), node._ros_now() - stamp)
+        self.last_channels = d.channels
         if d.channels == 0:
             # the link is out, or even min_channels would arrive after the deadline and
-            # delay the frames behind it: spend no link time on it
-            self.count("frames_skipped_link")
+            # delay the frames behind it (or, sharing the link, this camera's share buys
+            # fewer frames): spend no link time on it
+            node.count("frames_skipped_link")
+            self.skipped[1] += 1
             self._publish_status(msg, d)
             return
         out = gate(msg, d.channels)
         self.pub.publish(out)
         bits = message_bytes(out) * 8
-        self.ctrl.on_sent(msg.sequence, bits, time.monotonic())
+        if node.shared is not None:
+            node.shared.on_sent(self.name, msg.sequence, bits, time.monotonic())
+        else:
+            self.ctrl.on_sent(msg.sequence, bits, time.monotonic())
         self.sent_bps += 0.2 * (bits / self.ctrl.interval - self.sent_bps)
-        if d.budget != self.last_k or self.counters.get("frames", 0) % 10 == 0:
+        if d.budget != self.last_k or self.frames % 10 == 0:
             self.budget_pub.publish(UInt8(data=d.budget))
         self.last_k = d.budget
+        self.frames += 1
         self._publish_status(msg, d)
-        self.count("frames")
-        self.count("channels_dropped", len(idx) - len(out.channel_indices))
+        node.count("frames")
+        node.count("channels_dropped", len(idx) - len(out.channel_indices))
 
     def _publish_status(self, msg: LatentChannels, d):
         """d: the decision, or None for a frame skipped for the receiver (channels = 0)."""
-        now = time.monotonic()
+        node, now = self.node, time.monotonic()
         if d is None:
+            self.last_channels = 0
             avail, src = self.ctrl.available(now)
             st = BitrateStatus(sequence=msg.sequence, channels=0, channel_budget=self.last_k, available_bps=avail,
                                target_bps=self.ctrl.cfg.headroom * avail, sent_bps=self.sent_bps,
@@ -147,19 +250,11 @@ class BitrateControllerNode(McuNode):
         g = self.fps_gate
         st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
         st.forward_fps = float(g.forward_fps(now))
-        st.frames_skipped = int(self.counters["frames_skipped"] + self.counters["frames_skipped_link"])
+        st.frames_skipped = int(node.counters["frames_skipped"] + node.counters["frames_skipped_link"])
         st.header = msg.header
         self.status_pub.publish(st)
-
-    def diagnostics(self):
-        avail, src = self.ctrl.available(time.monotonic())
-        g = self.fps_gate
-        est = self.ctrl.estimator
-        return 0, "running", {"k": self.ctrl.k, "available_bps": avail if math.isfinite(avail) else "unknown",
-                              "sent_bps": self.sent_bps, "estimate_source": src,
-                              "delivery_estimate_bps": est.bps if math.isfinite(est.bps) else "unknown",
-                              "queue_delay_s": est.queue_s, "chunk_loss": est.loss,
-                              "receiver_fps": g.receiver_fps, "forward_fps": g.forward_fps(time.monotonic())}
+        if node.shared is not None:
+            node._publish_total(msg, d)
 
 
 def main(args=None):

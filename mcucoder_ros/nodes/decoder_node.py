@@ -64,6 +64,13 @@ class DecoderNode(McuNode):
         "output_reliability": ParamSpec("reliable", "QoS reliability of image_decoded (rviz subscribes reliable)",
                                         choices=["best_effort", "reliable"], read_only=True),
         "output_depth": ParamSpec(10, "QoS depth of image_decoded", range=(1, 100), read_only=True),
+        "cameras": ParamSpec([""], "several cameras, one decoder: <name>/latent_gated in, <name>/image_decoded "
+                             "and <name>/camera_info out; the newest frame of each camera waiting is decoded "
+                             "in one onnxruntime run (empty: one camera, unprefixed topics)", read_only=True),
+        "camera_info_urls": ParamSpec([""], "several cameras: camera_info_url of each camera in `cameras`",
+                                      read_only=True),
+        "input_topic": ParamSpec("latent_gated", "the stream to decode (latent_link behind an emulated link)",
+                                 read_only=True),
         "drop_stale": ParamSpec(True, "decode only the newest waiting frame (live); false: every frame in order, "
                                 "for replays (at most 1000 waiting)", read_only=True),
         **WAIT_PARAM,
@@ -81,97 +88,166 @@ class DecoderNode(McuNode):
         # one run now: onnxruntime's first run allocates and plans, which would otherwise
         # make the first frame slow and its followers stale
         self.model.reconstruct(np.zeros((1, 12, 28, 28), np.float32))
-        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["output_depth"],
-                             reliability=RELIABILITY[self.p["output_reliability"]])
-        self.pub = self.create_publisher(Image, "image_decoded", out_qos)
-        self.report_pub = self.create_publisher(ReceiverReport, "receiver_report", 10)
-        self.calibration = None
-        if self.p["camera_info_url"]:
-            self.calibration = load_calibration(self.p["camera_info_url"])
-            self.info_pub = self.create_publisher(CameraInfo, "camera_info", out_qos)
+        self.out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["output_depth"],
+                                  reliability=RELIABILITY[self.p["output_reliability"]])
+        names = [c for c in self.p["cameras"] if c]          # [""]: ROS has no typed empty list
+        if names:
+            urls = list(self.p["camera_info_urls"])
+            if urls == [""]:
+                urls = [""] * len(names)
+            if len(urls) != len(names):
+                raise ValueError(f"camera_info_urls has {len(urls)} values for {len(names)} cameras")
         else:
-            self.get_logger().info("camera_info_url not set: no camera_info is published")
-        # like every relay: frames are taken in once image_decoded has a subscriber (a viewer that
-        # joins late in DDS discovery would otherwise miss the first second of a clip)
-        self.when_subscribed(self.pub, self._subscribe_input, "decoding frames")
+            names, urls = [""], [self.p["camera_info_url"]]
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
         self.rate = RateMeter()
         self.latency_ms: list[float] = []
         self.decode_ms = 0.0
         self.decode_ms_avg = 0.0
+        self.batch_sizes: list[int] = []
         self.last_error = ""
         self.counters["dropped_stale"] = 0
         self.counters["lost_references"] = 0
-        self.references = ReceivedReferences()
-        self._last_refresh_request = -1e9
-        self._info_cache = None
-        self._pending: deque[LatentChannels] = deque(maxlen=1 if self.p["drop_stale"] else 1000)
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self.lanes = [_Lane(self, n, u) for n, u in zip(names, urls)]
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="decoder_node.decode", daemon=True)
         self._worker.start()
 
-    def _subscribe_input(self):
-        self.create_subscription(LatentChannels, "latent_gated", self._on_latent, self.qos())
-
-    def _on_latent(self, msg: LatentChannels):
-        """Executor thread: keep only the newest frame; the worker decodes it when free."""
-        with self._lock:
-            if len(self._pending) == self._pending.maxlen:
-                self.count("dropped_stale")      # the oldest waiting frame is replaced
-            self._pending.append(msg)
-        self._wake.set()
-
     def _work(self):
+        """Decode thread: the frames waiting (the newest of each camera), all in one run."""
         while not self._stop.is_set():
             if not self._wake.wait(timeout=0.1):
                 continue
             with self._lock:
-                msg = self._pending.popleft() if self._pending else None
-                if not self._pending:
+                batch = [(ln, ln.pending.popleft()) for ln in self.lanes if ln.pending]
+                if not any(ln.pending for ln in self.lanes):
                     self._wake.clear()
-            if msg is not None:
+            if batch:
                 try:
-                    self._decode(msg)
+                    self._decode(batch)
                 except Exception as e:   # noqa: BLE001 - the node must survive any one frame
                     self.count("errors")
                     self.last_error = f"{type(e).__name__}: {e}"
-                    self.get_logger().error(f"frame {msg.sequence}: {self.last_error}", throttle_duration_sec=2.0)
+                    self.get_logger().error(f"frames {[m.sequence for _, m in batch]}: {self.last_error}",
+                                            throttle_duration_sec=2.0)
 
-    def _decode(self, msg: LatentChannels):
+    def _decode(self, batch):
         t0 = time.perf_counter()
-        try:
-            frame = msg_to_frame(msg)
-            rgb = self.model.decode(frame, self.references)
-        except (BitstreamError, EntropyError, ModelError, ValueError) as e:
-            self.count("malformed")
-            self.last_error = str(e)
-            self.get_logger().warning(f"dropped frame {msg.sequence}: {e}", throttle_duration_sec=2.0)
+        good, latents = [], []
+        for lane, msg in batch:
+            try:
+                frame = msg_to_frame(msg)
+                latents.append(self.model.latent(frame, lane.references))
+                good.append((lane, msg, frame))
+            except (BitstreamError, EntropyError, ModelError, ValueError) as e:
+                self.count("malformed")
+                lane.counters["malformed"] += 1
+                self.last_error = str(e)
+                self.get_logger().warning(f"dropped frame {msg.sequence}{lane.of}: {e}", throttle_duration_sec=2.0)
+        if not good:
             return
-        w, h = self.p["output_width"], self.p["output_height"]
+        images = self.model.reconstruct_batch(np.concatenate(latents))
+        self.decode_ms = (time.perf_counter() - t0) * 1000
+        a = 0.2 if self.decode_ms_avg else 1.0
+        self.decode_ms_avg += a * (self.decode_ms - self.decode_ms_avg)
+        self.batch_sizes = (self.batch_sizes + [len(good)])[-200:]
+        now = self.get_clock().now().nanoseconds * 1e-9
+        for (lane, msg, frame), rgb in zip(good, images):
+            lane.publish(msg, frame, rgb, now)
+
+    @property
+    def max_fps(self) -> float:
+        """Frames/s this receiver can decode and show: one decode at a time, back to back."""
+        return 1000.0 / self.decode_ms_avg if self.decode_ms_avg > 0 else 0.0
+
+    def camera_counters(self) -> dict[str, dict]:
+        return {ln.name: dict(ln.counters) for ln in self.lanes}
+
+    def destroy_node(self):
+        if hasattr(self, "_worker"):         # absent when __init__ failed (no model, bad parameter)
+            self._stop.set()
+            self._wake.set()
+            if self._worker.is_alive() and threading.current_thread() is not self._worker:
+                self._worker.join(timeout=5.0)
+        return super().destroy_node()
+
+    def diagnostics(self):
+        lat = np.percentile(self.latency_ms, [50, 95]) if self.latency_ms else [float("nan")] * 2
+        level = 1 if self.counters.get("malformed") or self.counters.get("errors") else 0
+        values = {"fps": self.rate.rate, "decode_ms": self.decode_ms, "max_fps": self.max_fps,
+                  "latency_p50_ms": float(lat[0]), "latency_p95_ms": float(lat[1]), "decoder": self.model.name,
+                  "providers": ",".join(self.model.providers), "graph": self.model.graph}
+        if len(self.lanes) > 1:
+            values["mean_batch"] = float(np.mean(self.batch_sizes)) if self.batch_sizes else 0.0
+            for ln in self.lanes:
+                values.update({f"{ln.name}.{k}": v for k, v in ln.counters.items()})
+        return level, self.last_error or "running", values
+
+
+def main(args=None):
+    run_node(DecoderNode, args)
+
+
+class _Lane:
+    """One camera's topics and state in the decoder (topics prefixed by its name; the
+    single camera's lane has today's names)."""
+
+    def __init__(self, node: DecoderNode, name: str, camera_info_url: str):
+        self.node, self.name = node, name
+        self.of = f" of {name}" if name else ""
+        pre = f"{name}/" if name else ""
+        self.counters = {"frames": 0, "dropped_stale": 0, "malformed": 0}
+        self.pub = node.create_publisher(Image, pre + "image_decoded", node.out_qos)
+        self.report_pub = node.create_publisher(ReceiverReport, pre + "receiver_report", 10)
+        self.calibration = None
+        if camera_info_url:
+            self.calibration = load_calibration(camera_info_url)
+            self.info_pub = node.create_publisher(CameraInfo, pre + "camera_info", node.out_qos)
+        else:
+            node.get_logger().info(f"camera_info_url not set{self.of}: no camera_info is published")
+        self.references = ReceivedReferences()
+        self._last_refresh_request = -1e9
+        self._info_cache = None
+        self.pending: deque[LatentChannels] = deque(maxlen=1 if node.p["drop_stale"] else 1000)
+        # like every relay: frames are taken in once image_decoded has a subscriber (a viewer that
+        # joins late in DDS discovery would otherwise miss the first second of a clip)
+        node.when_subscribed(self.pub, lambda: node.create_subscription(
+            LatentChannels, pre + node.p["input_topic"], self._on_latent, node.qos()), "decoding frames")
+
+    def _on_latent(self, msg: LatentChannels):
+        """Executor thread: keep only the newest frame; the worker decodes it when free."""
+        node = self.node
+        with node._lock:
+            if len(self.pending) == self.pending.maxlen:
+                node.count("dropped_stale")      # the oldest waiting frame is replaced
+                self.counters["dropped_stale"] += 1
+            self.pending.append(msg)
+        node._wake.set()
+
+    def publish(self, msg: LatentChannels, frame, rgb: np.ndarray, now: float) -> None:
+        node = self.node
+        w, h = node.p["output_width"], node.p["output_height"]
         if w and h:
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         self.pub.publish(rgb_to_image(rgb, msg.header.stamp, msg.header.frame_id))
         if self.calibration:
             self.info_pub.publish(self._camera_info(rgb.shape[1], rgb.shape[0], msg.header))
-        self.decode_ms = (time.perf_counter() - t0) * 1000
-        a = 0.2 if self.decode_ms_avg else 1.0
-        self.decode_ms_avg += a * (self.decode_ms - self.decode_ms_avg)
-        now = self.get_clock().now().nanoseconds * 1e-9
         age_ms = (now - msg.header.stamp.sec - msg.header.stamp.nanosec * 1e-9) * 1e3
-        self.latency_ms = (self.latency_ms + [age_ms])[-200:]
-        self.count("frames")
-        self.count("channels_missing", msg.num_channels - len(msg.channel_indices))
-        self.rate.tick()
+        node.latency_ms = (node.latency_ms + [age_ms])[-200:]
+        node.count("frames")
+        self.counters["frames"] += 1
+        node.count("channels_missing", msg.num_channels - len(msg.channel_indices))
+        node.rate.tick()
         lost = frame.extra.get("lost_channels", [])
         refresh = False
         if lost:
-            self.count("lost_references", len(lost))
+            node.count("lost_references", len(lost))
             refresh = time.monotonic() - self._last_refresh_request >= 1.0     # rate-limited
             self._last_refresh_request = time.monotonic() if refresh else self._last_refresh_request
-        rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(self.decode_ms),
-                             max_fps=float(self.max_fps), dropped_stale=int(self.counters["dropped_stale"]),
-                             lost_references=int(self.counters["lost_references"]), refresh_request=refresh)
+        rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(node.decode_ms),
+                             max_fps=float(node.max_fps), dropped_stale=int(self.counters["dropped_stale"]),
+                             lost_references=int(node.counters["lost_references"]), refresh_request=refresh)
         rep.header = msg.header
         rep.channels_decoded = array("B", [c for c in frame.channel_indices if c not in lost])
         self.report_pub.publish(rep)
@@ -185,28 +261,3 @@ class DecoderNode(McuNode):
         info = self._info_cache[1]
         info.header = header
         return info
-
-    @property
-    def max_fps(self) -> float:
-        """Frames/s this receiver can decode and show: one decode at a time, back to back."""
-        return 1000.0 / self.decode_ms_avg if self.decode_ms_avg > 0 else 0.0
-
-    def destroy_node(self):
-        if hasattr(self, "_worker"):         # absent when __init__ failed (no model, bad parameter)
-            self._stop.set()
-            self._wake.set()
-            if self._worker.is_alive() and threading.current_thread() is not self._worker:
-                self._worker.join(timeout=5.0)
-        return super().destroy_node()
-
-    def diagnostics(self):
-        lat = np.percentile(self.latency_ms, [50, 95]) if self.latency_ms else [float("nan")] * 2
-        level = 1 if self.counters.get("malformed") or self.counters.get("errors") else 0
-        return level, self.last_error or "running", {
-            "fps": self.rate.rate, "decode_ms": self.decode_ms, "max_fps": self.max_fps,
-            "latency_p50_ms": float(lat[0]), "latency_p95_ms": float(lat[1]), "decoder": self.model.name,
-            "providers": ",".join(self.model.providers), "graph": self.model.graph}
-
-
-def main(args=None):
-    run_node(DecoderNode, args)

@@ -1,7 +1,8 @@
 """link_emulator_node: imposes a bandwidth / loss / delay trace between the controller
 and the decoder.
 
-Subscribes `latent_gated`; serialises frames through the link at the trace's current
+Subscribes `latent_gated` (several cameras: `<name>/latent_gated` each, one FIFO for
+all, as on one radio); serialises frames through the link at the trace's current
 bandwidth (FIFO), drops whole channel chunks by the loss ratio (the decoder zero-fills
 them), publishes what arrives on `latent_link` at its delivery time and a
 `delivery_report` for each frame; with `act_as_link_monitor` it also publishes the
@@ -37,6 +38,9 @@ class LinkEmulatorNode(McuNode):
         "carry": ParamSpec("latent", "what crosses the link: latent (LatentChannels) or compressed_image "
                            "(sensor_msgs/CompressedImage, for baselines)", choices=["latent", "compressed_image"],
                            read_only=True),
+        "cameras": ParamSpec([""], "several cameras on the one link: <name>/latent_gated in, <name>/latent_link "
+                             "and <name>/delivery_report out, one FIFO for all (empty: one camera)",
+                             read_only=True),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
@@ -51,22 +55,29 @@ class LinkEmulatorNode(McuNode):
         self.queue = []            # (delivery time, n, message, report)
         self.n = 0
         self._reported = None      # the trace point last published on link_quality
-        self.reports = self.create_publisher(DeliveryReport, "delivery_report", 10)
+        self.ports = {}            # camera -> (output publisher, delivery_report publisher)
         self.lq = self.create_publisher(LinkQuality, "link_quality", 10)
+        cameras = [c for c in self.p["cameras"] if c]
         if self.p["carry"] == "compressed_image":
+            if cameras:
+                raise ValueError("carry: compressed_image takes one camera")
             from sensor_msgs.msg import CompressedImage
-            self.out = self.create_publisher(CompressedImage, "compressed_link", self.qos())
-            self._input = (CompressedImage, "compressed", self._on_image)
+            self._port("", CompressedImage, "compressed", self._on_image)
         else:
-            self.out = self.create_publisher(LatentChannels, "latent_link", self.qos())
-            self._input = (LatentChannels, "latent_gated", self._on_frame)
-        # a relay takes frames in once it can pass them on
-        self.when_subscribed(self.out, self._subscribe_input, "carrying frames")
+            for cam in cameras or [""]:
+                self._port(cam, LatentChannels, "latent_gated", lambda m, cam=cam: self._on_frame(m, cam))
         self.create_timer(0.005, self._deliver)
         self.create_timer(0.1, self._monitor)
 
-    def _subscribe_input(self):
-        self.create_subscription(*self._input, self.qos())
+    def _port(self, cam: str, msg_type, input_name: str, callback) -> None:
+        """One camera's way across the link (its topics prefixed by its name)."""
+        pre = f"{cam}/" if cam else ""
+        out_name = "compressed_link" if input_name == "compressed" else "latent_link"
+        out = self.create_publisher(msg_type, pre + out_name, self.qos())
+        self.ports[cam] = (out, self.create_publisher(DeliveryReport, pre + "delivery_report", 10))
+        # a relay takes frames in once it can pass them on
+        self.when_subscribed(out, lambda: self.create_subscription(msg_type, pre + input_name, callback, self.qos()),
+                             "carrying frames")
 
     def restart(self) -> None:
         """Start the trace (and an empty link) from now."""
@@ -78,7 +89,7 @@ class LinkEmulatorNode(McuNode):
         t = time.monotonic() - self.t0
         return t % self.trace.duration if self.p["loop"] and self.trace.duration > 0 else t
 
-    def _on_frame(self, m: LatentChannels):
+    def _on_frame(self, m: LatentChannels, cam: str = ""):
         t = self.now()
         n_chunks = len(m.channel_indices)
         nbytes = message_bytes(m)
@@ -106,14 +117,14 @@ class LinkEmulatorNode(McuNode):
             out.reference_deltas = array("B", refs)
         else:                                 # only intra chunks left: a version 1 frame
             out.bitstream_version = 1
-        self._queue(t, d, m.header, m.sequence, nbytes, n_chunks, len(idx), out, first)
+        self._queue(t, d, m.header, m.sequence, nbytes, n_chunks, len(idx), out, first, cam)
 
     def _on_image(self, m):
         t = self.now()
         d = self.link.send(t, len(m.data), 1)
         self._queue(t, d, m.header, self.n, len(m.data), 1, len(d.kept), m if d.kept else None)
 
-    def _queue(self, t, d, header, sequence, nbytes, sent, received, out, first_bytes=0):
+    def _queue(self, t, d, header, sequence, nbytes, sent, received, out, first_bytes=0, cam=""):
         # report link times on the ROS clock, like the capture stamps
         to_ros = self.get_clock().now().nanoseconds * 1e-9 - t
         rep = DeliveryReport(sequence=sequence, bytes=nbytes, link_start=_time_msg(d.start + to_ros),
@@ -124,9 +135,9 @@ class LinkEmulatorNode(McuNode):
                                   link_end=_time_msg(d.first_end + to_ros), channels_sent=sent,
                                   channels_received=int(0 in d.kept), partial=True)
             prog.header = header
-            heapq.heappush(self.queue, (d.first_end + d.delivered - d.end, self.n, None, prog))
+            heapq.heappush(self.queue, (d.first_end + d.delivered - d.end, self.n, cam, None, prog))
             self.n += 1
-        heapq.heappush(self.queue, (d.delivered, self.n, out, rep))
+        heapq.heappush(self.queue, (d.delivered, self.n, cam, out, rep))
         self.n += 1
         self.count("frames_in")
         self.count("chunks_lost", sent - received)
@@ -136,10 +147,11 @@ class LinkEmulatorNode(McuNode):
         if self.p["act_as_link_monitor"] and self.trace.at(t) != self._reported:
             self._monitor()                      # a link change is reported at once, like a rate-change event
         while self.queue and self.queue[0][0] <= t:
-            _, _, out, rep = heapq.heappop(self.queue)
+            _, _, cam, out, rep = heapq.heappop(self.queue)
+            out_pub, report_pub = self.ports[cam]
             if out is not None:                  # None: a compressed image lost whole, or a progress report
-                self.out.publish(out)
-            self.reports.publish(rep)
+                out_pub.publish(out)
+            report_pub.publish(rep)
             if not rep.partial:
                 self.count("frames_out")
 
