@@ -15,11 +15,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _app(module: str, fn: str = "main"):
-    """The application behind a subcommand, imported only when it runs."""
+def _app(module: str, fn: str = "main", cameras: str | None = None, live_cameras: str | None = None):
+    """The application behind a subcommand, imported only when it runs; with --cameras N > 1
+    (and --live), the multi-camera one."""
     def call(a):
         import importlib
-        return getattr(importlib.import_module(f"mcucoder_ros.apps.{module}"), fn)(a)
+        mod = module
+        if getattr(a, "cameras", None) and not isinstance(a.cameras, str) and a.cameras > 1 and cameras:
+            mod = live_cameras if getattr(a, "live", False) and live_cameras else cameras
+        return getattr(importlib.import_module(f"mcucoder_ros.apps.{mod}"), fn)(a)
     return call
 
 
@@ -96,7 +100,10 @@ def main(argv=None):
     d.add_argument("--out", default="out/demo")
     d.add_argument("--trace", default=None, help="CSV t,bandwidth_bps (default: the built-in step trace)")
     d.add_argument("--params", default=None)
-    d.set_defaults(func=_app("demo"))
+    d.add_argument("--cameras", type=int, default=1,
+                   help="several cameras on one link (config/cameras.yaml's first N): a grid video and a plot of "
+                        "each camera's share of the link, in out/demo_cameras")
+    d.set_defaults(func=_app("demo", cameras="demo_cameras"))
     e = sub.add_parser("evaluate-abr", help="adaptive bitrate through an emulated link, per strategy")
     e.add_argument("--trace", required=True, nargs="+",
                    help="CSV t,bandwidth_bps[,loss][,delay_ms] (config/traces/); several: one run each, "
@@ -120,7 +127,7 @@ def main(argv=None):
     e.add_argument("--sharing", nargs="+", default=None, choices=["shared", "equal", "independent"],
                    help="--cameras: how the link is split (default: all three)")
     e.add_argument("--front-weight", type=float, default=2.0, help="--cameras: weight of camera 0 (others: 1)")
-    e.set_defaults(func=_app("evaluate_abr"))
+    e.set_defaults(func=_app("evaluate_abr", cameras="evaluate_abr_multi", live_cameras="evaluate_abr_live_multi"))
     r = sub.add_parser("record", help="record the compressed stream into a rosbag2 bag (MCAP), no ROS install needed")
     r.add_argument("--out", required=True, help="bag folder to create")
     r.add_argument("--topics", nargs="+", default=["latent_gated", "bitrate_status", "link_quality"],
@@ -140,7 +147,15 @@ def main(argv=None):
     b.add_argument("--seconds", type=float, default=20.0)
     b.add_argument("--fps", type=float, default=15.0)
     b.add_argument("--json", default=None)
-    b.set_defaults(func=_app("bench_pipeline"))
+    b.add_argument("--cameras", type=int, default=1,
+                   help="several cameras into one receiver: per camera and total frames/s and latency, one batched "
+                        "decoder against one decoder per camera in the same run")
+    b.add_argument("--soak-minutes", type=float, default=None,
+                   help="--cameras: the batched decoder alone for this long; RSS of every process and every frame "
+                        "accounted for (decoded, dropped stale or skipped)")
+    b.add_argument("--host-encode", action="store_true",
+                   help="--cameras: host encoders per camera instead of replaying pre-encoded latents (MCUs)")
+    b.set_defaults(func=_app("bench_pipeline", cameras="bench_cameras"))
     a = ap.parse_args(argv)
     if a.cmd == "pipeline" and a.source != "image_topic" and not a.input and not (a.cameras or a.camera):
         ap.error("--input is required for file and camera sources")

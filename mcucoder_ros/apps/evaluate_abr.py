@@ -240,12 +240,6 @@ def _print(res: dict, live: bool) -> None:
 
 
 def main(a) -> None:
-    if a.cameras > 1:
-        if a.live:
-            from .evaluate_abr_live_multi import main as live_cameras
-            return live_cameras(a)
-        from .evaluate_abr_multi import main as cameras
-        return cameras(a)
     from ..codec.model import DecoderModel, EncoderModel
     from ..sources import default_clip
     clip = a.input or default_clip()

@@ -32,8 +32,9 @@ def _link_monitor(proxy):
 def cameras_of(a):
     """--cameras FILE and/or repeated --camera NAME=SOURCE:INPUT -> CameraConfig list (None: one camera)."""
     from ..pipeline import _checked, load_cameras, parse_camera_options
+    opts = getattr(a, "camera", None) or []
     cams = (load_cameras(a.cameras) if getattr(a, "cameras", None) else []) + \
-        parse_camera_options(getattr(a, "camera", None) or [])
+        (parse_camera_options(opts) if opts else [])
     return _checked(cams, "cameras") if cams else None
 
 

@@ -250,7 +250,7 @@ class _Lane:
         g = self.fps_gate
         st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
         st.forward_fps = float(g.forward_fps(now))
-        st.frames_skipped = int(node.counters["frames_skipped"] + node.counters["frames_skipped_link"])
+        st.frames_skipped = int(sum(self.skipped))             # this camera's (one camera: the node's)
         st.header = msg.header
         self.status_pub.publish(st)
         if node.shared is not None:
