@@ -67,17 +67,23 @@ def _make_replay(context, namespace, names, frames, fps):
             for n in names:
                 self.create_subscription(UInt8, f"{n}/channel_budget",
                                          lambda m, n=n: self.budget.__setitem__(n, max(1, min(12, m.data))), 10)
-            self.timers = []
+            self.send_timers = []
 
-        def start(self):
+        def start(self, rate=fps):
             for i, n in enumerate(names):
-                time.sleep(1.0 / fps / len(names))
+                time.sleep(1.0 / rate / len(names))
                 self._send(n, i)
-                self.timers.append(self.create_timer(1.0 / fps, lambda n=n, i=i: self._send(n, i)))
+                self.send_timers.append(self.create_timer(1.0 / rate, lambda n=n, i=i: self._send(n, i)))
+
+        def set_rate(self, rate):
+            self.stop()
+            self.send_timers = []
+            self.start(rate)
 
         def stop(self):
-            for t in self.timers:
+            for t in self.send_timers:
                 t.cancel()
+                self.destroy_timer(t)
 
         def _send(self, n, i):
             f = frames[i][self.seq[n] % len(frames[i])]
@@ -103,7 +109,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: bool = False,
-        warmup_s: float = 4.0, progress=print, soak_s: float = 0.0) -> dict:
+        warmup_s: float = 4.0, progress=print, soak_s: float = 0.0, saturate_fps: float = 30.0) -> dict:
     """soak_s: instead of the comparison, the batched decoder alone for this long, with
     every process's RSS sampled every 10 s and every frame accounted for."""
     import rclpy
@@ -121,19 +127,29 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
     tmp = tempfile.TemporaryDirectory(prefix="mcucoder-bench-")
     multi = Path(tmp.name) / "multi.yaml"
     multi.write_text(yaml.safe_dump({
-        "/**/bitrate_controller_node": {"ros__parameters": {"cameras": names}},
-        "/**/decoder_node": {"ros__parameters": {"cameras": names}}}))
+        "/**/bitrate_controller_node": {"ros__parameters": {"cameras": list(names)}},
+        "/**/decoder_node": {"ros__parameters": {"cameras": list(names)}}}))     # copies: no YAML aliases
     single = Path(tmp.name) / "single.yaml"
     clip = str(default_clip())
     single.write_text(yaml.safe_dump({"/**/encoder_node": {"ros__parameters": {
         "source": "video", "input": clip, "loop": True, "fps": float(fps)}}}))
     frames = None if host_encode else _replay_frames(n_cam)
 
+    logs = {}
+
     def node_proc(name, ns, *params):
         args = [str(bindir / name), "--ros-args", "-r", f"__ns:={ns}", "--params-file", str(default_params_file())]
         for p in params:
             args += ["--params-file", str(p)]
-        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = Path(tmp.name) / f"{ns.strip('/').replace('/', '_')}_{name}.log"
+        proc = subprocess.Popen(args, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        logs[proc.pid] = log
+        return proc
+
+    def check_alive():
+        for k, p in procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{k} exited with status {p.returncode}:\n{logs[p.pid].read_text()[-2000:]}")
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -193,13 +209,15 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
                 a.clear()
             t_end = time.monotonic() + 60
             while time.monotonic() < t_end and not all(arrivals.values()):
+                check_alive()
                 if replay is not None and not started and replay.count_subscribers(f"{NAMESPACE}/{names[-1]}/latent"):
                     spin_for(0.5)
                     replay.start()
                     started = True
                 spin_for(0.1)
             if not all(arrivals.values()):
-                raise RuntimeError(f"{mode}: not every camera's decoded frames arrived within 60 s")
+                missing = [n for n, a in arrivals.items() if not a]
+                raise RuntimeError(f"{mode}: no decoded frames of {', '.join(missing)} within 60 s")
             spin_for(warmup_s)
             for a in arrivals.values():
                 a.clear()
@@ -229,7 +247,22 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
             results[mode] = {"cameras": per, "total_fps": sum(p["fps"] for p in per.values()),
                              "latency_ms_p95_max": max(p["latency_ms_p95"] for p in per.values()),
                              "cpu_percent_per_process": cpu, "seconds": round(dt, 2)}
+            results[mode]["rss_mb_per_process"] = {k: round(_rss_mb(p.pid), 1) for k, p in procs.items()}
             progress(_line(mode, results[mode]))
+            if replay is not None and not soak_s and saturate_fps > fps:
+                # throughput: more frames than the receiver can decode; what comes out is its capacity
+                replay.set_rate(saturate_fps)
+                spin_for(2.0)
+                n0, t0 = sum(len(a) for a in arrivals.values()), time.monotonic()
+                recording.set()
+                spin_for(max(5.0, seconds / 2))
+                thr = (sum(len(a) for a in arrivals.values()) - n0) / (time.monotonic() - t0)
+                recording.clear()
+                results[mode]["throughput_fps"] = thr
+                results[mode]["throughput_offered_fps"] = saturate_fps * n_cam
+                progress(f"  {mode:10s}: throughput {thr:.1f} frames/s decoded in all with "
+                         f"{saturate_fps * n_cam:.0f} offered")
+                replay.set_rate(fps)
             if soak_s:
                 results[mode]["rss_mb"] = rss
                 replay.stop()
@@ -261,8 +294,9 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
             "cameras": n_cam, "requested_fps_per_camera": fps, "offered_fps": n_cam * fps,
             "sources": "host encoders (encoder_node per camera)" if host_encode else
             "pre-encoded latents replayed at the camera rate, as MCUs deliver them",
-            "modes": results, "batched_over_per_camera":
-            results["batched"]["total_fps"] / max(1e-9, results["per_camera"]["total_fps"]) if not soak_s else None}
+            "modes": results, "throughput_batched_over_per_camera":
+            results["batched"]["throughput_fps"] / max(1e-9, results["per_camera"]["throughput_fps"])
+            if "throughput_fps" in results.get("per_camera", {}) else None}
 
 
 def _line(mode, r) -> str:
@@ -290,8 +324,10 @@ def main(a) -> None:
         for n, acc in r["accounting"].items():
             print(f"  {n}: {acc['published']} frames published, {acc['decoded']} decoded, {acc['stale']} dropped "
                   f"stale, {acc['skipped']} skipped by the controller: {acc['unaccounted']} unaccounted")
-    else:
-        print(f"batched decoder / one decoder per camera: {res['batched_over_per_camera']:.2f}x the frames/s in all")
+    elif res["throughput_batched_over_per_camera"]:
+        print(f"throughput, batched decoder / one decoder per camera: {res['throughput_batched_over_per_camera']:.2f}x")
+    for mode, r in res["modes"].items():
+        print(f"  {mode:10s} RSS " + ", ".join(f"{k} {v:.0f} MB" for k, v in r["rss_mb_per_process"].items()))
     for mode, r in res["modes"].items():
         for k, c in r["cpu_percent_per_process"].items():
             print(f"  {mode:10s} CPU {k:34s} {c:5.1f} % of one core")

@@ -195,7 +195,7 @@ class _Lane:
 
     def __init__(self, node: DecoderNode, name: str, camera_info_url: str):
         self.node, self.name = node, name
-        self.of = f" of {name}" if name else ""
+        self.of = f" of camera {name}" if name else ""
         pre = f"{name}/" if name else ""
         self.counters = {"frames": 0, "dropped_stale": 0, "malformed": 0}
         self.pub = node.create_publisher(Image, pre + "image_decoded", node.out_qos)
@@ -205,7 +205,8 @@ class _Lane:
             self.calibration = load_calibration(camera_info_url)
             self.info_pub = node.create_publisher(CameraInfo, pre + "camera_info", node.out_qos)
         else:
-            node.get_logger().info(f"camera_info_url not set{self.of}: no camera_info is published")
+            node.get_logger().info(f"camera_info_url not set{' for camera ' + name if name else ''}: no camera_info "
+                                   "is published")
         self.references = ReceivedReferences()
         self._last_refresh_request = -1e9
         self._info_cache = None
