@@ -300,3 +300,32 @@ def test_a_pipeline_node_that_dies_ends_the_launch(workspace):
     assert "decoder_missing_arch.onnx" in out                  # the node's own one-line reason
     assert "Traceback" not in out and "terminate called" not in out, out
     assert "process has finished cleanly" in out                # the others were stopped, not left running
+
+
+def test_launch_three_cameras_from_the_cameras_file(ros, workspace):
+    """cameras:=cameras.yaml (the bundled list, read by the runner's parser): one source
+    node per camera under /mcucoder/<name>, one controller, one link emulator and one
+    batched decoder; every camera's decoded frames on its own topic with its frame id."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    names = ("front", "down", "rear")
+    got = {n: [] for n in names}
+    for n in names:
+        ros.node.create_subscription(Image, f"/mcucoder/{n}/image_decoded", got[n].append,
+                                     QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    launch = workspace.start("launch_cameras", "ros2", "launch", "mcucoder_ros", "pipeline.launch.py",
+                             "cameras:=cameras.yaml", "trace:=step")
+    try:
+        assert ros.spin_until(lambda: all(len(got[n]) >= 10 for n in names) or launch.proc.poll() is not None,
+                              timeout=90), f"{ {n: len(g) for n, g in got.items()} }:\n{launch.output()[-3000:]}"
+        assert all(g.header.frame_id == n for n in names for g in got[n])
+        expected = {f"/mcucoder/{n}/encoder_node" for n in names} | {
+            "/mcucoder/bitrate_controller_node", "/mcucoder/link_emulator_node", "/mcucoder/decoder_node"}
+        for _ in range(4):
+            nodes = workspace.ros2("node", "list")
+            if expected <= set(nodes.stdout.split()):
+                break
+        assert expected <= set(nodes.stdout.split()), nodes.stdout + nodes.stderr
+    finally:
+        rc = launch.interrupt()
+    assert rc == 0 and not launch.error_lines(), launch.output()[-3000:]

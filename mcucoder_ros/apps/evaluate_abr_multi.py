@@ -102,19 +102,24 @@ def simulate_cameras(sharing: str, banks: list, trace: Trace, fps: float, weight
                       "stalls": sum(m["stall_count"] for m in per.values())}}
 
 
-def evaluate_cameras(trace_path, n_cam: int, fps: float = 10.0, max_frames: int = 30, sharing=None,
-                     front_weight: float = 2.0, progress: bool = True) -> dict:
+def make_banks(max_frames: int = 30, progress: bool = True) -> list:
+    """The bundled clips, coded and decoded at every k once (evaluate_abr.FrameBank)."""
     from ..codec.model import DecoderModel, EncoderModel
     from ..resources import data_path
     from .evaluate_abr import FrameBank
-    trace = Trace.load(trace_path)
     enc, dec = EncoderModel.load(), DecoderModel.load(threads=2)
-    banks = [FrameBank(data_path(f"clips/{c}.mp4"), enc, dec, max_frames, progress) for c in CLIPS[:n_cam]]
-    weights = [front_weight] + [1.0] * (n_cam - 1)
+    return [FrameBank(data_path(f"clips/{c}.mp4"), enc, dec, max_frames, progress) for c in CLIPS]
+
+
+def evaluate_cameras(trace_path, n_cam: int, fps: float = 10.0, max_frames: int = 30, sharing=None,
+                     front_weight: float = 2.0, progress: bool = True, banks=None) -> dict:
     from ..codec.model import model_channel_gains
+    trace = Trace.load(trace_path)
+    banks = banks or make_banks(max_frames, progress)
+    weights = [front_weight] + [1.0] * (n_cam - 1)
     gains = model_channel_gains()
-    out = {"trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
-                     "points": [p.__dict__ for p in trace.points]},
+    out = {"mode": "simulated", "trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
+                                          "points": [p.__dict__ for p in trace.points]},
            "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "cameras": n_cam, "weights": weights,
            "clips": [CLIPS[i % len(CLIPS)] for i in range(n_cam)], "sharing": {}}
     for s in sharing or SHARING:
@@ -164,8 +169,9 @@ def plot_shares(res: dict, path: str) -> None:
 def main(a) -> None:
     from ..evaluation import write_json
     results = []
+    banks = make_banks(a.max_frames)
     for trace_path in a.trace:
-        res = evaluate_cameras(trace_path, a.cameras, a.fps, a.max_frames, a.sharing, a.front_weight)
+        res = evaluate_cameras(trace_path, a.cameras, a.fps, a.max_frames, a.sharing, a.front_weight, banks=banks)
         _print(res)
         results.append(res)
         if a.plot:
