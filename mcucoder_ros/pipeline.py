@@ -251,7 +251,9 @@ class Pipeline:
 
     def run(self, drain_s: float = 2.0, timeout_s: float | None = None, source_done=None):
         """Spin until the input is exhausted and the last frames have passed the decoder.
-        `source_done()` says when a serial source has ended (default: the encoder's flag)."""
+        `source_done()` says when a serial source has ended (default: the encoder's flag).
+        At `timeout_s` host cameras stop reading and the frames in flight get `drain_s` to
+        arrive, so a timed run accounts for every frame; a serial source just stops."""
         t0 = time.monotonic()
         dec = self.nodes["decoder_node"]
         done_fn = source_done or (lambda: all(getattr(s, "finished", False) for s in self.sources.values()))
@@ -260,7 +262,11 @@ class Pipeline:
             self.executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
             if timeout_s and now - t0 > timeout_s:
-                break
+                readers = [s for s in self.sources.values() if hasattr(s, "stop_reading")]
+                if len(readers) < len(self.sources) or now - t0 > timeout_s + drain_s:
+                    break
+                for s in readers:      # stop the cameras, then let their last frames arrive
+                    s.stop_reading()
             if self.frames_in != last_in:        # frames may still be arriving (a slow serial link)
                 last_in, last_change = self.frames_in, now
             if done_fn():

@@ -109,6 +109,13 @@ class EncoderNode(McuNode):
             return
         self.encode_and_publish(rgb, msg.header.stamp, msg.header.frame_id or self.p["frame_id"])
 
+    def stop_reading(self):
+        """Read no more frames (a timed run ends): frames already sent still travel."""
+        if not self.finished:
+            self.finished = True
+            if self.timer is not None:
+                self.timer.cancel()
+
     def _on_timer(self):
         if self.finished:
             return
