@@ -192,12 +192,18 @@ class _Lane:
             return node.shared.decide(self.name, lengths, stamp, now, age_s=age)
         return self.ctrl.decide(lengths, stamp, now, age_s=age)
 
+    def _note_sent(self, bits: int):
+        """Sent rate, smoothed over frames; a skipped frame sends 0 bits (or a camera that
+        skips every other frame would report twice its rate)."""
+        self.sent_bps += 0.2 * (bits / self.ctrl.interval - self.sent_bps)
+
     def _on_latent(self, msg: LatentChannels):
         node = self.node
         stamp = stamp_to_s(msg.header.stamp)
         if node.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp, time.monotonic()):
             node.count("frames_skipped")          # the receiver could not show it: spend no link time
             self.skipped[0] += 1
+            self._note_sent(0)
             self._publish_status(msg, None)
             return
         idx = list(msg.channel_indices)
@@ -213,6 +219,7 @@ class _Lane:
             # fewer frames): spend no link time on it
             node.count("frames_skipped_link")
             self.skipped[1] += 1
+            self._note_sent(0)
             self._publish_status(msg, d)
             return
         out = gate(msg, d.channels)
@@ -222,7 +229,7 @@ class _Lane:
             node.shared.on_sent(self.name, msg.sequence, bits, time.monotonic())
         else:
             self.ctrl.on_sent(msg.sequence, bits, time.monotonic())
-        self.sent_bps += 0.2 * (bits / self.ctrl.interval - self.sent_bps)
+        self._note_sent(bits)
         if d.budget != self.last_k or self.frames % 10 == 0:
             self.budget_pub.publish(UInt8(data=d.budget))
         self.last_k = d.budget
