@@ -290,9 +290,13 @@ class DecoderModel:
         and two threads on one frame do not double its speed, so this gives 1.1-1.2x
         the frames/s (docs/results.md)."""
         x = latents.astype(np.float32)
+        y = None
         if len(x) > 1 and self.threads > 1 and self._on_cpu:
-            y = np.concatenate(list(self._side_by_side().map(self._run_one, [x[i:i + 1] for i in range(len(x))])))
-        else:
+            try:
+                y = np.concatenate(list(self._side_by_side().map(self._run_one, [x[i:i + 1] for i in range(len(x))])))
+            except RuntimeError:          # the pool is gone (the interpreter is exiting): one run
+                y = None
+        if y is None:
             y = self.session.run(None, {self.input_name: x})[0]
         return (np.clip(y, 0.0, 1.0).transpose(0, 2, 3, 1) * 255.0 + 0.5).astype(np.uint8)
 
