@@ -300,6 +300,15 @@ class DecoderModel:
             y = self.session.run(None, {self.input_name: x})[0]
         return (np.clip(y, 0.0, 1.0).transpose(0, 2, 3, 1) * 255.0 + 0.5).astype(np.uint8)
 
+    def warm_up(self, batch: int = 1) -> None:
+        """Decode zeros once alone and once as `batch` frames, so the sessions, threads
+        and memory arenas a running decoder needs exist before its first frame (its
+        memory is then flat from the start, and the first frame is not slow)."""
+        z = np.zeros((1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), np.float32)
+        self.reconstruct_batch(z)
+        if batch > 1:
+            self.reconstruct_batch(np.repeat(z, batch, axis=0))
+
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         return self._frame_session.run(None, {self.input_name: x})[0]   # releases the GIL
 

@@ -110,6 +110,7 @@ class DecoderNode(McuNode):
         self.counters["dropped_stale"] = 0
         self.counters["lost_references"] = 0
         self.lanes = [_Lane(self, n, u) for n, u in zip(names, urls)]
+        self.model.warm_up(len(self.lanes))
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="decoder_node.decode", daemon=True)
         self._worker.start()
