@@ -120,7 +120,7 @@ def channels_last_model(model_bytes: bytes) -> bytes:
         _, c4, h, w = shapes[src]
         c = c4 // 4
         s1, s2 = f"{n.output[0]}/rows", f"{n.output[0]}/out"
-        # -1: any batch (decoder_node decodes several cameras' frames in one run)
+        # -1: any batch (several cameras' frames in one run, as on a GPU provider)
         inits.append(numpy_helper.from_array(np.array([-1, h, w, 2, 2 * c], np.int64), s1))
         inits.append(numpy_helper.from_array(np.array([-1, 2 * h, 2 * w, c], np.int64), s2))
         r, t = f"{n.output[0]}/r", f"{n.output[0]}/t"

@@ -329,7 +329,7 @@ class DecoderModel:
 
     def decode_batch(self, frames: list[Frame], references: list[ReceivedReferences | None] | None = None) \
             -> np.ndarray:
-        """Several frames (of several cameras, each with its own references) in one run."""
+        """Several frames (of several cameras, each with its own references) together."""
         refs = references or [None] * len(frames)
         return self.reconstruct_batch(np.concatenate([self.latent(f, r) for f, r in zip(frames, refs)]))
 

@@ -66,7 +66,7 @@ class DecoderNode(McuNode):
         "output_depth": ParamSpec(10, "QoS depth of image_decoded", range=(1, 100), read_only=True),
         "cameras": ParamSpec([""], "several cameras, one decoder: <name>/latent_gated in, <name>/image_decoded "
                              "and <name>/camera_info out; the newest frame of each camera waiting is decoded "
-                             "in one onnxruntime run (empty: one camera, unprefixed topics)", read_only=True),
+                             "together, one run per core (empty: one camera, unprefixed topics)", read_only=True),
         "camera_info_urls": ParamSpec([""], "several cameras: camera_info_url of each camera in `cameras`",
                                       read_only=True),
         "input_topic": ParamSpec("latent_gated", "the stream to decode (latent_link behind an emulated link)",
@@ -116,7 +116,7 @@ class DecoderNode(McuNode):
         self._worker.start()
 
     def _work(self):
-        """Decode thread: the frames waiting (the newest of each camera), all in one run."""
+        """Decode thread: the frames waiting (the newest of each camera), decoded together."""
         while not self._stop.is_set():
             if not self._wake.wait(timeout=0.1):
                 continue
