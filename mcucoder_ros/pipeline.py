@@ -258,15 +258,18 @@ class Pipeline:
         dec = self.nodes["decoder_node"]
         done_fn = source_done or (lambda: all(getattr(s, "finished", False) for s in self.sources.values()))
         last_in, last_change = -1, time.monotonic()
+        stopped = False
         while self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
             now = time.monotonic()
             if timeout_s and now - t0 > timeout_s:
-                readers = [s for s in self.sources.values() if hasattr(s, "stop_reading")]
-                if len(readers) < len(self.sources) or now - t0 > timeout_s + drain_s:
+                if not all(hasattr(s, "stop_reading") for s in self.sources.values()) \
+                        or now - t0 > timeout_s + drain_s:
                     break
-                for s in readers:      # stop the cameras, then let their last frames arrive
-                    s.stop_reading()
+                if not stopped:        # stop the cameras, then let their last frames arrive
+                    for s in self.sources.values():
+                        s.stop_reading()
+                    stopped = True
             if self.frames_in != last_in:        # frames may still be arriving (a slow serial link)
                 last_in, last_change = self.frames_in, now
             if done_fn():

@@ -191,6 +191,18 @@ class EncoderModel:
                      references=refs if any(refs) else None)
 
 
+def _session_options(threads: int):
+    """onnxruntime options of every decoder session (threads 0: onnxruntime's default)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    # no busy-waiting worker threads: the decoder shares the CPU with other nodes
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
 class DecoderModel:
     """Frame (any subset of channels) -> uint8 RGB 224x224 through onnxruntime."""
 
@@ -206,18 +218,13 @@ class DecoderModel:
         self.quantizer = enc.quantizer
         self.coders = enc.coders
         self.inter_coders = enc.inter_coders
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        # no busy-waiting worker threads: the decoder shares the CPU with other nodes
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted, self.provider_note = resolve_providers(providers)
-        model, self.graph = _cpu_graph(Path(onnx_path)) if wanted == ["CPUExecutionProvider"] and cpu_rewrite \
+        self._on_cpu = wanted == ["CPUExecutionProvider"]
+        model, self.graph = _cpu_graph(Path(onnx_path)) if self._on_cpu and cpu_rewrite \
             else (str(onnx_path), "as shipped")
-        self.session = ort.InferenceSession(model, so, providers=wanted)
+        self.session = ort.InferenceSession(model, _session_options(threads), providers=wanted)
         self.threads = threads or os.cpu_count() or 1
-        self._graph_source, self._on_cpu = model, wanted == ["CPUExecutionProvider"]
+        self._graph_source = model
         self._frame_session = self._frame_pool = None
         self.providers = self.session.get_providers()      # what onnxruntime really uses
         self.input_name = self.session.get_inputs()[0].name
@@ -294,8 +301,8 @@ class DecoderModel:
         if len(x) > 1 and self.threads > 1 and self._on_cpu:
             try:
                 y = np.concatenate(list(self._side_by_side().map(self._run_one, [x[i:i + 1] for i in range(len(x))])))
-            except RuntimeError:          # the pool is gone (the interpreter is exiting): one run
-                y = None
+            except RuntimeError:          # the pool is gone (the interpreter is exiting): one run below
+                pass
         if y is None:
             y = self.session.run(None, {self.input_name: x})[0]
         return (np.clip(y, 0.0, 1.0).transpose(0, 2, 3, 1) * 255.0 + 0.5).astype(np.uint8)
@@ -319,11 +326,8 @@ class DecoderModel:
             from concurrent.futures import ThreadPoolExecutor
 
             import onnxruntime as ort
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            so.log_severity_level = 3
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._frame_session = ort.InferenceSession(self._graph_source, so, providers=["CPUExecutionProvider"])
+            self._frame_session = ort.InferenceSession(self._graph_source, _session_options(1),
+                                                       providers=["CPUExecutionProvider"])
             self._frame_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
         return self._frame_pool
 

@@ -126,8 +126,7 @@ class EncoderNode(McuNode):
             self.get_logger().warning(str(e))
             return
         if rgb is None:
-            self.finished = True
-            self.timer.cancel()
+            self.stop_reading()
             self.get_logger().info(f"end of input after {self.seq} frames")
             return
         self.encode_and_publish(rgb, self.get_clock().now().to_msg(), self.p["frame_id"])
