@@ -52,15 +52,27 @@ def free_port() -> int:
 
 class QemuCamera:
     def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None,
-                 link_key: bytes | None = None, stream_frames: int | None = None):
+                 link_key: bytes | None = None, stream_frames: int | None = None, rng: bool = True,
+                 device_id: bytes | None = None, storage: str | None = None):
+        """`rng`: emulate the part's random generator (a fresh seed per launch, below);
+        False: a part without one, whose nonces rest on its boot counter.  `device_id`:
+        the part's serial number (16 bytes; random by default).  `storage`: a folder that
+        stands for the device's flash across launches (link.key, boot.count, device.id);
+        by default every launch gets a fresh one."""
         if target not in MACHINES:
             raise ValueError(f"unknown QEMU target '{target}' ({', '.join(MACHINES)})")
         if not shutil.which("qemu-system-arm"):
             raise FileNotFoundError("qemu-system-arm not found (apt-get install qemu-system-arm)")
         self.target, self.video, self.max_frames = target, video, max_frames
         self.firmware = Path(firmware) if firmware else firmware_elf(target)
-        self.dir = tempfile.mkdtemp(prefix="mcucoder-qemu-")
-        if link_key is not None:
+        self.rng = rng
+        self.dir = storage or tempfile.mkdtemp(prefix="mcucoder-qemu-")
+        self.own_dir = storage is None
+        id_file = Path(self.dir) / "device.id"
+        if device_id is not None or not id_file.exists():
+            id_file.write_bytes(device_id if device_id is not None else os.urandom(16))
+        self.device_id = id_file.read_bytes()
+        if link_key is not None and not (Path(self.dir) / "link.key").exists():
             # the emulated device's flash holds its key (the firmware reads link.key by
             # semihosting), as a device provisioned at the factory would
             fd = os.open(Path(self.dir) / "link.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -87,6 +99,13 @@ class QemuCamera:
         source.close()
         if not self.n_frames:
             raise ValueError(f"no frames in {self.video}")
+        # QEMU models none of the targets' random generators: the host stands in for it with
+        # 32 fresh random bytes per launch, which the firmware reads once at boot (semihosting)
+        seed = Path(self.dir) / "rng.seed"
+        if self.rng:
+            seed.write_bytes(os.urandom(32))
+        elif seed.exists():
+            seed.unlink()
         port = port or free_port()
         cmd = ["qemu-system-arm", "-M", MACHINES[self.target], "-display", "none", "-monitor", "none",
                "-chardev", f"socket,id=u0,host=127.0.0.1,port={port},server=on,wait=on", "-serial", "chardev:u0",
@@ -120,7 +139,8 @@ class QemuCamera:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 

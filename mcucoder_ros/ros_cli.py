@@ -38,8 +38,8 @@ def _keygen(a) -> int:
     from .link.sealed import write_key_file
     write_key_file(a.file)
     print(f"wrote a new 32-byte device key to {a.file} (mode 600). Give it to the bridge (link_key_file, or "
-          f"mcucoder-ros pipeline --link-key {a.file}) and to the device (a build-time key, or PROVISION_KEY "
-          "on a trusted wire: mcu_bridge_node provision_key:=true).")
+          f"mcucoder-ros pipeline --link-key {a.file}) and to the device (a build-time key, or once on a trusted "
+          f"wire: mcucoder-ros provision --port PORT --key {a.file} --device-id ID).")
     return 0
 
 
@@ -82,6 +82,15 @@ def main(argv=None):
     k = sub.add_parser("keygen", help="write a new random device key for the sealed serial link (owner-only file)")
     k.add_argument("file", help="key file to create (never overwritten)")
     k.set_defaults(func=_keygen)
+    pv = sub.add_parser("provision", help="give the sealed-link key to a device without one, once, naming its "
+                        "identity (shown when --device-id is left out); on a trusted wire")
+    pv.add_argument("--port", required=True, help="serial device, pty or socket://host:port URL")
+    pv.add_argument("--key", required=True, help="key file (mcucoder-ros keygen)")
+    pv.add_argument("--device-id", default=None, help="the device's identity (32 hex digits, from its label or "
+                    "console); without it, the command only shows the identity of the device on the port")
+    pv.add_argument("--timeout", type=float, default=10.0)
+    pv.add_argument("--baudrate", type=int, default=921600)
+    pv.set_defaults(func=_app("provision"))
     sk = sub.add_parser("soak-link", help="the sealed serial link under injected faults and a vanishing port "
                         "(firmware under QEMU, real bridge), for minutes; prints and writes JSON")
     sk.add_argument("--target", default="m33", help="firmware target under QEMU (default: m33, the one QEMU "

@@ -125,11 +125,11 @@ def connect_pair(key, host_key=None):
     parser = sp.StreamParser()
     hello_pkt = parser.feed(sp.encode_packet(sp.HELLO, dev.hello_payload(hello())))[0]
     passed, replies = host.on_packet(hello_pkt)
-    assert [p.type for p in passed] == [sp.HELLO] and len(replies) == 1
+    assert passed == [] and len(replies) == 1        # a HELLO passes only once its session is proven
     cmd, answer = dev.on_command(parser.feed(replies[0])[0])
     assert cmd is None
-    for p in parser.feed(answer):
-        host.on_packet(p)
+    passed = [q for p in parser.feed(answer) for q in host.on_packet(p)[0]]
+    assert passed == [hello_pkt]
     return dev, host, parser
 
 
@@ -302,7 +302,7 @@ class SealedHost:
             shutil.copy(flash_from, os.path.join(self.cam.dir, "boot.count"))
         self.s = connect(self.cam.start())
         self.link, self.parser, self.asm = sealed.HostLink(key), sp.StreamParser(), FrameAssembler()
-        self.frames, self.sealed_packets, self.hellos = [], [], []
+        self.frames, self.sealed_packets, self.hellos, self.sent = [], [], [], []
         self.s.write(sp.request_hello())
 
     def pump(self, until, timeout=180):
@@ -320,9 +320,16 @@ class SealedHost:
                 passed, replies = self.link.on_packet(pkt)
                 for r in replies:
                     self.s.write(r)
+                    self.sent.append(r)
                 for p in passed:
                     self.frames += self.asm.on_packet(p)
+            for r in self.link.poll():
+                self.s.write(r)
         return until()
+
+    def write(self, data: bytes):
+        self.s.write(data)
+        self.sent.append(data)
 
     def close(self):
         self.s.close()
@@ -402,18 +409,34 @@ def test_firmware_seals_its_link_and_refuses_forged_and_replayed_packets(target,
 
 
 @needs_qemu
-def test_provisioning_works_once_and_a_wrong_key_gets_nothing():
-    key = os.urandom(32)
-    # a device without a key: plain protocol 1 until PROVISION_KEY, then protocol 2
-    h = SealedHost("m33", key, 30, device_key=None)
+def test_provisioning_needs_the_operator_to_name_the_device_and_works_once(tmp_path):
+    """Issue 29: a key goes to a device only by the operator's command naming its identity,
+    and only to that device; never twice."""
+    from mcucoder_ros.apps.provision import provision
+    from mcucoder_ros.qemu import QemuCamera
+    key_file = tmp_path / "cam.key"
+    key = sealed.write_key_file(key_file)
+    cam = QemuCamera("m33", str(CLIP), max_frames=30)           # a device without a key
+    url = cam.start()
+    stored = os.path.join(cam.dir, "link.key")
     try:
-        assert h.pump(lambda: h.hellos, 30) and h.hellos[0].payload[0] == 1
-        h.s.write(sp.encode_packet(sealed.PROVISION_KEY, key))
-        h.s.write(sp.encode_packet(sealed.PROVISION_KEY, os.urandom(32)))   # a second key is refused
-        assert h.pump(lambda: h.link.confirmed, 60)
-        assert (h.cam.dir and open(os.path.join(h.cam.dir, "link.key"), "rb").read() == key)
+        shown = []
+        with pytest.raises(RuntimeError, match=f"--device-id {cam.device_id.hex()}"):
+            provision(url, key_file, None, log=shown.append)        # shows the identity, sends nothing
+        assert cam.device_id.hex() in shown[0]
+        with pytest.raises(RuntimeError, match="nothing sent"):
+            provision(url, key_file, os.urandom(16).hex())          # another device's identity
+        s = connect(url)
+        s.write(sealed.provision_packet(os.urandom(16), os.urandom(32)))   # a key addressed to another device
+        time.sleep(1.0)
+        s.close()
+        assert not os.path.exists(stored)
+        assert provision(url, key_file, cam.device_id.hex()) == cam.device_id
+        assert open(stored, "rb").read() == key
+        with pytest.raises(RuntimeError, match="already has a key"):
+            provision(url, key_file, cam.device_id.hex())
     finally:
-        h.close()
+        cam.stop()
     # a host with the wrong key: no session, no frame
     w = SealedHost("m33", os.urandom(32), 2, device_key=key)
     try:

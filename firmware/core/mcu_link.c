@@ -23,29 +23,47 @@ static void wipe(volatile uint8_t *p, size_t n) {
     while (n--) *p++ = 0;
 }
 
-void mcu_link_init(mcu_link_t *l, const uint8_t *key, uint32_t boot_count, int (*store_key)(const uint8_t key[32])) {
+void mcu_link_init(mcu_link_t *l, const uint8_t *key, int (*store_key)(const uint8_t key[32]),
+                   const uint8_t *entropy, int boot_count_ok, uint32_t boot_count, const uint8_t id[MCU_DEVICE_ID]) {
     wipe((volatile uint8_t *)l, sizeof *l);
-    l->boot_count = boot_count;
     l->store_key = store_key;
     if (key) {
         for (int i = 0; i < 32; i++) l->key[i] = key[i];
         l->keyed = 1;
     }
+    for (int i = 0; i < MCU_DEVICE_ID; i++) l->id[i] = id[i];
+    /* the nonce generator's seed: ChaCha20Block(entropy, boot counter, "MCUCODER-RNG"): the
+     * generator's 32 bytes make it fresh on every boot; without them (zeros), the boot
+     * counter, committed before this call, does.  A part with neither offers no nonce. */
+    static const uint8_t label[12] = {'M', 'C', 'U', 'C', 'O', 'D', 'E', 'R', '-', 'R', 'N', 'G'};
+    uint8_t zero[32] = {0}, out[64];
+    l->fresh = entropy != 0 || boot_count_ok;
+    mcu_chacha20_block(entropy ? entropy : zero, boot_count, label, out);
+    for (int i = 0; i < 32; i++) l->drbg[i] = out[i];
+    wipe(out, sizeof out);
 }
 
 void mcu_link_new_nonce(mcu_link_t *l) {
-    if (!l->keyed) return;
-    /* PRF(key, boot counter | "HELO" | HELLO counter): unique while the boot counter,
-     * kept in flash, never repeats, and unpredictable without the key */
-    uint8_t in[16] = {0}, out[64];
-    for (int i = 0; i < 4; i++) in[i] = (uint8_t)(l->boot_count >> (8 * i));
-    in[4] = 'H'; in[5] = 'E'; in[6] = 'L'; in[7] = 'O';
-    l->hello_count++;
-    for (int i = 0; i < 4; i++) in[8 + i] = (uint8_t)(l->hello_count >> (8 * i));
-    prf(l->key, in, out);
+    uint8_t zero[12] = {0}, r[64], out[64];
+    l->nonce_live = 0;
+    for (int i = 0; i < 16; i++) l->nonce[i] = 0;       /* all zeros: "no nonce", the host says why */
+    if (!l->keyed || !l->fresh) return;
+    /* 16 bytes from the generator (fast key erasure: the block's first half is its next
+     * state), then PRF(device key, them): unique as long as the generator's output is, and
+     * unpredictable without the key even where the seed is only the boot counter */
+    mcu_chacha20_block(l->drbg, 0, zero, r);
+    for (int i = 0; i < 32; i++) l->drbg[i] = r[i];
+    prf(l->key, r + 32, out);
     for (int i = 0; i < 16; i++) l->nonce[i] = out[i];
     l->nonce_live = 1;
+    wipe(r, sizeof r);
     wipe(out, sizeof out);
+}
+
+int mcu_link_rekey_due(mcu_link_t *l) {
+    if (!l->session || l->tx_counter < l->rekey_at) return 0;
+    l->rekey_at = l->tx_counter + 64;   /* ask again if this HELLO is lost */
+    return 1;
 }
 
 /* this connection's keys from the device nonce and the host's: keys[0..31] device->host,
@@ -62,6 +80,7 @@ static void start_session(mcu_link_t *l, const uint8_t keys[64]) {
     l->session = 1;
     l->tx_counter = 0;
     l->rx_highest = 0;
+    l->rekey_at = MCU_LINK_REKEY_AT;
     l->nonce_live = 0;                  /* one session per HELLO: a replayed exchange finds no nonce */
 }
 
@@ -89,9 +108,15 @@ void mcu_link_session_for_test(mcu_link_t *l, const uint8_t host_nonce[16]) {
 #endif
 
 int mcu_link_provision(mcu_link_t *l, const uint8_t *p, size_t n) {
-    /* only a device without a key takes one: a key, once set, cannot be replaced over the link */
-    if (l->keyed || n != 32 || !l->store_key || l->store_key(p)) { l->malformed++; return -1; }
-    for (int i = 0; i < 32; i++) l->key[i] = p[i];
+    /* only a device without a key takes one, and only one addressed to its identity (the
+     * operator named it: docs/serial-protocol.md); a key, once set, cannot be replaced */
+    uint8_t diff = 0;
+    for (size_t i = 0; i < MCU_DEVICE_ID && n == MCU_DEVICE_ID + 32; i++) diff |= (uint8_t)(p[i] ^ l->id[i]);
+    if (l->keyed || n != MCU_DEVICE_ID + 32 || diff || !l->store_key || l->store_key(p + MCU_DEVICE_ID)) {
+        l->malformed++;
+        return -1;
+    }
+    for (int i = 0; i < 32; i++) l->key[i] = p[MCU_DEVICE_ID + i];
     l->keyed = 1;
     return 0;
 }

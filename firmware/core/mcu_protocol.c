@@ -61,7 +61,13 @@ static void put_sealed(mcu_aead_t *st, const uint8_t *p, size_t n) {
 }
 
 size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-    int sealed = link && link->session && type != MCU_PKT_HELLO;
+    /* with a key, nothing but HELLO leaves in the clear; and nothing is sealed at or past
+     * the counter limit (the session ends there, a new handshake follows) */
+    int sealed = link && link->keyed && type != MCU_PKT_HELLO;
+    if (sealed && (!link->session || link->tx_counter >= MCU_LINK_TX_LIMIT)) {
+        if (link->session) link->session = 0;
+        return 0;
+    }
     size_t len = alen + blen + (sealed ? MCU_SEAL_OVERHEAD : 0);
     cobs_len = 0;
     cobs_written = 0;
@@ -144,6 +150,9 @@ static void dispatch(mcu_control_t *ctl) {
     switch (raw[0]) {
     case MCU_CMD_KEY_EXCHANGE:
         if (keyed && mcu_link_key_exchange(link, p, len) == 0) ctl->session_started = 1; else ctl->rx_errors++;
+        break;
+    case MCU_CMD_REQUEST_IDENTITY:      /* a device without a key says who it is, for provisioning */
+        if (!keyed) ctl->identity_requested = 1; else { link->unsealed++; ctl->rx_errors++; }
         break;
     case MCU_CMD_PROVISION_KEY:         /* then a HELLO of protocol 2 with a nonce */
         if (link && mcu_link_provision(link, p, len) == 0) ctl->hello_requested = 1; else ctl->rx_errors++;

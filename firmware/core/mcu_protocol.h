@@ -30,6 +30,7 @@ typedef struct {
     uint8_t status_requested;
     uint8_t hello_requested;
     uint8_t session_started;  /* protocol 2: a KEY_EXCHANGE was accepted; answer SESSION_OK */
+    uint8_t identity_requested;   /* REQUEST_IDENTITY from a host, to a device without a key */
     uint32_t rx_errors;      /* bad CRC, bad framing, unknown or malformed commands */
     /* video mode: called for each ACK command (frame, channel mask, flags: bit 0 refresh) */
     void (*on_ack)(uint32_t sequence, uint16_t channels, uint8_t flags);

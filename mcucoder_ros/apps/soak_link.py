@@ -35,19 +35,18 @@ def rss_mb() -> float:
 
 
 class FaultProxy:
-    """Loopback TCP between QEMU's UART (upstream) and the bridge (a client of `port`)."""
+    """Loopback TCP between QEMU's UART (upstream) and the bridge (a client of `port`): an
+    attacker on the line.  Random faults at `rates` (per packet and kind); and, on demand,
+    the handshake attacks of issue 29: drop the next packet of a type, inject bytes either
+    way, replay what it recorded, and switch to another upstream (a device that reset).
+    Everything the host wrote is recorded by packet type (`down_log`), so a test can say
+    what the bridge never sent."""
 
-    def __init__(self, upstream_port: int, seed: int, rates: dict):
+    def __init__(self, upstream_port: int, seed: int, rates: dict | None = None):
         self.rng = random.Random(seed)
-        self.rates = rates
-        for _ in range(100):            # QEMU listens a moment after it starts
-            try:
-                self.up = socket.create_connection(("127.0.0.1", upstream_port))
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"QEMU's UART did not open on 127.0.0.1:{upstream_port}")
+        self.rates = rates or dict.fromkeys(("drop", "corrupt", "duplicate", "replay", "forge"), 0.0)
+        self.down_rates = {"replay": 0.2, "forge": 0.2} if rates else {"replay": 0.0, "forge": 0.0}
+        self.up = self._connect(upstream_port)
         self.listener = None
         self.port = self._listen(0)
         self.client = None
@@ -57,7 +56,20 @@ class FaultProxy:
         self.returns: list[float] = []
         self.recent_up: list[bytes] = []
         self.recent_down: list[bytes] = []
+        self.down_log: list[tuple[float, int, bytes]] = []      # (time, packet type, packet bytes)
+        self.up_log: list[tuple[float, int, bytes]] = []        # HELLOs and SESSION_OK-bearing packets only
+        self.drop_down: dict[int, int] = {}                     # packet type -> how many of the next to drop
         self.stop = threading.Event()
+        self.up_gen = 0                                         # bumped when the upstream changes
+
+    @staticmethod
+    def _connect(port):
+        for _ in range(200):            # QEMU listens a moment after it starts
+            try:
+                return socket.create_connection(("127.0.0.1", port))
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        raise RuntimeError(f"QEMU's UART did not open on 127.0.0.1:{port}")
 
     def _listen(self, port):
         ls = socket.socket()
@@ -83,6 +95,32 @@ class FaultProxy:
         time.sleep(seconds)
         self._listen(self.port)
         self.returns.append(time.monotonic())
+
+    def switch_upstream(self, port: int):
+        """The device was replaced (reset, fresh storage): talk to the new QEMU from now on."""
+        new = self._connect(port)
+        with self.lock:
+            old, self.up = self.up, new
+            self.up_gen += 1
+        try:
+            old.close()
+        except OSError:
+            pass
+
+    def inject_up(self, data: bytes):
+        self._send_client(data)
+
+    def inject_down(self, data: bytes):
+        with self.lock:
+            up = self.up
+        try:
+            up.sendall(data)
+        except OSError:
+            pass
+
+    def sent_down(self, ptype: int) -> list[bytes]:
+        """The packets of this type the host wrote (parsed), in order."""
+        return [raw for _, t, raw in self.down_log if t == ptype]
 
     def _accept(self):
         while not self.stop.is_set():
@@ -116,13 +154,23 @@ class FaultProxy:
 
     def _pump_up(self):
         buf, r = bytearray(), self.rates
+        gen = -1
         while not self.stop.is_set():
+            with self.lock:
+                up = self.up
+                if gen != self.up_gen:
+                    gen, buf = self.up_gen, bytearray()
             try:
-                data = self.up.recv(65536)
+                up.settimeout(0.1)
+                data = up.recv(65536)
+            except TimeoutError:
+                continue
             except OSError:
-                return
+                time.sleep(0.05)            # an upstream being replaced
+                continue
             if not data:
-                return
+                time.sleep(0.05)            # QEMU ended (its frames are done, or it was stopped)
+                continue
             buf += data
             *packets, rest = bytes(buf).split(b"\x00")
             buf = bytearray(rest)
@@ -178,21 +226,38 @@ class FaultProxy:
             buf += data
             *packets, rest = bytes(buf).split(b"\x00")
             buf = bytearray(rest)
-            out = bytearray(data)
+            out = bytearray()
             for p in packets:
-                if p:
-                    self.recent_down.append(p + b"\x00")
-                    del self.recent_down[:-100]
-            if self.rng.random() < 0.2 and len(self.recent_down) > 3:
+                if not p:
+                    continue
+                raw = p + b"\x00"
+                parsed = sp.StreamParser().feed(raw)
+                ptype = parsed[0].type if parsed else -1
+                self.down_log.append((time.monotonic(), ptype, raw))
+                if self.drop_down.get(ptype, 0) > 0:
+                    self.drop_down[ptype] -= 1
+                    self.faults.setdefault(f"dropped_down_{ptype:#04x}", 0)
+                    self.faults[f"dropped_down_{ptype:#04x}"] += 1
+                    continue
+                out += raw
+                self.recent_down.append(raw)
+                del self.recent_down[:-100]
+            if out and self.rng.random() < self.down_rates["replay"] and len(self.recent_down) > 3:
                 out += self.rng.choice(self.recent_down[:-1])
                 self.faults["replayed_down"] += 1
-            if self.rng.random() < 0.2:
+            if out and self.rng.random() < self.down_rates["forge"]:
                 out += self._forged(sealed.SEALED_DOWN)
                 self.faults["forged_down"] += 1
-            try:
-                self.up.sendall(bytes(out))
-            except OSError:
-                return
+            if out:
+                self.inject_down(bytes(out))
+
+
+def forged_hello(protocol: int, rng=random) -> bytes:
+    """A HELLO anyone on the wire can send: protocol 1 (a device without a key, asking to be
+    provisioned or downgraded), or 2 with a random nonce (a handshake of its own)."""
+    h = sp.Hello(protocol, 0x0100, rng.randrange(2**32), 2, 44000, 900, 62000,
+                 bytes(rng.randrange(256) for _ in range(16)) if protocol == 2 else b"")
+    return sp.encode_packet(sp.HELLO, h.pack())
 
 
 def struct_counter(rng) -> bytes:

@@ -20,6 +20,12 @@ with SESSION_OK sealed under counter 0.  Within a session each direction's count
 only grows; the host keeps a window of 64 for the device's packets, the device accepts
 only counters above the last one.  This module is the host side (and, for tests, a
 reference device side); it is pure: no I/O but the key files.
+
+The handshake always recovers (issue 29): the host answers every HELLO with an exchange
+of a fresh host nonce, keeps the session it has until a new one is proven (a packet that
+authenticates under the new keys), and asks for a new HELLO while an exchange goes
+unanswered (`HostLink.poll`).  A HELLO of protocol 1 never tears down a session, and the
+host never sends its key: provisioning is an operator's command (`mcucoder-ros provision`).
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import dataclasses
 import os
 import stat
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +58,22 @@ WINDOW = 64
 
 # packet types of protocol 2 (beside protocol 1's)
 SESSION_OK = 0x07          # device -> host, only inside SEALED_UP, counter 0
+IDENTITY = 0x08            # device -> host, in the clear, from a device without a key: device id[16]
 SEALED_UP = 0x10           # device -> host
 KEY_EXCHANGE = 0x85        # host -> device: Nh[16] | proof tag[16]
-PROVISION_KEY = 0x86       # host -> device: key[32]; only while the device has no key
+PROVISION_KEY = 0x86       # host -> device: device id[16] | key[32]; only a device without a key, only its own id
+REQUEST_IDENTITY = 0x87    # host -> device, in the clear: a device without a key answers IDENTITY
 SEALED_DOWN = 0x90         # host -> device
 SEAL_OVERHEAD = 4 + 1 + TAG_BYTES
+DEVICE_ID_BYTES = 16
+NO_NONCE = bytes(NONCE_BYTES)   # a device that cannot draw a fresh nonce offers this, and takes no exchange
+# send counters: ask for new keys from REKEY_AT on, never seal at or past TX_LIMIT (firmware: mcu_link.h)
+REKEY_AT, TX_LIMIT = 0x80000000, 0xFFFFFF00
+# handshake timers of the host (seconds)
+RETRY_S = 0.5              # an exchange unanswered this long: ask for a new HELLO (and again as long as it lasts)
+IDLE_S = 1.0               # no session and nothing pending: ask for a HELLO this often
+PENDING_TTL_S = 3.0        # an exchange is forgotten after this long
+PENDING_MAX = 4            # exchanges awaiting proof at once (a forged HELLO cannot displace the real one)
 
 
 class KeyFileError(ValueError):
@@ -75,12 +93,17 @@ def read_key_file(path) -> bytes:
     p = Path(path)
     try:
         st = p.stat()
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise KeyFileError(f"cannot read link key file {p}: {e.strerror or e}") from e
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"link key file {p} is open to other users (mode {stat.S_IMODE(st.st_mode):o}); "
                            f"anyone who can read it can read and forge the camera's link: chmod 600 {p}")
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFileError(f"link key file {p} is not text (a binary key?): it must hold 64 hex digits (a 32-byte "
+                           f"key) on one line; make one with: mcucoder-ros keygen {p}.new") from None
     digits = text.strip()
     try:
         key = bytes.fromhex(digits)
@@ -172,24 +195,64 @@ class ReplayWindow:
             self.seen |= 1 << (self.highest - counter)
 
 
+@dataclass
+class Exchange:
+    """One handshake with the device: its HELLO, the nonces, the keys they give."""
+    hello: sp.Packet
+    device_nonce: bytes
+    host_nonce: bytes
+    up_key: bytes
+    down_key: bytes
+    started: float
+    packet: bytes = b""             # the KEY_EXCHANGE sent, as bytes
+
+
 class HostLink:
     """The host's end of one device link: plain protocol 1 without a key, the sealed
     protocol 2 with one.  Feed it parsed packets; it returns the inner packets that may
     reach the frame assembler and the bytes to write back to the device.  Rejected
-    packets are counted by cause in `rejected`; nothing of them passes."""
+    packets are counted by cause in `rejected`; nothing of them passes.
 
-    def __init__(self, key: bytes | None, rng=os.urandom):
+    Handshakes: every HELLO of protocol 2 gets an exchange with a fresh host nonce (a
+    few are kept awaiting proof, PENDING_MAX); the session in use stays until a packet
+    authenticates under one of them (SESSION_OK, or any sealed packet: only the device
+    with the key can make it), which then becomes the session.  `poll(now)` gives the
+    REQUEST_HELLOs that keep the handshake going: RETRY_S after an unanswered exchange,
+    and every IDLE_S while there is no session at all.  A HELLO is passed on (to the
+    frame assembler) once its session is proven, never before."""
+
+    def __init__(self, key: bytes | None, rng=os.urandom, clock=time.monotonic):
         if key is not None:
             _crypto()                   # a clear error now, not in the reader thread later
-        self.key, self.rng = key, rng
-        self.down_key = self.up_key = None
-        self.device_nonce = self.host_nonce = b""
-        self.confirmed = False          # SESSION_OK received
+        self.key, self.rng, self.clock = key, rng, clock
+        self.session: Exchange | None = None
+        self.pending: list[Exchange] = []
         self.window = ReplayWindow()
         self.tx_counter = 1
         self.error: str | None = None   # why frames are refused (policy), for the node's log
-        self.sessions = 0
-        self.rejected = {"bad_tag": 0, "replay": 0, "unsealed": 0, "malformed": 0, "no_session": 0}
+        self.sessions = 0               # sessions proven
+        self.exchanges = 0              # KEY_EXCHANGEs sent
+        self.retries = 0                # REQUEST_HELLOs sent by poll()
+        self.retry_at: float | None = None
+        self.rekey_wanted = False       # our send counter is near its limit
+        self.rejected = {"bad_tag": 0, "replay": 0, "unsealed": 0, "malformed": 0, "no_session": 0, "downgrade": 0}
+
+    # the session in use (None before the first one is proven)
+    @property
+    def up_key(self) -> bytes | None:
+        return self.session.up_key if self.session else None
+
+    @property
+    def down_key(self) -> bytes | None:
+        return self.session.down_key if self.session else None
+
+    @property
+    def device_nonce(self) -> bytes:
+        return self.session.device_nonce if self.session else b""
+
+    @property
+    def confirmed(self) -> bool:
+        return self.session is not None
 
     @property
     def sealed(self) -> bool:
@@ -206,65 +269,140 @@ class HostLink:
         if pkt.type != SEALED_UP:
             self.rejected["unsealed"] += 1          # plain data from a keyed link: never trusted
             return [], []
-        if self.up_key is None:
+        if self.session is None and not self.pending:
             self.rejected["no_session"] += 1
             return [], []
+        out: list[sp.Packet] = []
         try:
-            counter, inner = open_sealed(self.up_key, SEALED_UP, pkt.payload)
-            self.window.check(counter)
+            counter, inner = self._open(pkt.payload)
         except Rejected as e:
             self.rejected[e.cause] += 1
             return [], []
+        if counter is None:                         # proven under a pending exchange: it is the session now
+            counter, inner, ex = inner
+            self._promote(ex)
+            out.append(ex.hello)
         self.window.accept(counter)
         if inner.type == SESSION_OK:
             if counter != 0:
                 self.rejected["malformed"] += 1
-                return [], []
-            self.confirmed = True
-            return [], []
-        if not self.confirmed or inner.type in (sp.HELLO, SEALED_UP):
+            return out, []
+        if inner.type in (sp.HELLO, SEALED_UP, SESSION_OK):
             self.rejected["malformed"] += 1
-            return [], []
-        return [inner], []
+            return out, []
+        return out + [inner], []
+
+    def _open(self, payload: bytes):
+        """(counter, inner) under the session's keys, or (None, (counter, inner, exchange))
+        under a pending exchange's; Rejected if neither opens it."""
+        err = Rejected("bad_tag", "no key opens it")
+        if self.session is not None:
+            try:
+                counter, inner = open_sealed(self.session.up_key, SEALED_UP, payload)
+                self.window.check(counter)
+                return counter, inner
+            except Rejected as e:
+                err = e
+                if e.cause != "bad_tag":
+                    raise
+        for ex in reversed(self.pending):
+            try:
+                counter, inner = open_sealed(ex.up_key, SEALED_UP, payload)
+            except Rejected as e:
+                if e.cause != "bad_tag":
+                    raise
+                continue
+            return None, (counter, inner, ex)
+        raise err
+
+    def _promote(self, ex: Exchange) -> None:
+        self.session, self.pending = ex, []
+        self.window, self.tx_counter, self.rekey_wanted = ReplayWindow(), 1, False
+        self.sessions += 1
+        self.retry_at = None
+        self.error = None
 
     def _on_hello(self, pkt: sp.Packet) -> tuple[list[sp.Packet], list[bytes]]:
         version = pkt.payload[0] if pkt.payload else 0
         if self.sealed and version == 1:
+            # no downgrade, and no teardown: a protocol 1 HELLO on a keyed link is refused. With a
+            # session it is ignored (anyone on the wire can send one); without, it says why no
+            # frames come, and is passed on for the log
+            self.rejected["downgrade"] += 1
+            if self.session is not None:
+                return [], []
             self.error = ("device speaks the unsealed serial protocol 1, but this bridge has a link key: refusing "
-                          "its frames (anyone could forge them). Provision the device with the key, or run the "
-                          "bridge without link_key_file")
-            self.down_key = self.up_key = None
+                          "its frames (anyone could forge them). Provision the device with the key (mcucoder-ros "
+                          "provision, or at the factory), or run the bridge without link_key_file")
             return [pkt], []
         if not self.sealed and version == 2:
             self.error = ("device seals its link (serial protocol 2): give the bridge the device's key "
                           "(link_key_file, or --link-key)")
             return [pkt], []
-        self.error = None
-        if version != 2:
+        if not self.sealed:
+            self.error = None
             return [pkt], []
+        if version != 2:
+            return [pkt], []                # a version no one speaks: the assembler says so
         try:
             hello = sp.Hello.parse(pkt.payload)
         except sp.ProtocolError:
-            return [pkt], []
-        if hello.device_nonce == self.device_nonce and self.up_key is not None:
-            return [pkt], []            # the same HELLO again (the device repeats it until the exchange)
-        # a new HELLO is a new connection: new nonces, new keys, counters from the start
-        self.device_nonce, self.host_nonce = hello.device_nonce, self.rng(NONCE_BYTES)
-        self.up_key, self.down_key = session_keys(self.key, self.device_nonce, self.host_nonce)
-        self.window, self.tx_counter, self.confirmed = ReplayWindow(), 1, False
-        self.sessions += 1
-        reply = sp.encode_packet(KEY_EXCHANGE, self.host_nonce + proof(self.down_key, self.device_nonce,
-                                                                        self.host_nonce))
-        return [pkt], [reply]
+            self.rejected["malformed"] += 1
+            return [], []
+        if hello.device_nonce == NO_NONCE:
+            if self.session is None:
+                self.error = ("device cannot draw a fresh nonce (it has no random generator and could not store "
+                              "its boot counter): it refuses every handshake, so no session; check its storage")
+            return [], []
+        # every HELLO gets an exchange: the one already made for its nonce again (the device
+        # repeats its HELLO until an exchange arrives: ours was lost), else one with a fresh host
+        # nonce; a forged HELLO costs an exchange the device refuses. The session in use stays
+        # until a new one is proven
+        now = self.clock()
+        self.pending = [e for e in self.pending if now - e.started < PENDING_TTL_S]
+        if self.retry_at is None:
+            self.retry_at = now + RETRY_S
+        self.exchanges += 1
+        for ex in self.pending:
+            if ex.device_nonce == hello.device_nonce:
+                return [], [ex.packet]
+        nh = self.rng(NONCE_BYTES)
+        up, down = session_keys(self.key, hello.device_nonce, nh)
+        ex = Exchange(pkt, hello.device_nonce, nh, up, down, now,
+                      sp.encode_packet(KEY_EXCHANGE, nh + proof(down, hello.device_nonce, nh)))
+        self.pending = self.pending[-(PENDING_MAX - 1):] + [ex]
+        return [], [ex.packet]
+
+    def poll(self, now: float | None = None) -> list[bytes]:
+        """The REQUEST_HELLOs that keep the handshake going (call it a few times a second)."""
+        if not self.sealed:
+            return []
+        now = self.clock() if now is None else now
+        self.pending = [e for e in self.pending if now - e.started < PENDING_TTL_S]
+        if not self.pending and self.session is not None and not self.rekey_wanted:
+            self.retry_at = None
+            return []
+        if self.retry_at is None:
+            self.retry_at = now
+        if now < self.retry_at:
+            return []
+        self.retry_at = now + (RETRY_S if self.pending or self.session is not None else IDLE_S)
+        self.retries += 1
+        return [sp.request_hello()]
 
     def command(self, ptype: int, payload: bytes = b"") -> bytes | None:
         """A host command as bytes for the link: sealed on a keyed link (None until there
-        is a session: a command sent in the clear would be refused by the device)."""
+        is a session: a command sent in the clear would be refused by the device; None too
+        at the counter limit, where a new session must come first)."""
         if not self.sealed or ptype == sp.REQUEST_HELLO:
             return sp.encode_packet(ptype, payload)
-        if self.down_key is None:
+        if self.session is None:
             return None
-        out = sp.encode_packet(SEALED_DOWN, seal(self.down_key, SEALED_DOWN, self.tx_counter, ptype, payload))
+        if self.tx_counter >= REKEY_AT:
+            self.rekey_wanted = True        # poll() asks for a new HELLO, hence new keys
+        if self.tx_counter >= TX_LIMIT:
+            return None
+        out = sp.encode_packet(SEALED_DOWN, seal(self.session.down_key, SEALED_DOWN, self.tx_counter, ptype, payload))
         self.tx_counter += 1
         return out
 
@@ -272,12 +410,16 @@ class HostLink:
 @dataclass
 class DeviceLink:
     """The device's end, in Python: the reference the firmware (core/mcu_link.c) follows,
-    and a device for tests over ptys.  `nonce_source()` gives each HELLO its nonce."""
+    and a device for tests over ptys.  `nonce_source()` gives each HELLO its nonce (None:
+    the device cannot draw one); a nonce is offered until an exchange for it is accepted,
+    and accepted once."""
     key: bytes | None
     nonce_source: object = field(default=lambda: os.urandom(NONCE_BYTES))
+    device_id: bytes = bytes(DEVICE_ID_BYTES)
     up_key: bytes | None = None
     down_key: bytes | None = None
     device_nonce: bytes = b""
+    nonce_live: bool = False
     tx_counter: int = 0
     rx_highest: int = 0
     rejected: dict = field(default_factory=lambda: {"bad_tag": 0, "replay": 0, "unsealed": 0, "malformed": 0})
@@ -285,28 +427,39 @@ class DeviceLink:
     def hello_payload(self, hello: sp.Hello) -> bytes:
         if self.key is None:
             return hello.pack()
-        self.device_nonce = self.nonce_source()
+        if not self.nonce_live:
+            n = self.nonce_source()
+            self.device_nonce, self.nonce_live = (n, True) if n is not None else (NO_NONCE, False)
         return dataclasses.replace(hello, protocol=2, device_nonce=self.device_nonce).pack()
 
     def packet(self, ptype: int, payload: bytes) -> bytes:
-        if self.up_key is None or ptype == sp.HELLO:
+        if self.key is None or ptype == sp.HELLO:
             return sp.encode_packet(ptype, payload)
+        if self.up_key is None or self.tx_counter >= TX_LIMIT:
+            self.up_key = None              # nothing in the clear; nothing past the limit
+            return b""
         out = sp.encode_packet(SEALED_UP, seal(self.up_key, SEALED_UP, self.tx_counter, ptype, payload))
         self.tx_counter += 1
         return out
+
+    def rekey_due(self) -> bool:
+        return self.up_key is not None and self.tx_counter >= REKEY_AT
 
     def on_command(self, pkt: sp.Packet) -> tuple[sp.Packet | None, bytes]:
         """(command to obey or None, bytes to send back)."""
         if self.key is None or pkt.type == sp.REQUEST_HELLO:
             return pkt, b""
-        if pkt.type == KEY_EXCHANGE and len(pkt.payload) == 2 * NONCE_BYTES and self.device_nonce:
+        if pkt.type == KEY_EXCHANGE:
+            if len(pkt.payload) != 2 * NONCE_BYTES or not self.nonce_live:
+                self.rejected["malformed"] += 1     # no nonce offered, or it was used already
+                return None, b""
             nh, tag = pkt.payload[:NONCE_BYTES], pkt.payload[NONCE_BYTES:]
             up, down = session_keys(self.key, self.device_nonce, nh)
             if proof(down, self.device_nonce, nh) != tag:
                 self.rejected["bad_tag"] += 1
                 return None, b""
             self.up_key, self.down_key, self.tx_counter, self.rx_highest = up, down, 0, 0
-            self.device_nonce = b""             # one session per HELLO
+            self.nonce_live = False                 # one session per HELLO
             return None, self.packet(SESSION_OK, b"")
         if pkt.type != SEALED_DOWN or self.down_key is None:
             self.rejected["unsealed"] += 1
@@ -321,3 +474,10 @@ class DeviceLink:
             return None, b""
         self.rx_highest = counter
         return inner, b""
+
+
+def provision_packet(device_id: bytes, key: bytes) -> bytes:
+    """PROVISION_KEY for the device with this identity (it refuses one for another)."""
+    if len(device_id) != DEVICE_ID_BYTES or len(key) != KEY_BYTES:
+        raise ValueError("a device id is 16 bytes and a key 32")
+    return sp.encode_packet(PROVISION_KEY, device_id + key)

@@ -38,9 +38,9 @@ class McuBridgeNode(McuNode):
                                 "which then codes against them (bitstream v2)", read_only=True),
         "link_key_file": ParamSpec("", "device key file (64 hex digits, owner-only): seal the link (serial "
                                    "protocol 2); empty: plain protocol 1", read_only=True),
-        "provision_key": ParamSpec(False, "give the key to a device that has none (PROVISION_KEY, in the clear: "
-                                   "for a first connection on a trusted wire, or an emulated device)",
-                                   read_only=True),
+        "provision_key": ParamSpec(False, "no longer used: the bridge never sends its key, whatever the line "
+                                   "says; provision a device with `mcucoder-ros provision --device-id` "
+                                   "(docs/serial-protocol.md)", read_only=True),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
@@ -56,8 +56,12 @@ class McuBridgeNode(McuNode):
         key = sealed.read_key_file(self.p["link_key_file"]) if self.p["link_key_file"] else None
         self.link = sealed.HostLink(key)
         self.link_error = None
-        self.exchange_at = None         # monotonic time of our last KEY_EXCHANGE, until SESSION_OK
-        self.provision_sent = False
+        self.sessions_seen = 0
+        self.budget = None              # the last channel budget asked for: sent again to each new session
+        if self.p["provision_key"]:
+            self.get_logger().error("provision_key is no longer honoured: the bridge never sends its key (a forged "
+                                    "HELLO could ask for it); provision the device once with `mcucoder-ros provision "
+                                    "--port PORT --key FILE --device-id ID`")
         self.parser = sp.StreamParser()
         self.assembler = FrameAssembler()
         self.rate = RateMeter()
@@ -77,7 +81,8 @@ class McuBridgeNode(McuNode):
         s = serial.serial_for_url(self.p["port"], baudrate=self.p["baudrate"], timeout=0.1)
         with self.lock:
             self.ser = s
-        s.write(sp.request_hello())
+        if not self.link.sealed:        # sealed: HostLink.poll asks for the HELLO, and again until a session
+            s.write(sp.request_hello())
         if self.p["fps"] and not self.link.sealed:
             s.write(sp.set_fps(self.p["fps"]))
         self.get_logger().info(f"opened {self.p['port']}" + (" (sealed link, protocol 2)" if self.link.sealed else ""))
@@ -114,34 +119,32 @@ class McuBridgeNode(McuNode):
             if data:
                 self.bytes_in += len(data)
                 self.handle_bytes(data)
-            if self.exchange_at is not None and time.monotonic() - self.exchange_at > 1.0:
-                # no SESSION_OK: the HELLO was not the device's (or our exchange was lost); start over
+            # no session proven yet, or an exchange unanswered: ask for a HELLO again (every
+            # 0.5 s while an exchange waits, every second while nothing happens), never giving up
+            for r in self.link.poll():
                 self.count("handshake_retries")
-                self.exchange_at = None
-                self._write(sp.request_hello())
+                self._write(r)
 
     def handle_bytes(self, data: bytes):
         for raw in self.parser.feed(data):
-            was_confirmed = self.link.confirmed
             passed, replies = self.link.on_packet(raw)
             for r in replies:
                 self._write(r)
-                self.exchange_at = time.monotonic()
             if self.link.error != self.link_error:
                 self.link_error = self.link.error
                 if self.link_error:
                     self.get_logger().error(self.link_error)
-            if self.link.confirmed and not was_confirmed:
-                self.exchange_at = None
-                self.get_logger().info("link sealed: session keys agreed with the device (protocol 2)")
+            if self.link.sessions != self.sessions_seen:
+                # a new session proven (the first, or new keys after a HELLO): the device has
+                # the new keys, so the settings sent under the old ones may be lost: send them again
+                first = self.sessions_seen == 0
+                self.sessions_seen = self.link.sessions
+                if first:
+                    self.get_logger().info("link sealed: session keys agreed with the device (protocol 2)")
                 if self.p["fps"]:
                     self._command(sp.SET_FPS, sp.fps_payload(self.p["fps"]))
-            if (raw.type == sp.HELLO and self.link.sealed and self.p["provision_key"] and raw.payload[:1] == b"\x01"
-                    and not self.provision_sent):
-                self.provision_sent = True
-                self.get_logger().warning("device has no key: provisioning it with link_key_file's key")
-                self._write(sp.encode_packet(sealed.PROVISION_KEY, self.link.key))
-                self.count("provisioned")
+                if self.budget is not None:
+                    self._command(sp.SET_BUDGET, bytes([self.budget]))
             for pkt in passed:
                 self._on_device_packet(pkt)
 
@@ -210,7 +213,8 @@ class McuBridgeNode(McuNode):
     # -- ROS side ---------------------------------------------------------------------
     def _on_budget(self, msg: UInt8):
         if 1 <= msg.data <= LATENT_CHANNELS:
-            self._command(sp.SET_BUDGET, bytes([int(msg.data)]))
+            self.budget = int(msg.data)
+            self._command(sp.SET_BUDGET, bytes([self.budget]))
 
     def _on_ack(self, r: ReceiverReport):
         self._command(sp.ACK, sp.ack_payload(r.sequence, list(r.channels_decoded), r.refresh_request))
@@ -227,6 +231,7 @@ class McuBridgeNode(McuNode):
                 **{f"{k}": v for k, v in self.assembler.errors.items()},
                 "connected": self.ser is not None, "model_id": f"{h.model_id:#010x}" if h else "unknown",
                 "sealed": self.link.sealed, "session": self.link.confirmed, "sessions": self.link.sessions,
+                "key_exchanges": self.link.exchanges,
                 **{f"rejected_{k}": v for k, v in self.link.rejected.items()}}
         if self.assembler.last_status is not None and len(self.assembler.last_status) == 10:
             vals.update(zip(("device_rejected_bad_tag", "device_rejected_replay", "device_rejected_unsealed",

@@ -72,6 +72,7 @@ static void poll_commands(void) {
              * SESSION_OK, with the nonce that exchange is for */
             if (ctl.hello_requested) { ctl.hello_requested = 0; send_hello(); }
             if (ctl.session_started) { ctl.session_started = 0; send(MCU_PKT_SESSION_OK, 0, 0, 0, 0); }
+            if (ctl.identity_requested) { ctl.identity_requested = 0; send(MCU_PKT_IDENTITY, link.id, 16, 0, 0); }
         } else if (mcu_rx_pending()) {
             idle++;
         } else {
@@ -79,6 +80,21 @@ static void poll_commands(void) {
         }
     }
     if (ctl.status_requested) { ctl.status_requested = 0; send_status(); }
+    if (mcu_link_rekey_due(&link)) send_hello();     /* near the counter limit: ask for new keys */
+}
+
+/* With a key and no session, nothing goes out but HELLO: offer it again every half second
+ * (timer time) until a host completes the handshake, so a lost HELLO or exchange costs
+ * half a second, never the link. */
+static void wait_for_session(void) {
+    uint32_t t = port_ticks();
+    while (link.keyed && !link.session) {
+        poll_commands();
+        if (port_ticks() - t >= TIMER_HZ / 2 && !link.session) {
+            t = port_ticks();
+            send_hello();
+        }
+    }
 }
 
 static void put_u32(char *buf, uint32_t v) {   /* decimal, for the report line */
@@ -101,9 +117,12 @@ static void report(const char *key, uint32_t v) {
 
 int main(void) {
     port_init();
-    uint8_t key[32];
-    mcu_link_init(&link, port_key_load(key) ? key : 0, port_boot_count(), port_key_store);
-    for (int i = 0; i < 32; i++) key[i] = 0;
+    uint8_t key[32], seed[32], id[16];
+    uint32_t boot = 0;
+    int keyed = port_key_load(key), have_rng = port_entropy(seed), counted = port_boot_count(&boot) == 0;
+    port_device_id(id);
+    mcu_link_init(&link, keyed ? key : 0, port_key_store, have_rng ? seed : 0, counted, boot, id);
+    for (int i = 0; i < 32; i++) key[i] = seed[i] = 0;
     mcu_protocol_set_link(&link);
     int n_frames = camera_open();
     send_hello();
@@ -124,7 +143,7 @@ int main(void) {
     for (int seq = 0; seq < n_frames; seq++) {
         poll_commands();
         /* with a key, nothing goes out in the clear: wait for a host that has it */
-        while (link.keyed && !link.session) poll_commands();
+        wait_for_session();
         uint32_t t_capture = port_ticks();
         int k = ctl.budget;
         /* camera rows are read as the encoder needs them; their wait is not encode time */

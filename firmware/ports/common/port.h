@@ -24,8 +24,11 @@ uint32_t port_stack_peak(void);                /* bytes of stack ever used */
 uint32_t port_static_ram(void);                /* .data + .bss bytes */
 uint32_t port_flash_used(void);                /* text + rodata + data image bytes */
 /* Protocol 2 (core/mcu_link.h).  QEMU ports keep these in files by semihosting, in
- * place of flash: link.key (the 32-byte device key) and boot.count. */
+ * place of flash: link.key (the 32-byte device key), boot.count, device.id; and rng.seed,
+ * the host's per-launch seed, stands in for the part's random generator. */
 int port_key_load(uint8_t key[32]);            /* 1 when the device has a key */
 int port_key_store(const uint8_t key[32]);     /* provisioning; 0 on success */
-uint32_t port_boot_count(void);                /* counts this boot, persistently */
+int port_boot_count(uint32_t *count);          /* counts this boot and commits it to storage: 0 when committed */
+int port_entropy(uint8_t seed[32]);            /* 1: 32 bytes of the part's true random generator */
+void port_device_id(uint8_t id[16]);           /* the part's serial number (public identity) */
 #endif

@@ -106,16 +106,42 @@ int port_key_store(const uint8_t key[32]) {
     return 0;
 }
 
-uint32_t port_boot_count(void) {
-    uint8_t b[4] = {0};
+/* The boot counter is committed before it is used: written, then read back; a counter
+ * that cannot be stored gives no nonce (main.c, core/mcu_link.c). */
+int port_boot_count(uint32_t *count) {
+    uint8_t b[4] = {0}, back[4] = {0};
     uint32_t n = semihost_read_file("boot.count", b, 4) == 4
                  ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
     n++;
     b[0] = (uint8_t)n; b[1] = (uint8_t)(n >> 8); b[2] = (uint8_t)(n >> 16); b[3] = (uint8_t)(n >> 24);
     int fd = semihost_open_write("boot.count");
-    if (fd >= 0) {
-        semihost_write(fd, b, 4);
-        semihost_close(fd);
-    }
-    return n;
+    if (fd < 0) return -1;
+    semihost_write(fd, b, 4);
+    semihost_close(fd);
+    if (semihost_read_file("boot.count", back, 4) != 4) return -1;
+    for (int i = 0; i < 4; i++)
+        if (back[i] != b[i]) return -1;
+    *count = n;
+    return 0;
+}
+
+#ifdef PORT_HW_RNG
+int port_hw_rng(uint8_t seed[32]);     /* the part's generator (ports/stm32f405/stm32f4.c) */
+#endif
+
+/* QEMU models none of these parts' generators (the STM32F405's RNG, the TRNG of Cortex-M55
+ * parts, the nRF's RNG): the host writes 32 random bytes per launch to rng.seed
+ * (mcucoder_ros/qemu.py), read once here.  A board build reads its generator instead. */
+int port_entropy(uint8_t seed[32]) {
+#ifdef PORT_HW_RNG
+    if (port_hw_rng(seed)) return 1;
+#endif
+    return semihost_read_file("rng.seed", seed, 32) == 32;
+}
+
+/* QEMU: device.id (16 bytes) beside the camera file; zeros when absent.  A board reads its
+ * unique ID (STM32: 96 bits at 0x1FFF7A10; nRF: FICR DEVICEID). */
+void port_device_id(uint8_t id[16]) {
+    for (int i = 0; i < 16; i++) id[i] = 0;
+    semihost_read_file("device.id", id, 16);
 }

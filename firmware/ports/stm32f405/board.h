@@ -13,3 +13,9 @@
 #define TIMER_HZ 84000000u
 #endif
 #define INSTR_PER_TICK 1u
+/* The part's true random generator (RNG at 0x50060800, clocked by the PLL's 48 MHz
+ * output): the device nonce's seed on silicon.  QEMU's netduinoplus2 does not model it,
+ * so the QEMU build takes the host's per-launch seed file instead (common/semihost.c). */
+#ifndef QEMU_TIMER_HZ
+#define PORT_HW_RNG 1
+#endif

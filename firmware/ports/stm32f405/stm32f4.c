@@ -74,3 +74,38 @@ int port_uart_getc(void) {
 }
 
 uint32_t port_ticks(void) { return TIM2_CNT; }
+
+#ifdef PORT_HW_RNG
+/* 32 bytes of the hardware RNG (RM0090 section 24): RNGEN, then eight 32-bit words, each
+ * after DRDY, refusing any word taken while a clock or seed error is flagged (CECS, SECS).
+ * The first word after enabling is discarded, and no word may equal the one before it
+ * (the reference manual's continuous test).  0 when the generator does not deliver (no
+ * 48 MHz clock: the crystal did not start), and the device then runs on its boot counter. */
+#define RCC_AHB2ENR REG(RCC + 0x34)
+#define RNG_CR REG(0x50060800u)
+#define RNG_SR REG(0x50060804u)
+#define RNG_DR REG(0x50060808u)
+
+static int rng_word(uint32_t *w) {
+    for (uint32_t n = 0; n < 100000u; n++) {
+        uint32_t sr = RNG_SR;
+        if (sr & 0x6u) return 0;                 /* CECS or SECS */
+        if (sr & 1u) { *w = RNG_DR; return 1; }
+    }
+    return 0;
+}
+
+int port_hw_rng(uint8_t seed[32]) {
+    RCC_AHB2ENR |= 1u << 6;                      /* RNGEN clock */
+    RNG_CR |= 1u << 2;                           /* RNGEN */
+    uint32_t prev, w;
+    if (!rng_word(&prev)) return 0;
+    for (int i = 0; i < 8; i++) {
+        if (!rng_word(&w) || w == prev) return 0;
+        seed[4 * i] = (uint8_t)w; seed[4 * i + 1] = (uint8_t)(w >> 8);
+        seed[4 * i + 2] = (uint8_t)(w >> 16); seed[4 * i + 3] = (uint8_t)(w >> 24);
+        prev = w;
+    }
+    return 1;
+}
+#endif
