@@ -264,6 +264,10 @@ def struct_counter(rng) -> bytes:
     return rng.randrange(2**32).to_bytes(4, "little")
 
 
+HANDSHAKE_FAULTS = ("drop_exchange", "forged_hello_2", "forged_hello_1", "replay_exchange", "device_reset",
+                    "device_reset_drop_exchange")
+
+
 def run(a) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -282,8 +286,12 @@ def run(a) -> int:
     work = Path(tempfile.mkdtemp(prefix="mcucoder-soak-"))
     key_file = work / "device.key"
     key = sealed.write_key_file(key_file)
-    cam = QemuCamera(a.target, a.input, max_frames=a.clip_frames, link_key=key, stream_frames=2**31 - 1)
-    qemu_url = cam.start()
+
+    def new_device():
+        """The device booting with fresh storage (its key kept): a fresh folder per launch."""
+        c = QemuCamera(a.target, a.input, max_frames=a.clip_frames, link_key=key, stream_frames=2**31 - 1)
+        return c, c.start()
+    cam, qemu_url = new_device()
     rates = {"drop": a.fault_rate, "corrupt": a.fault_rate, "duplicate": a.fault_rate, "replay": a.fault_rate,
              "forge": a.fault_rate}
     proxy = FaultProxy(int(qemu_url.rsplit(":", 1)[1]), a.seed, rates)
@@ -293,28 +301,39 @@ def run(a) -> int:
     full: dict[int, list] = {}              # the host encoder's chunks per clip frame (bounded)
     # what arrives is checked as it arrives: nothing kept per frame, so the process's memory
     # is the bridge's, not a growing record
-    seen = {"frames": 0, "last_seq": -1, "not_increasing": 0, "checked": 0, "authentic": 0, "first_after": {}}
+    seen = {"frames": 0, "last_seq": -1, "not_increasing": 0, "checked": 0, "authentic": 0, "first_after": {},
+            "last_frame": None, "k_after_budget": {}, "budget_set_at": None}
 
     def on_latent(m):
+        now = time.monotonic()
         seen["frames"] += 1
         if m.sequence <= seen["last_seq"]:
             seen["not_increasing"] += 1
         seen["last_seq"] = m.sequence
+        seen["last_frame"] = now
         for i in range(len(proxy.returns)):
-            seen["first_after"].setdefault(i, time.monotonic())
+            seen["first_after"].setdefault(i, now)
+        for f in faults:
+            if f["first_frame_s"] is None and now > f["t"]:
+                f["first_frame_s"] = now - f["t"]
+        if seen["budget_set_at"] is not None and now > seen["budget_set_at"] + 1.0:
+            k = str(len(m.channel_indices))        # k after the last budget (12): a replayed SET_BUDGET(5) shows
+            seen["k_after_budget"][k] = seen["k_after_budget"].get(k, 0) + 1
         if m.sequence % 25 == 0:            # every channel that arrived is the host encoder's own
             f, i = msg_to_frame(m), m.sequence % len(clip)
             ref = full.setdefault(i, enc.encode(clip[i], 12).chunks)
             seen["checked"] += 1
             seen["authentic"] += all(ch == ref[c] for c, ch in zip(f.channel_indices, f.chunks))
 
+    faults: list[dict] = []                 # handshake faults: kind, time, first frame after, sessions
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("soak_probe", context=ctx)
     node.create_subscription(LatentChannels, "/soak/latent", on_latent, qos_profile_sensor_data)
     bridge = McuBridgeNode(context=ctx, namespace="/soak", parameter_overrides=[
         Parameter("port", value=f"socket://127.0.0.1:{proxy.port}"), Parameter("link_key_file", value=str(key_file)),
-        Parameter("reconnect_max_s", value=0.2), Parameter("wait_for_subscriber", value=False)])
+        Parameter("reconnect_max_s", value=0.2), Parameter("wait_for_subscriber", value=False),
+        Parameter("provision_key", value=True)])           # must change nothing: the bridge never sends its key
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     ex.add_node(bridge)
@@ -324,33 +343,83 @@ def run(a) -> int:
     spin.start()
     t0 = time.monotonic()
     samples, next_vanish, next_sample = [], t0 + a.vanish_every, t0
-    sealed_again: list[float] = []          # when a session was agreed after each return of the port
-    confirmed_before = False
+    next_fault = t0 + a.handshake_every
+    session_times: list[float] = []        # when each session was proven
+    sessions_before = 0
+    device_status: list[tuple] = []         # each device's last STATUS before it was reset, and the last one's
     print(f"soak: {a.target} under QEMU, {a.minutes:g} min, faults at {a.fault_rate:.1%} per packet and kind, "
-          f"the port closed for {a.vanish_for:g} s every {a.vanish_every:g} s", flush=True)
+          f"the port closed for {a.vanish_for:g} s every {a.vanish_every:g} s, a handshake fault every "
+          f"{a.handshake_every:g} s ({', '.join(HANDSHAKE_FAULTS)})", flush=True)
+
+    def status_now():
+        bridge.assembler.last_status = None
+        bridge._command(sp.REQUEST_STATUS)
+        t = time.monotonic()
+        while bridge.assembler.last_status is None and time.monotonic() - t < 2.0:
+            time.sleep(0.02)
+        return bridge.assembler.last_status
     try:
+        # a sealed SET_BUDGET(5), then 12: the attacker records both; a replay of the 5 obeyed would show
+        while not bridge.link.confirmed and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        bridge._on_budget(type("M", (), {"data": 5})())
+        time.sleep(1.0)
+        bridge._on_budget(type("M", (), {"data": 12})())
+        seen["budget_set_at"] = time.monotonic()
+        n_fault = 0
         while time.monotonic() - t0 < 60 * a.minutes:
             now = time.monotonic()
             if now >= next_sample:
                 samples.append({"t_s": round(now - t0, 1), "frames": seen["frames"], "rss_mb": round(rss_mb(), 1)})
                 print(f"  {samples[-1]['t_s']:6.0f} s  frames {seen['frames']:6d}  RSS {samples[-1]['rss_mb']:.1f} MB  "
-                      f"rejected {bridge.link.rejected}", flush=True)
+                      f"sessions {bridge.link.sessions}  rejected {bridge.link.rejected}", flush=True)
                 next_sample += 10
             if now >= next_vanish:
                 proxy.vanish(a.vanish_for)
                 next_vanish += a.vanish_every
-            confirmed = bridge.link.confirmed
-            if confirmed and not confirmed_before:
-                sealed_again.append(time.monotonic())
-            confirmed_before = confirmed
+            if now >= next_fault:
+                kind = HANDSHAKE_FAULTS[n_fault % len(HANDSHAKE_FAULTS)]
+                n_fault += 1
+                next_fault += a.handshake_every
+                old_exchanges = proxy.sent_down(sealed.KEY_EXCHANGE)
+                old_commands = proxy.sent_down(sealed.SEALED_DOWN)[:20]
+                f = {"kind": kind, "t": time.monotonic(), "t_s": round(time.monotonic() - t0, 1),
+                     "first_frame_s": None, "sessions_before": bridge.link.sessions}
+                if kind == "drop_exchange":             # the attacker asks for a HELLO and drops the exchange
+                    proxy.drop_down[sealed.KEY_EXCHANGE] = 1
+                    proxy.inject_down(sp.request_hello())
+                elif kind == "forged_hello_2":
+                    proxy.inject_up(forged_hello(2, proxy.rng))
+                elif kind == "forged_hello_1":
+                    proxy.inject_up(forged_hello(1, proxy.rng))
+                elif kind == "replay_exchange":         # every exchange recorded, and old commands, to the device
+                    proxy.inject_down(b"".join(old_exchanges) + b"".join(old_commands))
+                else:                                   # the device resets, its storage with it
+                    st = status_now()
+                    if st is not None:
+                        device_status.append(st)
+                    old_cam = cam
+                    cam, url = new_device()
+                    if kind == "device_reset_drop_exchange":
+                        proxy.drop_down[sealed.KEY_EXCHANGE] = 1
+                    old_cam.stop()
+                    f["t"] = time.monotonic()           # the old device is gone: from here to frames again
+                    proxy.switch_upstream(int(url.rsplit(":", 1)[1]))
+                    seen["last_seq"] = -1               # the new device counts from 0
+                    # the attacker replays the earlier connections' exchanges and commands at once
+                    proxy.inject_down(b"".join(old_exchanges) + b"".join(old_commands))
+                faults.append(f)
+            if bridge.link.sessions != sessions_before:
+                sessions_before = bridge.link.sessions
+                session_times.append(time.monotonic())
             time.sleep(0.01)
-        bridge._command(sp.REQUEST_STATUS)
-        time.sleep(1.0)
+        st = status_now()
+        if st is not None:
+            device_status.append(st)
     finally:
         stop.set()
         spin.join(2)
         proxy.stop.set()
-        status = bridge.assembler.last_status
         rejected = dict(bridge.link.rejected)
         diag = {**bridge.counters, **bridge.diagnostics()[2]}
         ex.remove_node(bridge)
@@ -358,23 +427,40 @@ def run(a) -> int:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
         cam.stop()
-    # resume: the session agreed again, and the first frame, after each return of the port
-    resumes = [next((t - r for t in sealed_again if t >= r), None) for r in proxy.returns]
+    # resume: the first frame after each return of the port, and after each handshake fault
     first_frames = [seen["first_after"][i] - r if i in seen["first_after"] else None
                     for i, r in enumerate(proxy.returns)]
+    for f in faults:
+        f["new_session_s"] = next((round(t - f["t"], 3) for t in session_times if t >= f["t"]), None)
+        if f["new_session_s"] is not None and f["new_session_s"] > 10:
+            f["new_session_s"] = None                   # not this fault's
+        f["first_frame_s"] = round(f["first_frame_s"], 3) if f["first_frame_s"] is not None else None
+        del f["t"]
+    by_kind = {}
+    for kind in HANDSHAKE_FAULTS:
+        xs = [f["first_frame_s"] for f in faults if f["kind"] == kind]
+        by_kind[kind] = {"n": len(xs), "frames_back_max_s": max((x for x in xs if x is not None), default=None),
+                         "never_back": sum(x is None for x in xs)}
+    statuses = [st for st in device_status if len(st) == 10]
     after_first_minute = [x for x in samples if x["t_s"] >= 60]
+    written = b"".join(raw for _, _, raw in proxy.down_log)
     result = {
         "target": a.target, "minutes": a.minutes, "clip": a.input, "fault_rate_per_packet_and_kind": a.fault_rate,
         "frames_published": seen["frames"], "frames_per_s": round(seen["frames"] / (60 * a.minutes), 2),
         "faults_injected": proxy.faults, "rejected_by_bridge": rejected,
-        "rejected_by_device": dict(zip(("bad_tag", "replay", "unsealed", "malformed"), status[6:]))
-        if status and len(status) == 10 else None,
-        "bridge": {k: diag.get(k) for k in ("crc_errors", "framing_errors", "sessions", "port_lost", "open_failures",
-                                            "handshake_retries", "partial_frames", "duplicates")},
+        "rejected_by_device": {k: sum(st[6 + i] for st in statuses)
+                               for i, k in enumerate(("bad_tag", "replay", "unsealed", "malformed"))},
+        "device_instances": sum(1 for f in faults if f["kind"].startswith("device_reset")) + 1,
+        "bridge": {k: diag.get(k) for k in ("crc_errors", "framing_errors", "sessions", "key_exchanges", "port_lost",
+                                            "open_failures", "handshake_retries", "partial_frames", "duplicates")},
         "port_returns": len(proxy.returns),
-        "resume_s": {"session_again": [round(r, 3) if r is not None else None for r in resumes],
-                     "max": round(max(r for r in resumes if r is not None), 3) if any(resumes) else None,
-                     "first_frame": [round(r, 3) if r is not None else None for r in first_frames]},
+        "resume_s": {"first_frame": [round(r, 3) if r is not None else None for r in first_frames],
+                     "max": round(max(r for r in first_frames if r is not None), 3) if any(first_frames) else None},
+        "handshake_faults": by_kind,
+        "handshake_fault_log": faults,
+        "frames_back_within_3_s": all(f["first_frame_s"] is not None and f["first_frame_s"] <= 3.0 for f in faults),
+        "provision_key_sent": bool(proxy.sent_down(sealed.PROVISION_KEY)) or key in written,
+        "frames_k_after_budget_12": seen["k_after_budget"],
         "sequences_not_increasing": seen["not_increasing"],
         "frames_checked_against_host_encoder": seen["checked"], "frames_authentic": seen["authentic"],
         "rss_mb": {"after_1_min": after_first_minute[0]["rss_mb"] if after_first_minute else None,
