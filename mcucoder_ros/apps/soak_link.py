@@ -302,11 +302,15 @@ def run(a) -> int:
     # what arrives is checked as it arrives: nothing kept per frame, so the process's memory
     # is the bridge's, not a growing record
     seen = {"frames": 0, "last_seq": -1, "not_increasing": 0, "checked": 0, "authentic": 0, "first_after": {},
-            "last_frame": None, "k_after_budget": {}, "budget_set_at": None}
+            "last_frame": None, "after_budget_12": 0, "budget_5_after_12": 0, "budget_set_at": None,
+            "reset_sessions": None}
 
     def on_latent(m):
         now = time.monotonic()
         seen["frames"] += 1
+        sessions = bridge.link.sessions
+        if seen["reset_sessions"] is not None and sessions > seen["reset_sessions"]:
+            seen["last_seq"], seen["reset_sessions"] = -1, None      # the new device's frames count from 0
         if m.sequence <= seen["last_seq"]:
             seen["not_increasing"] += 1
         seen["last_seq"] = m.sequence
@@ -314,11 +318,16 @@ def run(a) -> int:
         for i in range(len(proxy.returns)):
             seen["first_after"].setdefault(i, now)
         for f in faults:
-            if f["first_frame_s"] is None and now > f["t"]:
+            # frames again: any frame after the fault; after a device reset, one of the new device's
+            # (a session proven after the fault), not one of the old device's still on its way
+            if f["first_frame_s"] is None and now > f["t"] and (
+                    not f["kind"].startswith("device_reset") or sessions > f["sessions_before"]):
                 f["first_frame_s"] = now - f["t"]
         if seen["budget_set_at"] is not None and now > seen["budget_set_at"] + 1.0:
-            k = str(len(m.channel_indices))        # k after the last budget (12): a replayed SET_BUDGET(5) shows
-            seen["k_after_budget"][k] = seen["k_after_budget"].get(k, 0) + 1
+            # the budget is 12 from here on: a frame of channels 0..4 only would be a replayed SET_BUDGET(5)
+            # obeyed (a partial frame of 12 would have to lose its 7 last chunks)
+            seen["after_budget_12"] += 1
+            seen["budget_5_after_12"] += bool(m.channel_indices) and max(m.channel_indices) < 5
         if m.sequence % 25 == 0:            # every channel that arrived is the host encoder's own
             f, i = msg_to_frame(m), m.sequence % len(clip)
             ref = full.setdefault(i, enc.encode(clip[i], 12).chunks)
@@ -405,7 +414,7 @@ def run(a) -> int:
                     old_cam.stop()
                     f["t"] = time.monotonic()           # the old device is gone: from here to frames again
                     proxy.switch_upstream(int(url.rsplit(":", 1)[1]))
-                    seen["last_seq"] = -1               # the new device counts from 0
+                    seen["reset_sessions"] = f["sessions_before"]
                     # the attacker replays the earlier connections' exchanges and commands at once
                     proxy.inject_down(b"".join(old_exchanges) + b"".join(old_commands))
                 faults.append(f)
@@ -430,11 +439,11 @@ def run(a) -> int:
     # resume: the first frame after each return of the port, and after each handshake fault
     first_frames = [seen["first_after"][i] - r if i in seen["first_after"] else None
                     for i, r in enumerate(proxy.returns)]
-    for f in faults:
-        f["new_session_s"] = next((round(t - f["t"], 3) for t in session_times if t >= f["t"]), None)
-        if f["new_session_s"] is not None and f["new_session_s"] > 10:
-            f["new_session_s"] = None                   # not this fault's
+    for i, f in enumerate(faults):
+        until = faults[i + 1]["t"] if i + 1 < len(faults) else float("inf")
+        f["new_session_s"] = next((round(t - f["t"], 3) for t in session_times if f["t"] <= t < until), None)
         f["first_frame_s"] = round(f["first_frame_s"], 3) if f["first_frame_s"] is not None else None
+    for f in faults:
         del f["t"]
     by_kind = {}
     for kind in HANDSHAKE_FAULTS:
@@ -460,7 +469,8 @@ def run(a) -> int:
         "handshake_fault_log": faults,
         "frames_back_within_3_s": all(f["first_frame_s"] is not None and f["first_frame_s"] <= 3.0 for f in faults),
         "provision_key_sent": bool(proxy.sent_down(sealed.PROVISION_KEY)) or key in written,
-        "frames_k_after_budget_12": seen["k_after_budget"],
+        "frames_after_budget_12": seen["after_budget_12"],
+        "frames_of_budget_5_after_budget_12": seen["budget_5_after_12"],
         "sequences_not_increasing": seen["not_increasing"],
         "frames_checked_against_host_encoder": seen["checked"], "frames_authentic": seen["authentic"],
         "rss_mb": {"after_1_min": after_first_minute[0]["rss_mb"] if after_first_minute else None,
