@@ -20,7 +20,7 @@ import pytest
 import serial
 from conftest import ROOT
 from test_firmware_qemu import connect
-from test_sealed_link import CLIP, HAVE_CC, KEY, SealedHost, connect_pair, hello, needs_qemu
+from test_sealed_link import CLIP, HAVE_CC, KEY, SealedHost, hello, needs_qemu
 
 from mcucoder_ros.link import sealed
 from mcucoder_ros.link import serial_protocol as sp
@@ -29,6 +29,17 @@ TARGETS = ["m7", "m33", "stm32f405", "m3", "m55"]
 
 
 # --- both ends in Python: the rules -----------------------------------------------------------
+def handshake(key=KEY):
+    """A device and a host through the handshake (what passes on the way is not checked
+    here: test_sealed_link.connect_pair does)."""
+    dev, host, parser = sealed.DeviceLink(key), sealed.HostLink(key), sp.StreamParser()
+    _, replies = host.on_packet(parser.feed(sp.encode_packet(sp.HELLO, dev.hello_payload(hello())))[0])
+    for p in parser.feed(dev.on_command(parser.feed(replies[0])[0])[1]):
+        host.on_packet(p)
+    assert host.confirmed and host.up_key == dev.up_key
+    return dev, host, parser
+
+
 def test_host_retries_until_a_session_and_resends_the_exchange_for_a_repeated_hello():
     """Finding 2: the exchange is lost; the device repeats its HELLO (same nonce, still
     offered), and the host answers it again; and while no session comes, poll() keeps asking."""
@@ -62,7 +73,7 @@ def test_a_hello_mid_session_never_tears_it_down_and_leads_to_new_keys():
     """Findings 3 and 4 on the host link: forged HELLOs of protocol 1 and 2 mid-session;
     the old keys serve until the new session is proven; a forged HELLO cannot displace the
     device's own exchange."""
-    dev, host, parser = connect_pair(KEY)
+    dev, host, parser = handshake()
     frame_end = dev.packet(sp.FRAME_END, sp.FRAME_END_FMT.pack(1, 1))
     rng = random.Random(3)
     from mcucoder_ros.apps.soak_link import forged_hello
@@ -109,7 +120,9 @@ def test_the_device_takes_one_exchange_per_offered_nonce():
 def test_counter_limit_ends_sealing_and_asks_for_new_keys():
     """Finding 5: no counter wraps.  The host stops sealing commands at the limit and asks
     for a HELLO (new keys) from REKEY_AT on; the device (Python reference) too."""
-    dev, host, parser = connect_pair(KEY)
+    dev, host, parser = handshake()
+    host.tx_counter = 2**32 - 1
+    assert host.command(sp.SET_BUDGET, b"\x03") is None                # never a counter past the limit
     host.tx_counter = sealed.REKEY_AT
     assert host.command(sp.SET_BUDGET, b"\x03") is not None
     assert host.poll() == [sp.request_hello()]
@@ -132,11 +145,18 @@ def test_counter_limit_in_the_firmware(tmp_path):
 #include "mcu_protocol.h"
 static size_t out_n;
 void mcu_port_putc(uint8_t c) { (void)c; out_n++; }
+#ifndef MCU_LINK_TX_LIMIT
+#define MCU_LINK_TX_LIMIT 0xFFFFFF00u
+#endif
+#ifndef MCU_LINK_REKEY_AT
+#define MCU_LINK_REKEY_AT 0x80000000u
+#define mcu_link_rekey_due(l) (-1)    /* a core without re-keying */
+#endif
 int main(void) {
     static mcu_link_t l;
-    uint8_t key[32] = {1}, id[16] = {0}, hn[16] = {0};
-    mcu_link_init(&l, key, 0, 0, 1, 7, id);
-    mcu_link_new_nonce(&l);
+    uint8_t hn[16] = {0};
+    l.keyed = 1;                      /* a keyed device in a session (as firmware_sealed.elf) */
+    l.key[0] = 1;
     mcu_link_session_for_test(&l, hn);
     mcu_protocol_set_link(&l);
     uint8_t p[8] = {0};
@@ -160,8 +180,8 @@ int main(void) {
                     str(fw / "core/mcu_aead.c")], check=True)
     early, due, again, last, past, session, hello_n, counter = subprocess.run(
         [str(exe)], capture_output=True, text=True, check=True).stdout.split()
-    assert (early, due, again) == ("0", "1", "0")            # once at REKEY_AT, then every 64 packets
     assert int(last) > 0 and past == "0" and session == "0"   # the last counter sealed, none past it
+    assert (early, due, again) == ("0", "1", "0")            # once at REKEY_AT, then every 64 packets
     assert int(hello_n) > 0 and int(counter) == 0xFFFFFF00     # HELLO still goes out (for new keys)
 
 
