@@ -82,6 +82,7 @@ class DeliveryRateEstimator:
         self.loss = 0.0
         self.queue_s = 0.0
         self.report_delay_s = math.nan  # link end -> report here (sender clock), its delay_quantile
+        self.report_delay_median_s = math.nan   # ... and its median
         self._report_delays: deque = deque(maxlen=50)
         self.stalled = False            # a report overdue by stall_after_s: nothing crosses
         self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
@@ -93,6 +94,9 @@ class DeliveryRateEstimator:
         self.planned_free_at = -math.inf  # the controllers' own virtual queue, for links without reports
         self.reports = 0
         self.first_sent = None          # when the first frame went (start-up: waiting for a report)
+        self.last_sent = None           # when the last frame went (liveness: a probe after a silence)
+        self.next_is_probe = False      # the controller marks its probe; on_sent records its key
+        self.probes: set = set()        # keys of probe frames in flight
         self._delays: deque = deque()   # (now, link_start - sent) for the minimum filter
         self._prev_queue = 0.0
         self._delivered: deque = deque(maxlen=8)   # (bits, link_start, link_end) of the last reports
@@ -101,6 +105,10 @@ class DeliveryRateEstimator:
         self.inflight[sequence] = (bits, now)
         if self.first_sent is None:
             self.first_sent = now
+        self.last_sent = now
+        if self.next_is_probe:
+            self.probes.add(sequence)
+            self.next_is_probe = False
 
     def on_report(self, sequence: int, bits: float, link_start: float, link_end: float,
                   channels_sent: int, channels_received: int, now: float, partial: bool = False) -> None:
@@ -121,19 +129,25 @@ class DeliveryRateEstimator:
         busy = link_end - link_start
         if sent is not None:
             w = link_start - sent
+            # sliding minimum over base_window_s (a monotonic deque: O(1) per report)
+            while self._delays and self._delays[-1][1] >= w:
+                self._delays.pop()
             self._delays.append((now, w))
-            while self._delays and now - self._delays[0][0] > cfg.base_window_s:
+            while now - self._delays[0][0] > cfg.base_window_s:
                 self._delays.popleft()
-            self.queue_s = w - min(d for _, d in self._delays)
+            self.queue_s = w - self._delays[0][1]
             if not partial:
                 end = sent + self.queue_s + max(0.0, busy)
                 self.anchor = max(self.anchor, end)
                 self._report_delays.append(max(0.0, now - end))
                 ordered = sorted(self._report_delays)
                 self.report_delay_s = ordered[min(len(ordered) - 1, int(cfg.delay_quantile * len(ordered)))]
+                self.report_delay_median_s = ordered[len(ordered) // 2]
         was_overdue = self.overdue
         self.stalled = self.overdue = False
         self.bound_bps = math.inf
+        probe = not partial and sequence in self.probes
+        self.probes.discard(sequence)
         if busy <= 0:
             return
         sample = bits / busy
@@ -148,6 +162,10 @@ class DeliveryRateEstimator:
         elif self._restart_after is None:
             a = cfg.down_smoothing if sample < self.bps else cfg.up_smoothing
             self.bps += a * (sample - self.bps)
+        if probe and not was_overdue:
+            # a probe crossed in time: the link carries at least its rate, whatever the
+            # estimate fell to before (never kept below what the probes show)
+            self.bps = max(self.bps, sample)
         if not partial and self.queue_s > cfg.overuse_queue_s and self.queue_s > self._prev_queue \
                 and len(self._delivered) >= 2:
             bits_sum = sum(b for b, _, _ in self._delivered)
@@ -161,6 +179,7 @@ class DeliveryRateEstimator:
         cfg = self.cfg
         for s in [s for s, (_, t) in self.inflight.items() if now - t > cfg.report_timeout_s]:
             del self.inflight[s]
+            self.probes.discard(s)
         if not self.inflight or not self.reports or not math.isfinite(self.bps) or self.bps <= 0:
             return              # a stall lasts until a report comes (the probe's, or a late one)
         bits, sent = next(iter(self.inflight.values()))
@@ -198,6 +217,10 @@ class ControllerConfig:
     deadline_margin_s: float = 0.01  # link time left unplanned before each deadline (hop to the link, jitter)
     skip_late_s: float = 0.0       # a frame later than this even at min_channels is not sent
     startup_s: float = 1.0          # min_channels until the first delivery report, for at most this
+    probe_after_s: float = 0.5      # nothing sent for this long (and 2 frame intervals): a probe frame
+    probe_intervals: float = 2.0
+    up_dwell_s: float = 0.5         # k rises to the sustainable level's last step only after this long there
+    up_margin: float = 0.95         # ... a level is sustainable when it fits this share of the planned rate
 
 
 @dataclass
@@ -225,6 +248,10 @@ class BitrateController:
         self.link_delay_s = math.nan    # one-way delay from LinkQuality (RTT / 2)
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
+        self._seen = 0                  # channels whose sizes were ever seen (the rest: estimated)
+        self._stalled_before = False    # the last decision was in a stall: a fall after it is no congestion
+        self._last_switch = -math.inf   # when k last changed (hysteresis)
+        self._sust_since = math.inf     # since when the sustainable level has been above k
         # False where no one sends delivery reports (a link with no feedback): no startup
         # phase waits for them then
         self.expect_reports = True
@@ -250,6 +277,15 @@ class BitrateController:
         if math.isfinite(self.link_delay_s):
             return self.link_delay_s
         d = self.estimator.report_delay_s
+        return d if math.isfinite(d) else 0.0
+
+    @property
+    def typical_delay_s(self) -> float:
+        """The link delay a frame most likely meets (the skip rule's): LinkQuality's RTT / 2,
+        else the median of link end -> delivery report."""
+        if math.isfinite(self.link_delay_s):
+            return self.link_delay_s
+        d = self.estimator.report_delay_median_s
         return d if math.isfinite(d) else 0.0
 
     def available(self, now: float) -> tuple[float, str]:
@@ -283,6 +319,38 @@ class BitrateController:
         due = self._due()
         return min(due, max(0.25 * self.interval, due - lost))
 
+    def probe_due(self, now: float) -> bool:
+        """Liveness: nothing has gone on the link for probe_after_s (and two frame
+        intervals): whatever the estimate says, a frame of min_channels goes as a probe.
+        A link judged too slow for any frame would otherwise never be measured again."""
+        last = self.estimator.last_sent
+        return last is not None and now - last >= max(self.cfg.probe_after_s,
+                                                       self.cfg.probe_intervals * self.interval)
+
+    def _probe(self, present: int, avail: float, source: str, now: float) -> Decision:
+        cfg = self.cfg
+        self.k = cfg.min_channels
+        self._last_switch = now
+        self.estimator.next_is_probe = True
+        sent = self.frame_bytes(self.chunk_est[:min(self.k, present)])
+        if math.isfinite(avail) and avail > 0:
+            self.estimator.planned_free_at = max(now, self.estimator.planned_free_at) + 8.0 * sent / avail
+        return Decision(min(self.k, present), min(cfg.max_channels, self.k + 1), avail, math.nan, source + "+probe")
+
+    @staticmethod
+    def frame_bytes_by_k(chunk_bytes) -> list[float]:
+        """frame_bytes(chunk_bytes[:k]) for k = 0, 1, ..."""
+        out = [float(HEADER.size)]
+        for b in chunk_bytes:
+            out.append(out[-1] + CHUNK_ENTRY.size + b)
+        return out
+
+    def sustainable(self, sizes, rate_bps: float) -> int:
+        """The largest k whose frames fit `rate_bps` every frame interval (0 if none)."""
+        per_frame = rate_bps * self.interval / 8.0
+        by_k = self.frame_bytes_by_k(sizes[:self.cfg.max_channels])
+        return max([k for k in range(1, len(by_k)) if by_k[k] <= per_frame], default=0)
+
     def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0,
                share_bps: float | None = None) -> Decision:
         """share_bps: this camera's share of a link shared with others (SharedLinkController);
@@ -293,6 +361,10 @@ class BitrateController:
         self._last_stamp = stamp_s
         for c, n in enumerate(chunk_lengths):
             self.chunk_est[c] += cfg.size_smoothing * (n - self.chunk_est[c])
+            self._seen = max(self._seen, c + 1)
+        for c in range(self._seen, len(self.chunk_est)):   # never seen: as the last seen (sorted by importance)
+            if self._seen:
+                self.chunk_est[c] = self.chunk_est[self._seen - 1]
         avail, source = self.available(now)
         present = len(chunk_lengths)
         if source == "startup":     # small frames until the first delivery report gives a rate
@@ -302,13 +374,20 @@ class BitrateController:
             self.k = cfg.max_channels
             return Decision(min(self.k, present), self.k, avail, math.nan, source)
         budget = min(cfg.max_channels, self.k + 1)
-        target_bytes = (cfg.headroom * avail if share_bps is None else min(share_bps, avail)) * self.interval / 8.0
+        rate = cfg.headroom * avail if share_bps is None else min(share_bps, avail)
+        target_bytes = rate * self.interval / 8.0
         sizes = list(chunk_lengths) + self.chunk_est[present:]
         est = self.estimator
-        if avail <= 0 or (est.stalled and est.inflight):
-            return Decision(0, budget, avail, 0.0, source)     # outage: nothing would arrive
+        reported_outage = avail <= 0 and source.startswith("link_quality")
+        if reported_outage or (est.stalled and est.inflight):
+            # outage: nothing would arrive; during a stall one probe at a time, and a new
+            # one when the last has gone unanswered for the probe interval
+            if not reported_outage and self.probe_due(now):
+                return self._probe(present, avail, source, now)
+            return Decision(0, budget, avail, 0.0, source)
         fell = math.isfinite(self._last_avail) and avail < 0.9 * self._last_avail
-        if fell:
+        stalled_before, self._stalled_before = self._stalled_before, est.stalled
+        if fell and not (stalled_before or est.stalled):
             self.hold = cfg.up_hold_frames               # congestion: no rising for a while
         self._last_avail = avail
         # bytes this frame may take: what its deadline leaves, after the link time still
@@ -316,8 +395,14 @@ class BitrateController:
         free_at = est.link_free_at(avail) if est.reports else est.planned_free_at
         wait = max(0.0, free_at - now)
         min_bytes = self.frame_bytes(sizes[:cfg.min_channels])
-        late = max(0.0, age_s) + wait + 8.0 * min_bytes / avail + self.delay_s - (self._due() + cfg.deadline_margin_s)
+        # skipped only when even min_channels would most likely be late (the typical delay;
+        # k is planned for the delay's tail, but a frame the tail might make late is still
+        # worth more sent than skipped)
+        late = max(0.0, age_s) + wait + 8.0 * min_bytes / avail + self.typical_delay_s \
+            - (self._due() + cfg.deadline_margin_s)
         if late > cfg.skip_late_s and not est.stalled:
+            if self.probe_due(now):
+                return self._probe(present, avail, source, now)
             return Decision(0, budget, avail, target_bytes * 8 / self.interval, source)
         frame_cap = avail * self.frame_time(age_s, wait) / 8.0
         self.credit = min(self.credit + target_bytes, frame_cap)
@@ -326,18 +411,39 @@ class BitrateController:
         if share_bps is not None and self.credit < min_bytes and not est.stalled:
             # a shared link whose share for this camera is below its minimum: fewer
             # frames (evenly, as the credit grows), each still on time, not late ones
+            if self.probe_due(now):
+                return self._probe(present, avail, source, now)
             return Decision(0, budget, avail, target_bytes * 8 / self.interval, source)
+        by_k = self.frame_bytes_by_k(sizes[:cfg.max_channels])
         k_fit = cfg.min_channels
         for k in range(cfg.max_channels, cfg.min_channels - 1, -1):
-            if self.frame_bytes(sizes[:k]) <= self.credit:
+            if by_k[k] <= self.credit:
                 k_fit = k
                 break
+        # hysteresis: rise only towards the level the link sustains every frame (not into
+        # the credit a cheaper frame left over, which made k alternate frame by frame), by
+        # one channel per frame, and the last step to it only after it held up_dwell_s
+        # smoothed sizes (content noise is no reason to switch), with up_margin to spare
+        k_sust = self.sustainable(self.chunk_est, cfg.up_margin * rate)
+        if k_sust > self.k:
+            self._sust_since = min(self._sust_since, now)
+        else:
+            self._sust_since = math.inf
         if k_fit > self.k:
-            k_fit = self.k if self.hold > 0 else self.k + 1
+            k_up = self.k
+            if self.hold == 0 and k_sust > self.k:
+                settled = now - max(self._sust_since, self._last_switch) >= cfg.up_dwell_s - 1e-9
+                if k_sust >= self.k + 2 or settled:
+                    k_up = self.k + 1
+            k_fit = k_up
         self.hold = max(0, self.hold - 1)
-        self.k = max(cfg.min_channels, min(k_fit, cfg.max_channels))
+        k_new = max(cfg.min_channels, min(k_fit, cfg.max_channels))
         if est.stalled:         # nothing in flight during a stall: one small probe frame
-            self.k = cfg.min_channels
+            k_new = cfg.min_channels
+            est.next_is_probe = True
+        if k_new != self.k:
+            self._last_switch = now
+        self.k = k_new
         k_sent = min(self.k, present)
         sent = self.frame_bytes(sizes[:k_sent])
         self.credit = max(0.0, self.credit - sent)

@@ -6,6 +6,7 @@ hold from their time until the next row (step-wise).
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import random
@@ -26,6 +27,7 @@ class Trace:
         if not points:
             raise ValueError("a trace needs at least one row")
         self.points = sorted(points, key=lambda p: p.t)
+        self.times = [p.t for p in self.points]     # for bisect: property tests run thousands of traces
         self.name = name
 
     @classmethod
@@ -50,18 +52,12 @@ class Trace:
         return self.points[-1].t
 
     def at(self, t: float) -> TracePoint:
-        cur = self.points[0]
-        for p in self.points:
-            if p.t <= t:
-                cur = p
-            else:
-                break
-        return cur
+        return self.points[max(0, bisect.bisect_right(self.times, t) - 1)]
 
     def transmit_end(self, start: float, bits: float) -> float:
         """Time at which `bits` sent from `start` have crossed the link (step-wise rate)."""
         t, left = start, bits
-        idx = max(i for i, p in enumerate(self.points) if p.t <= t) if self.points[0].t <= t else 0
+        idx = max(0, bisect.bisect_right(self.times, t) - 1)
         while left > 1e-9:
             rate = self.points[idx].bandwidth_bps
             nxt = self.points[idx + 1].t if idx + 1 < len(self.points) else math.inf
