@@ -152,8 +152,85 @@ def latent_topics(path, topics: dict | None = None) -> list[str]:
     return lat
 
 
+# LatentChannels as earlier versions of this package defined it, newest first: bags
+# recorded with them still decode (their frames are 224x224, bitstream versions 1 and 2;
+# the fields added later are absent, and bitstream.from_message reads that as 224x224).
+LEGACY_LATENT_DEFINITIONS = (
+    """std_msgs/Header header
+uint32 sequence
+uint32 model_id
+uint8 bitstream_version
+uint8 num_channels
+uint8 latent_height
+uint8 latent_width
+uint8[] channel_indices
+uint16[] chunk_lengths
+uint8[] payload
+uint8[] reference_deltas""",
+    """std_msgs/Header header
+uint32 sequence
+uint32 model_id
+uint8 bitstream_version
+uint8 num_channels
+uint8 latent_height
+uint8 latent_width
+uint8[] channel_indices
+uint16[] chunk_lengths
+uint8[] payload""",
+)
+_legacy_stores: list = []
+
+
+def _legacy_typestores() -> list:
+    if not _legacy_stores:
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+        for text in LEGACY_LATENT_DEFINITIONS:
+            ts = get_typestore(Stores.ROS2_KILTED)
+            ts.register(get_types_from_msg(text, LATENT_TYPE))
+            _legacy_stores.append(ts)
+    return _legacy_stores
+
+
+def deserialize_raw(raw: bytes, msgtype: str, ts=None):
+    """CDR bytes -> message, with this package's definitions; a LatentChannels recorded
+    with an earlier definition is read with that one."""
+    ts = ts or typestore()
+    try:
+        return ts.deserialize_cdr(raw, msgtype)
+    except Exception:           # rosbags raises its own error types; an earlier definition may fit
+        if msgtype != LATENT_TYPE:
+            raise
+        for old in _legacy_typestores():
+            try:
+                return old.deserialize_cdr(raw, msgtype)
+            except Exception:   # noqa: BLE001, S112 - try the next one, else the first error
+                continue
+        raise
+
+
+def current_raw(raw: bytes, msgtype: str, ts=None) -> bytes:
+    """The CDR bytes of a message as this package defines it now: a LatentChannels
+    recorded with an earlier definition is rewritten (the fields added since get their
+    defaults: width and height 0, read as 224x224); anything else is returned as is."""
+    if msgtype != LATENT_TYPE:
+        return raw
+    ts = ts or typestore()
+    try:
+        ts.deserialize_cdr(raw, msgtype)
+        return raw
+    except Exception:           # noqa: BLE001 - recorded with an earlier definition, or damaged
+        pass
+    old = deserialize_raw(raw, msgtype, ts)
+    cls = ts.types[msgtype]
+    import numpy as np
+    fields = {name: getattr(old, name, None) for name in cls.__dataclass_fields__}
+    defaults = {"reference_deltas": np.array([], np.uint8), "width": 0, "height": 0}
+    fields = {k: (defaults[k] if v is None else v) for k, v in fields.items()}
+    return ts.serialize_cdr(cls(**fields), msgtype)
+
+
 def deserialize(msg: BagMessage, ts=None):
-    return (ts or typestore()).deserialize_cdr(msg.raw, msg.msgtype)
+    return deserialize_raw(msg.raw, msg.msgtype, ts)
 
 
 class BagWriter:

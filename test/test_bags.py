@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, VECTORS
 from ros_helpers import RosContext, start, stop
 
 CLIP = ROOT / "data" / "clips" / "traffic.mp4"
@@ -150,7 +150,7 @@ def test_bag_without_latents_or_with_unknown_model(tmp_path):
     m = Lat(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="c"), sequence=0, model_id=0xDEADBEEF,
             bitstream_version=1, num_channels=12, latent_height=28, latent_width=28,
             channel_indices=np.array([0], np.uint8), chunk_lengths=np.array([4], np.uint16),
-            payload=np.array([0, 128, 0, 0], np.uint8), reference_deltas=np.array([], np.uint8))
+            payload=np.array([0, 128, 0, 0], np.uint8), reference_deltas=np.array([], np.uint8), width=224, height=224)
     w.write("/x/latent", 1, ts.serialize_cdr(m, "mcucoder_ros/msg/LatentChannels"))
     w.close()
     with pytest.raises(BagError, match="0xdeadbeef, which no shipped model has"):
@@ -201,3 +201,45 @@ def test_sqlite3_bags_read_as_well(recorded, tmp_path):
     assert a["frames"] == b["frames"] > 0
     for f in sorted((tmp_path / "fa").iterdir()):
         assert f.read_bytes() == (tmp_path / "fb" / f.name).read_bytes()
+
+
+@pytest.mark.parametrize("definition", [0, 1])
+def test_bags_of_earlier_message_definitions_decode_unchanged(tmp_path, decoder, definition):
+    """A bag recorded before LatentChannels carried the picture size (and, older still,
+    before it had reference_deltas) decodes to the same pictures as the golden frames,
+    and `play` republishes its latents in today's definition."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from mcucoder_ros.apps.bag_tools import decode_bag
+    from mcucoder_ros.bags import LEGACY_LATENT_DEFINITIONS, BagWriter, current_raw, typestore
+    from mcucoder_ros.codec import bitstream
+
+    old = get_typestore(Stores.ROS2_KILTED)
+    old.register(get_types_from_msg(LEGACY_LATENT_DEFINITIONS[definition], "mcucoder_ros/msg/LatentChannels"))
+    Lat, Header, Time = (old.types[t] for t in ("mcucoder_ros/msg/LatentChannels", "std_msgs/msg/Header",
+                                                 "builtin_interfaces/msg/Time"))
+    w = BagWriter(tmp_path / "old")
+    w.ts = old
+    w.add_topic("/mcucoder/latent_gated", "mcucoder_ros/msg/LatentChannels")
+    frames = [bitstream.unpack((VECTORS / f"{n}.mcf").read_bytes()) for n in ("astronaut", "road", "extremes")]
+    raws = []
+    for i, f in enumerate(frames):
+        fields = {"header": Header(stamp=Time(sec=100 + i, nanosec=0), frame_id="camera"), "sequence": f.sequence,
+                  "model_id": f.model_id, "bitstream_version": 1, "num_channels": 12, "latent_height": 28,
+                  "latent_width": 28, "channel_indices": np.array(f.channel_indices, np.uint8),
+                  "chunk_lengths": np.array(f.chunk_lengths, np.uint16),
+                  "payload": np.frombuffer(f.payload, np.uint8)}
+        if definition == 0:
+            fields["reference_deltas"] = np.array([], np.uint8)
+        raws.append(old.serialize_cdr(Lat(**fields), "mcucoder_ros/msg/LatentChannels"))
+        w.write("/mcucoder/latent_gated", (100 + i) * 10**9, raws[-1])
+    w.close()
+    res = decode_bag(tmp_path / "old", tmp_path / "old.mp4", frames_dir=tmp_path / "png", progress=False)
+    assert res["frames"] == 3 and res["malformed"] == 0
+    from mcucoder_ros.codec.images import load_rgb
+    for i, f in enumerate(frames):
+        got = load_rgb(sorted((tmp_path / "png").glob("*.png"))[i])
+        assert np.array_equal(got, decoder.decode(f))
+    now = typestore().deserialize_cdr(current_raw(raws[0], "mcucoder_ros/msg/LatentChannels"),
+                                      "mcucoder_ros/msg/LatentChannels")
+    assert (now.width, now.height) == (0, 0) and bitstream.from_message(now).chunks == frames[0].chunks

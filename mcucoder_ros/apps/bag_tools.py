@@ -14,6 +14,8 @@ from ..bags import (
     LATENT_TYPE,
     BagError,
     BagWriter,
+    current_raw,
+    deserialize_raw,
     latent_topics,
     read_messages,
     shipped_model_dirs,
@@ -142,6 +144,7 @@ def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, names
         ex.add_node(decoder)
     published = dict.fromkeys(chosen, 0)
     errors: list[str] = []
+    ts = typestore()
     try:
         # give subscribers a moment to match before the first message (volatile topics
         # lose what is published before): up to wait_s for every played topic, and for
@@ -161,7 +164,9 @@ def play(bag, rate: float = 1.0, loop: bool = False, decode: bool = False, names
                 due = t0 + (m.timestamp_ns - first) * 1e-9 / rate
                 while time.monotonic() < due:
                     ex.spin_once(timeout_sec=max(0.0, min(0.01, due - time.monotonic())))
-                pubs[m.topic].publish(m.raw)          # serialized bytes, republished as recorded
+                # serialized bytes, republished as recorded (latents of an earlier message
+                # definition in today's, so that today's nodes read them)
+                pubs[m.topic].publish(current_raw(m.raw, m.msgtype, ts))
                 published[m.topic] += 1
             if not loop or errors:
                 break
@@ -203,7 +208,7 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
 
     from ..codec import bitstream
     from ..codec.entropy import EntropyError
-    from ..codec.images import save_rgb
+    from ..codec.images import resize_to, save_rgb
     from ..codec.inter import ReceivedReferences
     from ..codec.model import DecoderModel
 
@@ -227,14 +232,15 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
     try:
         for i, m in enumerate(read_messages(bag, [topic], errors)):
             bar.update(1)
-            msg = ts.deserialize_cdr(m.raw, m.msgtype)
+            msg = deserialize_raw(m.raw, m.msgtype, ts)
             try:
                 frame = bitstream.from_message(msg)
                 if channels is not None:
                     refs = frame.reference_deltas[:channels]
                     frame = bitstream.Frame(frame.model_id, frame.sequence, frame.channel_indices[:channels],
                                             frame.chunks[:channels], frame.num_channels, frame.latent_height,
-                                            frame.latent_width, references=refs if any(refs) else None)
+                                            frame.latent_width, references=refs if any(refs) else None,
+                                            width=frame.width, height=frame.height)
                 if frame.model_id not in models:
                     have = ", ".join(f"{k:#010x} ({d.name})" for k, d in models.items()) or "none"
                     raise BagError(f"frame {frame.sequence} was coded with model {frame.model_id:#010x}, which no "
@@ -249,9 +255,11 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
                 bar.write(f"skipped message {i} (sequence {msg.sequence}): {e}")
                 continue
             if out_video:
-                if video is None:
-                    video = _video_writer(out_video, bag, topic, ts)
-                video.write(np.ascontiguousarray(rgb[..., ::-1]))
+                if video is None:      # at the first picture's size; a later size is resized to it
+                    video, video_size = _video_writer(out_video, bag, topic, ts, rgb.shape[1], rgb.shape[0]), \
+                        (rgb.shape[1], rgb.shape[0])
+                shown = rgb if (rgb.shape[1], rgb.shape[0]) == video_size else resize_to(rgb, video_size)
+                video.write(np.ascontiguousarray(shown[..., ::-1]))
             name = ""
             if frames_dir:
                 name = f"frame_{len(rows):06d}_seq{frame.sequence}.png"
@@ -277,16 +285,14 @@ def decode_bag(bag, out_video=None, frames_dir=None, timestamps_csv=None, channe
             "decoders": {f"{k:#010x}": d.name for k, d in decoders.items()}}
 
 
-def _video_writer(path, bag, topic, ts):
-    """mp4 at the stream's frame rate (median capture spacing of the first frames)."""
+def _video_writer(path, bag, topic, ts, width, height):
+    """mp4 of width x height at the stream's frame rate (median capture spacing of the first frames)."""
     import cv2
     import numpy as np
 
-    from ..codec.geometry import IMAGE_SIZE
-
     first = []
     for m in read_messages(bag, [topic], []):
-        msg = ts.deserialize_cdr(m.raw, m.msgtype)
+        msg = deserialize_raw(m.raw, m.msgtype, ts)
         first.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         if len(first) >= 30:
             break
@@ -294,7 +300,7 @@ def _video_writer(path, bag, topic, ts):
     dt = dt[dt > 0]
     fps = float(np.clip(1.0 / np.median(dt), 1.0, 120.0)) if len(dt) else 15.0
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (IMAGE_SIZE, IMAGE_SIZE))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (int(width), int(height)))
     if not vw.isOpened():
         raise BagError(f"cannot write video {path}")
     return vw
@@ -361,7 +367,7 @@ def bag_sizes(out_dir, clip=None, seconds: float = 60.0, fps: float = 15.0, mode
                               channel_indices=np.array(fr.channel_indices, np.uint8),
                               chunk_lengths=np.array([len(c) for c in fr.chunks], np.uint16),
                               payload=np.frombuffer(b"".join(fr.chunks), np.uint8),
-                              reference_deltas=np.array([], np.uint8))
+                              reference_deltas=np.array([], np.uint8), width=224, height=224)
 
     def image_msg(i):
         f = frames[i % len(frames)]

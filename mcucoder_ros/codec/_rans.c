@@ -10,8 +10,8 @@
 #include <Python.h>
 #include <stdint.h>
 
-#define SIZE 28
 #define NSYM 64
+#define MAX_SIDE 256    /* latent side: the largest picture is 1920 pixels, 240 positions */
 #define NCTX 8
 #define PROB_BITS 12
 #define RANS_L (1u << 23)
@@ -31,15 +31,15 @@ static const int SPATIAL[NCTX - 1] = {0, 1, 2, 4, 7, 12, 20};
 static const int TEMPORAL[NCTX - 1] = {0, 1, 2, 3, 5, 8, 12};
 
 static int decode(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, const uint16_t *cum,
-                  const uint8_t *slot2sym, int edge, uint8_t *out) {
+                  const uint8_t *slot2sym, int edge, int height, int width, uint8_t *out) {
     uint32_t x = ((uint32_t)chunk[0] << 24) | ((uint32_t)chunk[1] << 16) | ((uint32_t)chunk[2] << 8) | chunk[3];
     Py_ssize_t pos = 4;
-    for (int y = 0; y < SIZE; y++) {
-        for (int xx = 0; xx < SIZE; xx++) {
-            int i = y * SIZE + xx;
+    for (int y = 0; y < height; y++) {
+        for (int xx = 0; xx < width; xx++) {
+            int i = y * width + xx;
             int a = xx ? out[i - 1] : edge;
-            int b = y ? out[i - SIZE] : edge;
-            int c = (y && xx) ? out[i - SIZE - 1] : edge;
+            int b = y ? out[i - width] : edge;
+            int c = (y && xx) ? out[i - width - 1] : edge;
             int mn = a < b ? a : b, mx = a < b ? b : a;
             int pred = c >= mx ? mn : (c <= mn ? mx : a + b - c);
             int k = bucket_of(abs(a - c) + abs(b - c), SPATIAL);
@@ -60,13 +60,13 @@ static int decode(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, cons
  * co-located symbol, context from temporal activity. */
 
 static int decode_inter(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq, const uint16_t *cum,
-                        const uint8_t *slot2sym, int edge, const uint8_t *ref, uint8_t *out) {
+                        const uint8_t *slot2sym, int edge, int height, int width, const uint8_t *ref, uint8_t *out) {
     uint32_t x = ((uint32_t)chunk[0] << 24) | ((uint32_t)chunk[1] << 16) | ((uint32_t)chunk[2] << 8) | chunk[3];
     Py_ssize_t pos = 4;
-    for (int i = 0; i < SIZE * SIZE; i++) {
-        int xx = i % SIZE;
+    for (int i = 0; i < height * width; i++) {
+        int xx = i % width;
         int a = xx ? out[i - 1] : edge, ar = xx ? ref[i - 1] : edge;
-        int b = i >= SIZE ? out[i - SIZE] : edge, br = i >= SIZE ? ref[i - SIZE] : edge;
+        int b = i >= width ? out[i - width] : edge, br = i >= width ? ref[i - width] : edge;
         int k = bucket_of(abs(a - ar) + abs(b - br), TEMPORAL);
         uint32_t slot = x & ((1u << PROB_BITS) - 1);
         int r = slot2sym[k * (1 << PROB_BITS) + slot];
@@ -80,21 +80,25 @@ static int decode_inter(const uint8_t *chunk, Py_ssize_t n, const uint16_t *freq
     return (x == RANS_L && pos == n) ? OK : CORRUPTED;
 }
 
-/* decode_channel(chunk, freq u16[8*64], cum u16[8*65], slot2sym u8[8*4096], edge, out u8[784][, ref u8[784]])
- * -> status; with ref: the inter model */
+/* decode_channel(chunk, freq u16[8*64], cum u16[8*65], slot2sym u8[8*4096], edge, out u8[h*w], h, w
+ *                [, ref u8[h*w]]) -> status; with ref: the inter model */
 static PyObject *decode_channel(PyObject *self, PyObject *args) {
     Py_buffer chunk, freq, cum, s2s, out, ref = {0};
-    int edge, status = CORRUPTED;
+    int edge, height, width, status = CORRUPTED;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*iw*|y*", &chunk, &freq, &cum, &s2s, &edge, &out, &ref))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*iw*ii|y*", &chunk, &freq, &cum, &s2s, &edge, &out, &height, &width, &ref))
         return NULL;
-    if (freq.len != NCTX * NSYM * 2 || cum.len != NCTX * (NSYM + 1) * 2 || s2s.len != NCTX * (1 << PROB_BITS) ||
-        out.len != SIZE * SIZE || chunk.len < 4 || (ref.buf && ref.len != SIZE * SIZE)) {
+    if (height < 1 || width < 1 || height > MAX_SIDE || width > MAX_SIDE) {
+        PyErr_SetString(PyExc_ValueError, "decode_channel: latent height and width must be 1..256");
+    } else if (freq.len != NCTX * NSYM * 2 || cum.len != NCTX * (NSYM + 1) * 2 ||
+               s2s.len != NCTX * (1 << PROB_BITS) || out.len != (Py_ssize_t)height * width || chunk.len < 4 ||
+               (ref.buf && ref.len != (Py_ssize_t)height * width)) {
         PyErr_SetString(PyExc_ValueError, "decode_channel: wrong table or buffer size");
     } else {
         Py_BEGIN_ALLOW_THREADS
-        status = ref.buf ? decode_inter(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, ref.buf, out.buf)
-                         : decode(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, out.buf);
+        status = ref.buf ? decode_inter(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, height, width,
+                                        ref.buf, out.buf)
+                         : decode(chunk.buf, chunk.len, freq.buf, cum.buf, s2s.buf, edge, height, width, out.buf);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&chunk), PyBuffer_Release(&freq), PyBuffer_Release(&cum);
@@ -104,7 +108,7 @@ static PyObject *decode_channel(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"decode_channel", decode_channel, METH_VARARGS, "rANS-decode one 28x28 channel; returns 0 ok, 1 truncated, 2 corrupted"},
+    {"decode_channel", decode_channel, METH_VARARGS, "rANS-decode one channel of h x w symbols; returns 0 ok, 1 truncated, 2 corrupted"},
     {NULL, NULL, 0, NULL},
 };
 

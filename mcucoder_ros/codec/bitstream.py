@@ -1,4 +1,6 @@
-"""MCUCoder frame bitstream, versions 1 and 2 (specified in docs/bitstream.md).
+"""MCUCoder frame bitstream, versions 1, 2 and 3 (specified in docs/bitstream.md).
+
+Versions 1 and 2 are 224x224 frames (what the firmware sends):
 
     offset size  field
     0      2     magic b"MC"
@@ -15,24 +17,54 @@
 
 Version 2 (inter-frame coding, codec/inter.py) differs only in the chunk table: 4n bytes,
 channel u8, length u16 LE, reference u8 (0: intra; d: coded against channel `channel`
-of frame sequence - d).  A frame whose chunks are all intra is written as version 1.
+of frame sequence - d).  A 224x224 frame whose chunks are all intra is written as version 1.
+
+Version 3 carries the picture's size (any size up to 1920x1088; a 224x224 frame is
+still written as version 1 or 2, byte for byte what the firmware sends):
+
+    0      2     magic b"MC"
+    2      1     version (3)
+    3      1     flags (0; reserved)
+    4      4     model_id      u32 LE
+    8      4     sequence      u32 LE
+    12     1     num_channels  (12)
+    13     1     chunk_count   n (0..num_channels)
+    14     2     width         u16 LE, pixels
+    16     2     height        u16 LE, pixels
+    18     4n    chunk table as version 2: channel u8, length u16 LE, reference u8
+    18+4n  ...   the chunks
+
+The latent is ceil(height / 8) x ceil(width / 8) per channel; every limit (chunk and
+frame length) follows from the size in the header.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
 
-from .entropy import MAX_CHUNK_BYTES
-from .geometry import LATENT_CHANNELS, LATENT_SIZE
+from .entropy import MAX_CHUNK_BYTES_ANY, max_chunk_bytes
+from .geometry import IMAGE_SIZE, LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, SizeError, check_size, latent_shape
 
 MAGIC = b"MC"
-VERSION = 1              # intra only
-VERSION_INTER = 2        # chunk table with a reference per chunk
-VERSIONS = (VERSION, VERSION_INTER)
-HEADER = struct.Struct("<2sBBIIBBBB")
+VERSION = 1              # 224x224, intra only
+VERSION_INTER = 2        # 224x224, chunk table with a reference per chunk
+VERSION_SIZED = 3        # any size: width and height in the header, chunk table as version 2
+VERSIONS = (VERSION, VERSION_INTER, VERSION_SIZED)
+HEADER = struct.Struct("<2sBBIIBBBB")             # versions 1 and 2
+HEADER_V3 = struct.Struct("<2sBBIIBBHH")          # version 3
 CHUNK_ENTRY = struct.Struct("<BH")
-CHUNK_ENTRY_V2 = struct.Struct("<BHB")
-MAX_FRAME_BYTES = HEADER.size + LATENT_CHANNELS * (CHUNK_ENTRY_V2.size + MAX_CHUNK_BYTES)
+CHUNK_ENTRY_V2 = struct.Struct("<BHB")            # versions 2 and 3
+
+
+def max_frame_bytes(width: int = IMAGE_SIZE, height: int = IMAGE_SIZE) -> int:
+    """The longest frame of a picture of this size: header, full chunk table, 12 chunks
+    of the longest length a channel of that size can have."""
+    header = HEADER if (width, height) == (IMAGE_SIZE, IMAGE_SIZE) else HEADER_V3
+    return header.size + LATENT_CHANNELS * (CHUNK_ENTRY_V2.size + max_chunk_bytes(latent_shape(width, height)))
+
+
+MAX_FRAME_BYTES_224 = max_frame_bytes()                                   # 14,272 bytes
+MAX_FRAME_BYTES = HEADER_V3.size + LATENT_CHANNELS * (CHUNK_ENTRY_V2.size + MAX_CHUNK_BYTES_ANY)  # 1920x1088
 
 
 class BitstreamError(ValueError):
@@ -46,11 +78,29 @@ class Frame:
     channel_indices: list[int]
     chunks: list[bytes]
     num_channels: int = LATENT_CHANNELS
-    latent_height: int = LATENT_SIZE
-    latent_width: int = LATENT_SIZE
+    latent_height: int | None = None        # None: from the picture size (ceil(height / 8))
+    latent_width: int | None = None
     flags: int = 0
     extra: dict = field(default_factory=dict)
     references: list[int] | None = None     # per chunk: 0 intra, d > 0 inter against frame sequence - d
+    width: int = IMAGE_SIZE                 # the picture's size in pixels
+    height: int = IMAGE_SIZE
+
+    def __post_init__(self):
+        lh, lw = latent_shape(self.width, self.height)
+        if self.latent_height is None:
+            self.latent_height = lh
+        if self.latent_width is None:
+            self.latent_width = lw
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the picture, in pixels."""
+        return self.width, self.height
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return self.latent_height, self.latent_width
 
     @property
     def reference_deltas(self) -> list[int]:
@@ -58,14 +108,22 @@ class Frame:
 
     @property
     def version(self) -> int:
+        if (self.width, self.height) != (IMAGE_SIZE, IMAGE_SIZE):
+            return VERSION_SIZED
         return VERSION_INTER if any(self.reference_deltas) else VERSION
 
     def validate(self) -> None:
         if not (0 <= self.model_id < 2**32 and 0 <= self.sequence < 2**32):
             raise BitstreamError("model_id and sequence must fit in u32")
-        if (self.num_channels, self.latent_height, self.latent_width) != (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE):
+        try:
+            check_size(self.width, self.height)
+        except SizeError as e:
+            raise BitstreamError(str(e)) from None
+        expected = (LATENT_CHANNELS, *latent_shape(self.width, self.height))
+        if (self.num_channels, self.latent_height, self.latent_width) != expected:
             raise BitstreamError(f"unsupported latent geometry {self.num_channels}x{self.latent_height}x"
-                                 f"{self.latent_width} (expected {LATENT_CHANNELS}x{LATENT_SIZE}x{LATENT_SIZE})")
+                                 f"{self.latent_width} (expected {expected[0]}x{expected[1]}x{expected[2]} for "
+                                 f"{self.width}x{self.height} pixels)")
         if len(self.channel_indices) != len(self.chunks):
             raise BitstreamError("one chunk per channel index is required")
         prev = -1
@@ -74,9 +132,11 @@ class Frame:
                 raise BitstreamError(f"channel indices must be strictly increasing in 0..{self.num_channels - 1}: "
                                      f"{list(self.channel_indices)}")
             prev = c
+        limit = max_chunk_bytes(self.latent_shape)
         for c, ch in zip(self.channel_indices, self.chunks):
-            if not 4 <= len(ch) <= MAX_CHUNK_BYTES:
-                raise BitstreamError(f"chunk of channel {c} has {len(ch)} bytes (allowed 4..{MAX_CHUNK_BYTES})")
+            if not 4 <= len(ch) <= limit:
+                raise BitstreamError(f"chunk of channel {c} has {len(ch)} bytes (allowed 4..{limit} at "
+                                     f"{self.width}x{self.height})")
         refs = self.reference_deltas
         if len(refs) != len(self.chunks) or any(not 0 <= int(d) <= 255 for d in refs):
             raise BitstreamError(f"one reference per chunk is required, each in 0..255: {refs}")
@@ -91,11 +151,22 @@ class Frame:
         return [len(c) for c in self.chunks]
 
 
+def header_bytes(version: int, chunks: int) -> int:
+    """Bytes of a frame's header and chunk table: what a frame costs beyond its chunks."""
+    if version == VERSION:
+        return HEADER.size + CHUNK_ENTRY.size * chunks
+    return (HEADER_V3 if version == VERSION_SIZED else HEADER).size + CHUNK_ENTRY_V2.size * chunks
+
+
 def pack(frame: Frame) -> bytes:
     frame.validate()
     version = frame.version
-    head = HEADER.pack(MAGIC, version, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
-                       frame.latent_height, frame.latent_width, len(frame.chunks))
+    if version == VERSION_SIZED:
+        head = HEADER_V3.pack(MAGIC, version, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
+                              len(frame.chunks), frame.width, frame.height)
+    else:
+        head = HEADER.pack(MAGIC, version, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
+                           frame.latent_height, frame.latent_width, len(frame.chunks))
     if version == VERSION:
         table = b"".join(CHUNK_ENTRY.pack(c, len(ch)) for c, ch in zip(frame.channel_indices, frame.chunks))
     else:
@@ -105,35 +176,59 @@ def pack(frame: Frame) -> bytes:
 
 
 def unpack(data: bytes) -> Frame:
-    data = bytes(data)
+    """Frame bytes -> Frame, checked; BitstreamError on anything malformed.  The length
+    is checked against the largest frame before anything is read, and against the
+    largest frame of the picture size the header states once that is known."""
+    data = bytes(data[:MAX_FRAME_BYTES + 1])
     if len(data) > MAX_FRAME_BYTES:
-        raise BitstreamError(f"frame of {len(data)} bytes exceeds the maximum {MAX_FRAME_BYTES}")
-    if len(data) < HEADER.size:
-        raise BitstreamError(f"truncated frame header ({len(data)} of {HEADER.size} bytes)")
-    magic, version, flags, model_id, seq, nc, lh, lw, n = HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise BitstreamError(f"not an MCUCoder frame (magic {magic!r})")
+        raise BitstreamError(f"frame of more than {MAX_FRAME_BYTES} bytes exceeds the maximum {MAX_FRAME_BYTES} "
+                             f"(a {MAX_LONG_SIDE}x{MAX_SHORT_SIDE} picture)")
+    if len(data) < 3:
+        raise BitstreamError(f"truncated frame header ({len(data)} bytes)")
+    if data[:2] != MAGIC:
+        raise BitstreamError(f"not an MCUCoder frame (magic {data[:2]!r})")
+    version = data[2]
     if version not in VERSIONS:
         raise BitstreamError(f"unsupported bitstream version {version} (this decoder reads {VERSIONS})")
+    header = HEADER_V3 if version == VERSION_SIZED else HEADER
+    if len(data) < header.size:
+        raise BitstreamError(f"truncated frame header ({len(data)} of {header.size} bytes)")
+    if version == VERSION_SIZED:
+        _, _, flags, model_id, seq, nc, n, w, h = header.unpack_from(data)
+        try:
+            check_size(w, h)
+        except SizeError as e:
+            raise BitstreamError(f"frame header: {e}") from None
+        lh, lw = latent_shape(w, h)
+    else:
+        _, _, flags, model_id, seq, nc, lh, lw, n = header.unpack_from(data)
+        w = h = IMAGE_SIZE
     if n > nc:
         raise BitstreamError(f"chunk count {n} exceeds channel count {nc}")
+    if len(data) > max_frame_bytes(w, h):
+        raise BitstreamError(f"frame of {len(data)} bytes exceeds the maximum {max_frame_bytes(w, h)} of a "
+                             f"{w}x{h} picture")
     entry = CHUNK_ENTRY if version == VERSION else CHUNK_ENTRY_V2
-    table_end = HEADER.size + n * entry.size
+    table_end = header.size + n * entry.size
     if len(data) < table_end:
         raise BitstreamError("truncated chunk table")
-    entries = [entry.unpack_from(data, HEADER.size + i * entry.size) for i in range(n)]
-    refs = [e[2] for e in entries] if version == VERSION_INTER else None
+    entries = [entry.unpack_from(data, header.size + i * entry.size) for i in range(n)]
+    refs = [e[2] for e in entries] if version != VERSION else None
     return from_payload(model_id, seq, [e[0] for e in entries], [e[1] for e in entries], data[table_end:],
-                        num_channels=nc, latent_height=lh, latent_width=lw, flags=flags, references=refs)
+                        num_channels=nc, latent_height=lh, latent_width=lw, flags=flags,
+                        references=refs, width=w, height=h)
 
 
 def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *, num_channels=LATENT_CHANNELS,
-                 latent_height=LATENT_SIZE, latent_width=LATENT_SIZE, flags=0, references=None) -> Frame:
+                 latent_height=None, latent_width=None, flags=0, references=None, width=IMAGE_SIZE,
+                 height=IMAGE_SIZE) -> Frame:
     """Build a Frame from the fields a LatentChannels message carries (checked)."""
     channel_indices = [int(c) for c in channel_indices]
     chunk_lengths = [int(n) for n in chunk_lengths]
     if len(channel_indices) != len(chunk_lengths):
         raise BitstreamError(f"{len(channel_indices)} channel indices but {len(chunk_lengths)} chunk lengths")
+    if len(channel_indices) > LATENT_CHANNELS:
+        raise BitstreamError(f"{len(channel_indices)} chunks for at most {LATENT_CHANNELS} channels")
     if any(n < 0 for n in chunk_lengths) or sum(chunk_lengths) != len(payload):
         raise BitstreamError(f"chunk lengths sum to {sum(chunk_lengths)} but the payload has {len(payload)} bytes")
     payload = bytes(payload)
@@ -141,15 +236,20 @@ def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *,
     for n in chunk_lengths:
         chunks.append(payload[off:off + n])
         off += n
-    f = Frame(int(model_id), int(sequence), channel_indices, chunks, int(num_channels), int(latent_height),
-              int(latent_width), int(flags), references=[int(d) for d in references] if references else None)
+    f = Frame(int(model_id), int(sequence), channel_indices, chunks, int(num_channels),
+              None if latent_height is None else int(latent_height),
+              None if latent_width is None else int(latent_width),
+              int(flags), references=[int(d) for d in references] if references else None,
+              width=int(width), height=int(height))
     f.validate()
     return f
 
 
 def from_message(m) -> Frame:
     """A LatentChannels message (rclpy's, or one read from a bag by rosbags: the same
-    field names) -> Frame, checked; raises BitstreamError on inconsistent fields."""
+    field names) -> Frame, checked; raises BitstreamError on inconsistent fields.
+    Messages of the first message versions lack `reference_deltas`, `width` and
+    `height`: their frames are version 1 or 2, 224x224."""
     if m.bitstream_version not in VERSIONS:
         raise BitstreamError(f"unsupported bitstream version {m.bitstream_version}")
     refs = [int(d) for d in getattr(m, "reference_deltas", ())]     # bags of the first message version lack it
@@ -157,6 +257,14 @@ def from_message(m) -> Frame:
         raise BitstreamError("a version 1 frame carries no references")
     if refs and len(refs) != len(m.channel_indices):
         raise BitstreamError(f"{len(refs)} references for {len(m.channel_indices)} chunks")
+    w, h = int(getattr(m, "width", 0)), int(getattr(m, "height", 0))
+    if m.bitstream_version == VERSION_SIZED:
+        if not w or not h:
+            raise BitstreamError("a version 3 frame needs its width and height")
+    elif (w, h) in ((0, 0), (IMAGE_SIZE, IMAGE_SIZE)):
+        w = h = IMAGE_SIZE
+    else:
+        raise BitstreamError(f"a version {m.bitstream_version} frame is 224x224, not {w}x{h}")
     return from_payload(m.model_id, m.sequence, list(m.channel_indices), list(m.chunk_lengths),
                         bytes(m.payload), num_channels=m.num_channels, latent_height=m.latent_height,
-                        latent_width=m.latent_width, references=refs or None)
+                        latent_width=m.latent_width, references=refs or None, width=w, height=h)

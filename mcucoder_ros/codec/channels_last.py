@@ -34,7 +34,8 @@ class NotConvertible(ValueError):
 
 def channels_last_model(model_bytes: bytes) -> bytes:
     """The rewritten model (serialized); raises NotConvertible if the graph is not a
-    QDQ network made of the operators above, static in all but the batch."""
+    QDQ network made of the operators above, with fixed channel counts (batch, height
+    and width may be open)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -117,21 +118,27 @@ def channels_last_model(model_bytes: bytes) -> bytes:
 
     def shuffle(n):
         src = n.input[0]
-        _, c4, h, w = shapes[src]
+        c4 = shapes[src][1]
         c = c4 // 4
-        s1, s2 = f"{n.output[0]}/rows", f"{n.output[0]}/out"
-        # -1: any batch (several cameras' frames in one run, as on a GPU provider)
-        inits.append(numpy_helper.from_array(np.array([-1, h, w, 2, 2 * c], np.int64), s1))
-        inits.append(numpy_helper.from_array(np.array([-1, 2 * h, 2 * w, c], np.int64), s2))
+        s1, mul, div = f"{n.output[0]}/rows", f"{n.output[0]}/mul", f"{n.output[0]}/div"
+        # 0: the input's dimension (any batch, height and width: several cameras' frames in
+        # one run, pictures of any size)
+        inits.append(numpy_helper.from_array(np.array([0, 0, 0, 2, 2 * c], np.int64), s1))
+        inits.append(numpy_helper.from_array(np.array([1, 2, 2, 1], np.int64), mul))
+        inits.append(numpy_helper.from_array(np.array([1, 1, 1, 4], np.int64), div))
         r, t = f"{n.output[0]}/r", f"{n.output[0]}/t"
-        nodes.append(helper.make_node("Reshape", [src, s1], [r]))              # [1, H, W, a, (b, c)]
-        nodes.append(helper.make_node("Transpose", [r], [t], perm=[0, 1, 3, 2, 4]))  # [1, H, a, W, (b, c)]
+        shp, s2m, s2 = f"{n.output[0]}/shape", f"{n.output[0]}/shape2x", f"{n.output[0]}/out"
+        nodes.append(helper.make_node("Reshape", [src, s1], [r]))              # [N, H, W, a, (b, c)]
+        nodes.append(helper.make_node("Transpose", [r], [t], perm=[0, 1, 3, 2, 4]))  # [N, H, a, W, (b, c)]
+        nodes.append(helper.make_node("Shape", [src], [shp]))                  # [N, H, W, 4c]
+        nodes.append(helper.make_node("Mul", [shp, mul], [s2m]))
+        nodes.append(helper.make_node("Div", [s2m, div], [s2]))                # [N, 2H, 2W, c]
         nodes.append(helper.make_node("Reshape", [t, s2], [n.output[0]]))
         layout[n.output[0]] = "nhwc"
 
     for v in g.input:
-        if any(d is None for d in shapes[v.name][1:]):
-            raise NotConvertible(f"input {v.name} has a dynamic shape beyond the batch")
+        if len(shapes[v.name]) != 4 or shapes[v.name][1] is None:
+            raise NotConvertible(f"input {v.name} is not NCHW with a fixed number of channels")
     for n in g.node:
         if id(n) in done:
             continue
@@ -188,15 +195,19 @@ def channels_last_model(model_bytes: bytes) -> bytes:
 
 
 def dynamic_batch(model_bytes: bytes) -> bytes:
-    """The model with its first input's and outputs' batch dimension left open
-    ("batch"): the shipped decoders are exported for one frame, and a fully
-    convolutional graph runs any batch unchanged."""
+    """The model with its first input's and outputs' batch, height and width left open
+    ("batch", "height", "width"; outputs "out_height", "out_width"): the shipped decoders
+    are exported for one 28x28 latent, and a fully convolutional graph runs any batch
+    and any size unchanged."""
     import onnx
     model = onnx.load_from_string(model_bytes)
-    for v in list(model.graph.input[:1]) + list(model.graph.output):
-        dim = v.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_value")
-        dim.dim_param = "batch"
+    for i, v in enumerate(list(model.graph.input[:1]) + list(model.graph.output)):
+        dims = v.type.tensor_type.shape.dim
+        names = ["batch", None, "height", "width"] if i == 0 else ["batch", None, "out_height", "out_width"]
+        for dim, name in zip(dims, names):
+            if name is not None:
+                dim.ClearField("dim_value")
+                dim.dim_param = name
     del model.graph.value_info[:]          # inferred again from the open input
     return model.SerializeToString()
 

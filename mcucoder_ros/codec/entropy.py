@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import LATENT_SIZE, NUM_SYMBOLS
+from .geometry import LATENT_SIZE, MAX_LONG_SIDE, MAX_SHORT_SIDE, NUM_SYMBOLS, latent_shape
 
 try:    # the C decoder (same model, about 100x faster); the Python one below is the reference
     from ._rans import decode_channel as _c_decode
@@ -34,8 +34,17 @@ PROB_SCALE = 1 << PROB_BITS
 RANS_L = 1 << 23
 ACTIVITY_THRESHOLDS = (0, 1, 2, 4, 7, 12, 20)   # activity <= t -> bucket index
 NUM_CONTEXTS = len(ACTIVITY_THRESHOLDS) + 1
-SYMBOLS_PER_CHANNEL = LATENT_SIZE * LATENT_SIZE
-MAX_CHUNK_BYTES = 4 + (SYMBOLS_PER_CHANNEL * PROB_BITS + 7) // 8 + 4
+SYMBOLS_PER_CHANNEL = LATENT_SIZE * LATENT_SIZE       # at 224x224
+
+
+def max_chunk_bytes(shape=(LATENT_SIZE, LATENT_SIZE)) -> int:
+    """The longest chunk a channel of this latent shape (height, width) can have: the
+    state, at most 12 bits per symbol (every frequency is >= 1 of 4096), and slack."""
+    return 4 + (int(shape[0]) * int(shape[1]) * PROB_BITS + 7) // 8 + 4
+
+
+MAX_CHUNK_BYTES = max_chunk_bytes()                                  # 224x224: 1184
+MAX_CHUNK_BYTES_ANY = max_chunk_bytes(latent_shape(MAX_LONG_SIDE, MAX_SHORT_SIDE))   # the largest picture
 
 
 class EntropyError(ValueError):
@@ -55,7 +64,7 @@ def _med(a, b, c):
 
 
 def residuals_and_contexts(sym: np.ndarray, edge: int) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised model for a whole 28x28 channel (the encoder knows every symbol)."""
+    """Vectorised model for a whole channel, any shape (the encoder knows every symbol)."""
     s = sym.astype(np.int32)
     p = np.pad(s, ((1, 0), (1, 0)), constant_values=edge)
     a, b, c = p[1:, :-1], p[:-1, 1:], p[:-1, :-1]
@@ -113,16 +122,17 @@ class RansTables:
         out.reverse()
         return bytes(out)
 
-    def decode_c(self, chunk: bytes, edge: int, ref: np.ndarray | None = None) -> np.ndarray | None:
-        """The C decoder (intra, or inter with `ref`); None when it was not built."""
-        n = len(chunk)
-        if not 4 <= n <= MAX_CHUNK_BYTES:
-            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
+    def decode_c(self, chunk: bytes, edge: int, ref: np.ndarray | None = None,
+                 shape=(LATENT_SIZE, LATENT_SIZE)) -> np.ndarray | None:
+        """The C decoder (intra, or inter with `ref`) of a channel of `shape` (latent
+        height, width); None when it was not built."""
+        check_chunk(chunk, shape)
         if _c_decode is None:
             return None
-        out = np.empty((LATENT_SIZE, LATENT_SIZE), np.uint8)
+        h, w = int(shape[0]), int(shape[1])
+        out = np.empty((h, w), np.uint8)
         extra = () if ref is None else (np.ascontiguousarray(ref, np.uint8).tobytes(),)
-        status = _c_decode(bytes(chunk), *self.c_tables, edge, out, *extra)
+        status = _c_decode(bytes(chunk), *self.c_tables, edge, out, h, w, *extra)
         if status == 1:
             raise EntropyError("channel chunk truncated")
         if status == 2:
@@ -141,24 +151,23 @@ class ChannelCoder:
     def encode(self, sym: np.ndarray) -> bytes:
         return self.tables.encode(*residuals_and_contexts(sym, self.edge))
 
-    def decode(self, chunk: bytes) -> np.ndarray:
-        out = self.tables.decode_c(chunk, self.edge)
-        return self.decode_python(chunk) if out is None else out
+    def decode(self, chunk: bytes, shape=(LATENT_SIZE, LATENT_SIZE)) -> np.ndarray:
+        """A chunk -> the channel's symbols, uint8 [height, width] of `shape` (the latent's)."""
+        out = self.tables.decode_c(chunk, self.edge, shape=shape)
+        return self.decode_python(chunk, shape) if out is None else out
 
-    def decode_python(self, chunk: bytes) -> np.ndarray:
+    def decode_python(self, chunk: bytes, shape=(LATENT_SIZE, LATENT_SIZE)) -> np.ndarray:
         """The reference decoder in pure Python (and the fallback without the C one)."""
-        n = len(chunk)
-        if not 4 <= n <= MAX_CHUNK_BYTES:
-            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
+        n = check_chunk(chunk, shape)
         x = int.from_bytes(chunk[:4], "big")
         pos = 4
         freq, cum, s2s = self.freq, self.cum, self.slot2sym
         mask = PROB_SCALE - 1
-        size = LATENT_SIZE
+        height, size = int(shape[0]), int(shape[1])
         edge = self.edge
         bucket = _BUCKET_LUT
-        out = [0] * (size * size)
-        for y in range(size):
+        out = [0] * (height * size)
+        for y in range(height):
             row = y * size
             for xx in range(size):
                 a = out[row + xx - 1] if xx else edge
@@ -184,11 +193,19 @@ class ChannelCoder:
                 out[row + xx] = (r + pred) & (NUM_SYMBOLS - 1)
         if x != RANS_L or pos != n:
             raise EntropyError("channel chunk corrupted (rANS state check failed)")
-        return np.asarray(out, np.uint8).reshape(size, size)
+        return np.asarray(out, np.uint8).reshape(height, size)
+
+
+def check_chunk(chunk: bytes, shape) -> int:
+    """The chunk's length, or EntropyError when no chunk of a channel of `shape` has it."""
+    n, limit = len(chunk), max_chunk_bytes(shape)
+    if not 4 <= n <= limit:
+        raise EntropyError(f"channel chunk of {n} bytes is outside 4..{limit} (latent {shape[0]}x{shape[1]})")
+    return n
 
 
 def fit_tables(symbols: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """symbols: uint8 [N, C, 28, 28] from training frames -> freqs [C, NUM_CONTEXTS, 64]."""
+    """symbols: uint8 [N, C, H, W] from training frames -> freqs [C, NUM_CONTEXTS, 64]."""
     n, c = symbols.shape[:2]
     counts = np.zeros((c, NUM_CONTEXTS, NUM_SYMBOLS), np.int64)
     for ch in range(c):

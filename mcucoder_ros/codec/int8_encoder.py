@@ -1,7 +1,8 @@
 """Exact INT8 reference of the MCUCoder encoder (TFLite INT8 conv semantics).
 
 This numpy code is the ground truth the firmware must match bit for bit:
-  * input  : uint8 RGB 224x224, quantised as int8 with scale 1/255, zero point -128
+  * input  : uint8 RGB H x W (multiples of 8; 224x224 on the firmware today), quantised
+             as int8 with scale 1/255, zero point -128
   * weights: int8, per-output-channel symmetric (zero point 0)
   * bias   : int32 at scale s_in * s_w[c]
   * acc    : int32 sum of (x - zp_in) * w over the kernel; padding contributes 0
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
+from .geometry import LATENT_CHANNELS, LATENT_STRIDE
 
 INPUT_ZERO_POINT = -128   # uint8 pixel p -> int8 p - 128 (scale 1/255)
 
@@ -91,28 +92,38 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 # --- The convolution ------------------------------------------------------------------
 
+BAND_ELEMENTS = 1 << 21      # im2col elements per band of output rows (8 MB of float32)
+
+
 def conv_int8(x: np.ndarray, layer: ConvLayer) -> np.ndarray:
-    """x: int8 [cin, H, W] -> int8 [cout, Ho, Wo]."""
+    """x: int8 [cin, H, W] -> int8 [cout, Ho, Wo].  Computed in bands of output rows, so
+    that a large picture's im2col matrix never has to exist whole."""
     cin, h, w = x.shape
     k = layer.weight.shape[2]
     p, s = layer.padding, layer.stride
     assert cin * k * k * 255 * 127 < 2**24, "float32 accumulation would not be exact"
     xc = x.astype(np.float32) - np.float32(layer.input_zero_point)   # zero-centred input
     xp = np.pad(xc, ((0, 0), (p, p), (p, p)))                      # padding == zero point
-    win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::s, ::s]  # [cin, Ho, Wo, k, k]
+    win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::s, ::s]  # [cin, Ho, Wo, k, k] (a view)
     ho, wo = win.shape[1:3]
-    cols = win.transpose(1, 2, 0, 3, 4).reshape(ho * wo, cin * k * k)
     wmat = layer.weight.reshape(layer.out_channels, -1).astype(np.float32).T
-    acc = (cols @ wmat).astype(np.int64) + layer.bias.astype(np.int64)  # [Ho*Wo, cout]
     zp_out = layer.output_zero_point.astype(np.int64)
-    out = multiply_by_quantized_multiplier(acc, layer.multiplier, layer.shift) + zp_out
     lo = zp_out if layer.relu else np.int64(-128)
-    out = np.clip(out, lo, 127).astype(np.int8)
-    return np.ascontiguousarray(out.T.reshape(layer.out_channels, ho, wo))
+    out = np.empty((layer.out_channels, ho, wo), np.int8)
+    rows = max(1, BAND_ELEMENTS // (wo * cin * k * k))
+    for r0 in range(0, ho, rows):
+        band = win[:, r0:r0 + rows]
+        n = band.shape[1]
+        cols = band.transpose(1, 2, 0, 3, 4).reshape(n * wo, cin * k * k)
+        acc = (cols @ wmat).astype(np.int64) + layer.bias.astype(np.int64)  # [n*Wo, cout]
+        q = multiply_by_quantized_multiplier(acc, layer.multiplier, layer.shift) + zp_out
+        out[:, r0:r0 + n] = np.clip(q, lo, 127).astype(np.int8).T.reshape(layer.out_channels, n, wo)
+    return out
 
 
 class Int8Encoder:
-    """The three-layer INT8 encoder: uint8 RGB 224x224x3 -> int8 latent 12x28x28."""
+    """The three-layer INT8 encoder: uint8 RGB HxWx3 (multiples of 8) -> int8 latent
+    12 x H/8 x W/8 (224x224 -> 12x28x28)."""
 
     def __init__(self, layers: list[ConvLayer], latent_scale, latent_zero_point):
         if len(layers) != 3:
@@ -123,16 +134,17 @@ class Int8Encoder:
 
     @staticmethod
     def quantize_input(rgb: np.ndarray) -> np.ndarray:
-        if rgb.shape != (IMAGE_SIZE, IMAGE_SIZE, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"encoder input must be uint8 {IMAGE_SIZE}x{IMAGE_SIZE}x3 RGB, "
-                             f"got {rgb.dtype} {rgb.shape}")
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.shape[0] % LATENT_STRIDE \
+                or rgb.shape[1] % LATENT_STRIDE or not rgb.shape[0] or not rgb.shape[1]:
+            raise ValueError(f"encoder input must be uint8 HxWx3 RGB with H and W multiples of {LATENT_STRIDE} "
+                             f"(e.g. 224x224x3), got {rgb.dtype} {rgb.shape}")
         return (rgb.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8).transpose(2, 0, 1)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         x = self.quantize_input(rgb)
         for layer in self.layers:
             x = conv_int8(x, layer)
-        assert x.shape == (LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
+        assert x.shape == (LATENT_CHANNELS, rgb.shape[0] // LATENT_STRIDE, rgb.shape[1] // LATENT_STRIDE)
         return x
 
     def dequantize(self, latent_int8: np.ndarray) -> np.ndarray:

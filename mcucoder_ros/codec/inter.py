@@ -36,16 +36,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .entropy import (
-    MAX_CHUNK_BYTES,
     NUM_CONTEXTS,
     PROB_BITS,
     PROB_SCALE,
     RANS_L,
     EntropyError,
     RansTables,
+    check_chunk,
     normalize_frequencies,
 )
-from .geometry import LATENT_CHANNELS, LATENT_SIZE, NUM_SYMBOLS
+from .geometry import LATENT_CHANNELS, NUM_SYMBOLS
 
 TEMPORAL_THRESHOLDS = (0, 1, 2, 3, 5, 8, 12)     # activity <= t -> bucket index; 8 buckets
 MAX_REFERENCE_DELTA = 255                         # the chunk table's u8 reference field
@@ -55,7 +55,7 @@ _TBUCKET_LUT = [int(np.searchsorted(TEMPORAL_THRESHOLDS, a, side="left")) for a 
 
 
 def inter_residuals_and_contexts(sym: np.ndarray, ref: np.ndarray, edge: int) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised inter model for a whole 28x28 channel given its reference."""
+    """Vectorised inter model for a whole channel (any shape) given its reference."""
     s, r = sym.astype(np.int32), ref.astype(np.int32)
     res = (s - r) & (NUM_SYMBOLS - 1)
     ps = np.pad(s, ((1, 0), (1, 0)), constant_values=edge)
@@ -90,21 +90,21 @@ class InterChannelCoder:
         return self.tables.encode(*inter_residuals_and_contexts(sym, ref, self.edge))
 
     def decode(self, chunk: bytes, ref: np.ndarray) -> np.ndarray:
-        out = self.tables.decode_c(chunk, self.edge, ref)     # the C decoder; the Python one is the reference
+        """A chunk and its reference's symbols (their shape is the channel's) -> symbols."""
+        out = self.tables.decode_c(chunk, self.edge, ref, ref.shape)  # the C decoder; the Python one is the reference
         return self.decode_python(chunk, ref) if out is None else out
 
     def decode_python(self, chunk: bytes, ref: np.ndarray) -> np.ndarray:
         """The reference decoder in pure Python (and the fallback without the C one)."""
-        n = len(chunk)
-        if not 4 <= n <= MAX_CHUNK_BYTES:
-            raise EntropyError(f"channel chunk of {n} bytes is outside 4..{MAX_CHUNK_BYTES}")
+        n = check_chunk(chunk, ref.shape)
         x = int.from_bytes(chunk[:4], "big")
         pos = 4
         freq, cum, s2s, bucket = self.freq, self.cum, self.slot2sym, _TBUCKET_LUT
-        mask, size, edge = PROB_SCALE - 1, LATENT_SIZE, self.edge
+        mask, edge = PROB_SCALE - 1, self.edge
+        height, size = ref.shape
         r_flat = ref.astype(np.int32).ravel().tolist()
-        out = [0] * (size * size)
-        for i in range(size * size):
+        out = [0] * (height * size)
+        for i in range(height * size):
             y, xx = divmod(i, size)
             a, a_ref = (out[i - 1], r_flat[i - 1]) if xx else (edge, edge)
             b, b_ref = (out[i - size], r_flat[i - size]) if y else (edge, edge)
@@ -120,7 +120,7 @@ class InterChannelCoder:
             out[i] = (r_flat[i] + d) & (NUM_SYMBOLS - 1)
         if x != RANS_L or pos != n:
             raise EntropyError("channel chunk corrupted (rANS state check failed)")
-        return np.asarray(out, np.uint8).reshape(size, size)
+        return np.asarray(out, np.uint8).reshape(height, size)
 
 
 @dataclass
@@ -141,15 +141,17 @@ class ReferenceState:
     candidate: dict = field(default_factory=dict)
     refresh_all: bool = False
 
-    def reference(self, sequence: int, channel: int):
-        """(delta, symbols) to predict this channel of frame `sequence` from, or None: intra."""
+    def reference(self, sequence: int, channel: int, shape: tuple[int, int] | None = None):
+        """(delta, symbols) to predict this channel of frame `sequence` from, or None: intra.
+        With `shape` (the channel's latent height and width), a reference of another size
+        (the camera changed its resolution) is not used."""
         if self.refresh_all:
             return None
         if self.refresh_period and (sequence + channel * self.refresh_period // LATENT_CHANNELS) \
                 % self.refresh_period == 0:
             return None
         ref = self.acked.get(channel)
-        if ref is None:
+        if ref is None or (shape is not None and ref.symbols.shape != tuple(shape)):
             return None
         delta = (sequence - ref.sequence) % 2**32
         if not 1 <= delta <= min(self.max_age, MAX_REFERENCE_DELTA):
@@ -159,7 +161,7 @@ class ReferenceState:
     def sent(self, sequence: int, channel: int, symbols: np.ndarray) -> None:
         """This channel of this frame went out; it becomes the candidate if the slot is free."""
         cand = self.candidate.get(channel)
-        if cand is None or (sequence - cand.sequence) % 2**32 > self.max_age:
+        if cand is None or (sequence - cand.sequence) % 2**32 > self.max_age or cand.symbols.shape != symbols.shape:
             self.candidate[channel] = _Slot(sequence, symbols.copy())
 
     def acknowledge(self, sequence: int, channels) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 from .. import resources
 from .bitstream import Frame
 from .entropy import ChannelCoder, EntropyError
-from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE
-from .images import resize_224
+from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE, check_size, latent_shape
+from .images import ImageError, pad_to_stride
 from .int8_encoder import Int8Encoder
 from .inter import InterChannelCoder, ReceivedReferences, ReferenceState
 from .latent_quant import LatentQuantizer
@@ -151,24 +151,33 @@ class EncoderModel:
         return cls(arrays, load_inter_tables(d, int(arrays["model_id"])))
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
-        """Any-size uint8 RGB frame -> int8 latent [12, 28, 28] (frame resized to 224x224)."""
-        return self.int8(resize_224(rgb))
+        """uint8 RGB frame of its own size (up to 1920x1088) -> int8 latent [12, H/8, W/8]
+        (sides rounded up: a frame whose sides are not multiples of 8 is padded by edge
+        replication; 224x224 -> [12, 28, 28]).  No resizing: resize before, if wanted."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ImageError(f"expected an HxWx3 uint8 RGB frame, got shape {rgb.shape} dtype {rgb.dtype}")
+        check_size(rgb.shape[1], rgb.shape[0])
+        return self.int8(pad_to_stride(rgb))
 
     def symbols(self, rgb: np.ndarray) -> np.ndarray:
         return self.quantizer.quantize(self.latent(rgb))
 
     def encode(self, rgb: np.ndarray, channels: int = LATENT_CHANNELS, sequence: int = 0,
                references: ReferenceState | None = None) -> Frame:
-        """The first `channels` channels, intra; with `references` (video mode), each channel
-        is coded against its acknowledged reference when that is shorter (bitstream v2)."""
+        """The first `channels` channels of the frame at its own size, intra; with
+        `references` (video mode), each channel is coded against its acknowledged
+        reference when that is shorter.  224x224: bitstream v1 (v2 with inter chunks),
+        what the firmware sends; any other size: v3, which carries the size."""
         if not 0 <= channels <= LATENT_CHANNELS:
             raise ValueError(f"channels must be in 0..{LATENT_CHANNELS}, got {channels}")
         latent = self.latent(rgb)[:channels]     # only the budgeted channels are quantised and coded
-        return self.code(self.quantizer.quantize(latent), channels, sequence, references)
+        return self.code(self.quantizer.quantize(latent), channels, sequence, references,
+                         size=(rgb.shape[1], rgb.shape[0]))
 
     def code(self, sym: np.ndarray, channels: int, sequence: int = 0,
-             references: ReferenceState | None = None) -> Frame:
-        """The entropy-coding half of `encode`, from the symbols (at least `channels` of them)."""
+             references: ReferenceState | None = None, size: tuple[int, int] | None = None) -> Frame:
+        """The entropy-coding half of `encode`, from the symbols (at least `channels` of
+        them).  size: (width, height) of the picture (default: 8 pixels per symbol)."""
         if references is not None and self.inter_coders is None:
             raise ModelError("this model has no inter-frame tables (encoder_inter.npz): fit them with "
                              "`mcucoder fit-inter`")
@@ -176,7 +185,7 @@ class EncoderModel:
         chunks, refs = [], []
         for c in range(channels):
             chunk, delta = self.coders[c].encode(sym[c]), 0
-            ref = references.reference(sequence, c) if references is not None else None
+            ref = references.reference(sequence, c, sym[c].shape) if references is not None else None
             if ref is not None:
                 inter = self.inter_coders[c].encode(sym[c], ref[1])
                 if len(inter) < len(chunk):
@@ -187,8 +196,9 @@ class EncoderModel:
                 references.sent(sequence, c, sym[c])
         if references is not None:
             references.frame_done()
+        width, height = size if size is not None else (sym.shape[2] * 8, sym.shape[1] * 8)
         return Frame(self.model_id, sequence, list(range(channels)), chunks,
-                     references=refs if any(refs) else None)
+                     references=refs if any(refs) else None, width=int(width), height=int(height))
 
 
 def _session_options(threads: int):
@@ -204,7 +214,9 @@ def _session_options(threads: int):
 
 
 class DecoderModel:
-    """Frame (any subset of channels) -> uint8 RGB 224x224 through onnxruntime."""
+    """Frame (any subset of channels) -> uint8 RGB picture of the frame's size, through
+    onnxruntime.  The network takes any latent size (its height and width are left open
+    when it is loaded); batches are grouped by size."""
 
     def __init__(self, encoder_arrays, onnx_path: Path, threads: int = 0, providers=("cpu",), inter_freqs=None,
                  cpu_rewrite: bool = True):
@@ -221,11 +233,12 @@ class DecoderModel:
         wanted, self.provider_note = resolve_providers(providers)
         self._on_cpu = wanted == ["CPUExecutionProvider"]
         model, self.graph = _cpu_graph(Path(onnx_path)) if self._on_cpu and cpu_rewrite \
-            else (str(onnx_path), "as shipped")
+            else _any_size_graph(Path(onnx_path))
         self.session = ort.InferenceSession(model, _session_options(threads), providers=wanted)
         self.threads = threads or os.cpu_count() or 1
         self._graph_source = model
         self._frame_session = self._frame_pool = None
+        self.warm_sizes: set[tuple[int, int, int]] = set()     # (batch, latent height, width) run once
         self.providers = self.session.get_providers()      # what onnxruntime really uses
         self.input_name = self.session.get_inputs()[0].name
         self.onnx_path = Path(onnx_path)
@@ -261,13 +274,14 @@ class DecoderModel:
             raise ModelError(f"frame was coded with model {frame.model_id:#010x}, this decoder has "
                              f"{self.model_id:#010x}")
         out, lost = {}, []
+        shape = frame.latent_shape
         for c, chunk, delta in zip(frame.channel_indices, frame.chunks, frame.reference_deltas):
             try:
                 if not delta:
-                    out[c] = self.coders[c].decode(chunk)
+                    out[c] = self.coders[c].decode(chunk, shape)
                     continue
                 ref = references.get(frame.sequence - delta, c) if references is not None else None
-                if ref is None or self.inter_coders is None:
+                if ref is None or ref.shape != shape or self.inter_coders is None:   # none, or of another size
                     lost.append(c)
                     continue
                 out[c] = self.inter_coders[c].decode(chunk, ref)
@@ -279,18 +293,19 @@ class DecoderModel:
         return out
 
     def latent(self, frame: Frame, references: ReceivedReferences | None = None) -> np.ndarray:
-        """Decode the entropy-coded chunks -> float latent [1,12,28,28], missing channels zero."""
-        z = np.zeros((1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), np.float32)
+        """Decode the entropy-coded chunks -> float latent [1, 12, H/8, W/8] (sides rounded
+        up; [1, 12, 28, 28] at 224x224), missing channels zero."""
+        z = np.zeros((1, LATENT_CHANNELS, *frame.latent_shape), np.float32)
         for c, sym in self.symbols(frame, references).items():
             z[0, c] = self.quantizer.dequantize(sym[None], [c])[0]
         return z
 
-    def reconstruct(self, latent: np.ndarray) -> np.ndarray:
-        """[1,12,28,28] -> uint8 RGB [224,224,3]."""
-        return self.reconstruct_batch(latent)[0]
+    def reconstruct(self, latent: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """[1, 12, h, w] -> uint8 RGB [8h, 8w, 3], cropped to size = (width, height) if given."""
+        return _crop(self.reconstruct_batch(latent)[0], size)
 
     def reconstruct_batch(self, latents: np.ndarray) -> np.ndarray:
-        """[B,12,28,28] -> uint8 RGB [B,224,224,3] (several cameras' frames; each picture
+        """[B,12,h,w] -> uint8 RGB [B,8h,8w,3] (one size; several cameras' frames; each picture
         is the one a run of its own gives).  On the CPU the frames run side by side, one
         single-threaded run per core on one shared model: there one run of the whole
         batch costs more per frame as the batch grows (its activations leave the cache)
@@ -307,14 +322,17 @@ class DecoderModel:
             y = self.session.run(None, {self.input_name: x})[0]
         return (np.clip(y, 0.0, 1.0).transpose(0, 2, 3, 1) * 255.0 + 0.5).astype(np.uint8)
 
-    def warm_up(self, batch: int = 1) -> None:
-        """Decode zeros once alone and once as `batch` frames, so the sessions, threads
-        and memory arenas a running decoder needs exist before its first frame (its
-        memory is then flat from the start, and the first frame is not slow)."""
-        z = np.zeros((1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE), np.float32)
-        self.reconstruct_batch(z)
-        if batch > 1:
-            self.reconstruct_batch(np.repeat(z, batch, axis=0))
+    def warm_up(self, batch: int = 1, size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)) -> None:
+        """Decode zeros of a picture size (width, height) once alone and once as `batch`
+        frames, so the sessions, threads and memory arenas a running decoder needs exist
+        before its first frame of that size (its memory is then flat from the start, and
+        the first frame is not slow).  Each size is warmed once."""
+        lh, lw = latent_shape(*check_size(*size))
+        z = np.zeros((1, LATENT_CHANNELS, lh, lw), np.float32)
+        for b in sorted({1, batch}):
+            if (b, lh, lw) not in self.warm_sizes:
+                self.reconstruct_batch(np.repeat(z, b, axis=0))
+                self.warm_sizes.add((b, lh, lw))
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:
         return self._frame_session.run(None, {self.input_name: x})[0]   # releases the GIL
@@ -332,13 +350,46 @@ class DecoderModel:
         return self._frame_pool
 
     def decode_batch(self, frames: list[Frame], references: list[ReceivedReferences | None] | None = None) \
-            -> np.ndarray:
-        """Several frames (of several cameras, each with its own references) together."""
+            -> list[np.ndarray]:
+        """Several frames (of several cameras, each with its own references) together:
+        the pictures, in order; frames of one size run as one batch."""
         refs = references or [None] * len(frames)
-        return self.reconstruct_batch(np.concatenate([self.latent(f, r) for f, r in zip(frames, refs)]))
+        return self.reconstruct_frames([self.latent(f, r) for f, r in zip(frames, refs)], [f.size for f in frames])
+
+    def reconstruct_frames(self, latents: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """[1, 12, h, w] latents of any sizes -> their pictures cropped to `sizes` (width,
+        height), in order; the latents of one size run as one batch."""
+        out: list[np.ndarray | None] = [None] * len(latents)
+        groups: dict[tuple, list[int]] = {}
+        for i, z in enumerate(latents):
+            groups.setdefault(z.shape[2:], []).append(i)
+        for idx in groups.values():
+            pics = self.reconstruct_batch(np.concatenate([latents[i] for i in idx]))
+            for i, pic in zip(idx, pics):
+                out[i] = _crop(pic, sizes[i])
+        return out
 
     def decode(self, frame: Frame, references: ReceivedReferences | None = None) -> np.ndarray:
-        return self.reconstruct(self.latent(frame, references))
+        """One frame -> its picture, uint8 RGB [height, width, 3] of the frame's size."""
+        return self.reconstruct(self.latent(frame, references), frame.size)
+
+
+def _crop(picture: np.ndarray, size) -> np.ndarray:
+    """The decoded picture (sides multiples of 8) cut to the frame's size (width, height)."""
+    if size is None or picture.shape[:2] == (size[1], size[0]):
+        return picture
+    return np.ascontiguousarray(picture[:size[1], :size[0]])
+
+
+def _any_size_graph(onnx_path: Path) -> tuple[bytes | str, str]:
+    """The graph for providers other than the CPU's rewrite: the shipped one with its
+    batch, height and width left open (as shipped if the onnx package is missing: then
+    only 224x224 frames decode)."""
+    try:
+        from .channels_last import dynamic_batch
+    except ModuleNotFoundError:
+        return str(onnx_path), "as shipped (the onnx package is missing: 224x224 only)"
+    return dynamic_batch(onnx_path.read_bytes()), "as shipped"
 
 
 assert IMAGE_SIZE == 8 * LATENT_SIZE

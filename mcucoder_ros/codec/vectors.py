@@ -7,6 +7,11 @@ read the same files and must reproduce every byte.  Per vector NAME:
     NAME.sym     uint8 6-bit symbols [12][28][28]
     NAME.mcf     the bitstream frame (all 12 channels, sequence = vector index)
 manifest.json names the model and the SHA-256 of every file.
+
+test/vectors/sized/ holds the same for pictures of other sizes (bitstream v3): NAME.rgb
+is then HxWx3 with the size in its manifest, NAME.latent and NAME.sym cover the padded
+picture (sides rounded up to multiples of 8).  The firmware, 224x224 only for now, does
+not read them.
 Regenerate after exporting a new model:  python -m mcucoder_ros.codec.vectors test/vectors
 """
 from __future__ import annotations
@@ -53,6 +58,20 @@ def vector_inputs() -> dict[str, np.ndarray]:
     return out
 
 
+def sized_inputs() -> dict[str, np.ndarray]:
+    """Pictures of other sizes: the bundled clip's first frame at its own 352x288, and the
+    saturating pattern at 203x117 (sides not multiples of 8: padded, then cropped)."""
+    from ..sources import default_clip
+    out = {}
+    try:
+        from ..evaluation import iter_video
+        out["traffic"] = next(iter(iter_video(str(default_clip()), 1)))[1]
+    except (resources.ResourceNotFound, FileNotFoundError):
+        pass
+    out["extremes_203x117"] = np.ascontiguousarray(synthetic_extremes()[:117, :203])
+    return out
+
+
 def compute(encoder: EncoderModel, name: str, rgb: np.ndarray, index: int) -> dict[str, bytes]:
     latent = encoder.latent(rgb)
     sym = encoder.quantizer.quantize(latent)
@@ -75,5 +94,22 @@ def write(out_dir: str, encoder: EncoderModel | None = None) -> dict:
     return manifest
 
 
+def write_sized(out_dir: str, encoder: EncoderModel | None = None) -> dict:
+    enc = encoder or EncoderModel.load()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"model_id": f"{enc.model_id:#010x}", "vectors": [], "sha256": {}}
+    for i, (name, rgb) in enumerate(sized_inputs().items()):
+        manifest["vectors"].append({"name": name, "sequence": i, "width": int(rgb.shape[1]),
+                                    "height": int(rgb.shape[0])})
+        for fname, data in compute(enc, name, rgb, i).items():
+            (out / fname).write_bytes(data)
+            manifest["sha256"][fname] = hashlib.sha256(data).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 if __name__ == "__main__":
-    print(json.dumps(write(sys.argv[1] if len(sys.argv) > 1 else "test/vectors"), indent=2))
+    root = sys.argv[1] if len(sys.argv) > 1 else "test/vectors"
+    print(json.dumps(write(root), indent=2))
+    print(json.dumps(write_sized(str(Path(root) / "sized")), indent=2))

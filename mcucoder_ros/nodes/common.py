@@ -171,8 +171,9 @@ def frame_to_msg(frame: bitstream.Frame, stamp, frame_id: str) -> LatentChannels
     m.channel_indices = array("B", frame.channel_indices)
     m.chunk_lengths = array("H", frame.chunk_lengths)
     m.payload = array("B", frame.payload)
-    if frame.version == bitstream.VERSION_INTER:
+    if frame.version != bitstream.VERSION and any(frame.reference_deltas):
         m.reference_deltas = array("B", frame.reference_deltas)
+    m.width, m.height = frame.width, frame.height
     return m
 
 
@@ -190,21 +191,25 @@ def gate(m: LatentChannels, k: int) -> LatentChannels:
     out.header = m.header
     out.sequence, out.model_id, out.bitstream_version = m.sequence, m.model_id, m.bitstream_version
     out.num_channels, out.latent_height, out.latent_width = m.num_channels, m.latent_height, m.latent_width
+    out.width, out.height = m.width, m.height
     out.channel_indices = array("B", idx[:keep])
     out.chunk_lengths = array("H", lens[:keep])
     out.payload = m.payload[:sum(lens[:keep])]
     refs = list(m.reference_deltas)[:keep]
     if any(refs):
         out.reference_deltas = array("B", refs)
-    else:                                   # the kept chunks are all intra: a v1 frame
+    elif m.bitstream_version != bitstream.VERSION_SIZED:   # 224x224, the kept chunks all intra: a v1 frame
         out.bitstream_version = bitstream.VERSION
     return out
 
 
 def message_bytes(m: LatentChannels) -> int:
     """Bytes this frame costs on a link: the bitstream frame it stands for."""
-    entry = bitstream.CHUNK_ENTRY_V2 if len(m.reference_deltas) else bitstream.CHUNK_ENTRY
-    return bitstream.HEADER.size + entry.size * len(m.chunk_lengths) + len(m.payload)
+    if m.bitstream_version == bitstream.VERSION_SIZED:
+        version = bitstream.VERSION_SIZED
+    else:
+        version = bitstream.VERSION_INTER if len(m.reference_deltas) else bitstream.VERSION
+    return bitstream.header_bytes(version, len(m.chunk_lengths)) + len(m.payload)
 
 
 ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
