@@ -56,6 +56,7 @@ def abr_metrics(strategy, recs, trace, T, interval) -> dict:
     gaps = np.diff([0.0] + delivered) if delivered else np.array([T])
     sent = sum(r.bits for r in recs if r.delivered <= T)
     levels = [r.level for r in recs]
+    sent_levels = [v for v in levels if v > 0]     # a frame not sent is no change of the quality shown
     shown = [r.ms_ssim for r in recs if r.delivered <= T + 1.0]
     return {
         "on_time_ratio": sum(r.on_time for r in recs) / len(recs),
@@ -63,6 +64,7 @@ def abr_metrics(strategy, recs, trace, T, interval) -> dict:
         "mean_ms_ssim": float(np.mean(shown)) if shown else 0.0,
         "utilization": sent / max(1.0, trace.available_bits(0.0, T)),
         "k_switches": int(sum(a != b for a, b in zip(levels, levels[1:]))),
+        "switches_per_s": sum(a != b for a, b in zip(sent_levels, sent_levels[1:])) / max(T, 1e-9),
         "frames": len(recs), "frames_delivered": len(delivered),
         "series": {"t": [r.t for r in recs], "level": levels, "sent_bps": [r.bits / interval for r in recs],
                    "ms_ssim": [r.ms_ssim for r in recs], "on_time": [r.on_time for r in recs]},

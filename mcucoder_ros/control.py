@@ -206,7 +206,7 @@ class DeliveryRateEstimator:
 
 @dataclass
 class ControllerConfig:
-    headroom: float = 0.9           # average share of the available bandwidth we plan to use
+    headroom: float = 0.95          # average share of the available bandwidth we plan to use
     up_hold_frames: int = 5         # frames without rising after the bandwidth fell
     min_channels: int = 1
     max_channels: int = LATENT_CHANNELS
@@ -219,8 +219,9 @@ class ControllerConfig:
     startup_s: float = 1.0          # min_channels until the first delivery report, for at most this
     probe_after_s: float = 0.5      # nothing sent for this long (and 2 frame intervals): a probe frame
     probe_intervals: float = 2.0
-    up_dwell_s: float = 0.5         # k rises to the sustainable level's last step only after this long there
+    up_dwell_s: float = 0.0         # k rises to the sustainable level's last step only after this long there
     up_margin: float = 0.95         # ... a level is sustainable when it fits this share of the planned rate
+    dither_dwell_s: float = 1.0     # between two levels, at least this long at each (no quality pumping)
 
 
 @dataclass
@@ -249,9 +250,13 @@ class BitrateController:
         self.interval = self.cfg.default_interval_s
         self._last_stamp = None
         self._seen = 0                  # channels whose sizes were ever seen (the rest: estimated)
+        self._probe_backoff = 1.0       # probe gap multiplier while probes go unanswered in a stall
+        self._reports_at_probe = -1
         self._stalled_before = False    # the last decision was in a stall: a fall after it is no congestion
         self._last_switch = -math.inf   # when k last changed (hysteresis)
-        self._sust_since = math.inf     # since when the sustainable level has been above k
+        self._goal_since = math.inf     # since when the level the link sustains has been above k
+        self.bucket = 0.0               # bytes the level below the rate left unused (slow dither up)
+        self._bucket_cap = 1.0
         # False where no one sends delivery reports (a link with no feedback): no startup
         # phase waits for them then
         self.expect_reports = True
@@ -322,16 +327,27 @@ class BitrateController:
     def probe_due(self, now: float) -> bool:
         """Liveness: nothing has gone on the link for probe_after_s (and two frame
         intervals): whatever the estimate says, a frame of min_channels goes as a probe.
-        A link judged too slow for any frame would otherwise never be measured again."""
-        last = self.estimator.last_sent
-        return last is not None and now - last >= max(self.cfg.probe_after_s,
-                                                       self.cfg.probe_intervals * self.interval)
+        A link judged too slow for any frame would otherwise never be measured again.
+        While frames sit unanswered in a stall the gap doubles with each probe, up to
+        report_timeout_s: on a link that queues, probes sent into an outage are link time
+        the first frames after it must wait for."""
+        est = self.estimator
+        if est.last_sent is None:
+            return False
+        if est.reports != self._reports_at_probe or not (est.stalled and est.inflight):
+            self._probe_backoff = 1.0
+        gap = max(self.cfg.probe_after_s, self.cfg.probe_intervals * self.interval)
+        gap = min(gap * self._probe_backoff, max(gap, est.cfg.report_timeout_s))
+        return now - est.last_sent >= gap
 
     def _probe(self, present: int, avail: float, source: str, now: float) -> Decision:
         cfg = self.cfg
         self.k = cfg.min_channels
         self._last_switch = now
         self.estimator.next_is_probe = True
+        if self._reports_at_probe == self.estimator.reports:
+            self._probe_backoff *= 2.0          # the last probe is still unanswered
+        self._reports_at_probe = self.estimator.reports
         sent = self.frame_bytes(self.chunk_est[:min(self.k, present)])
         if math.isfinite(avail) and avail > 0:
             self.estimator.planned_free_at = max(now, self.estimator.planned_free_at) + 8.0 * sent / avail
@@ -405,9 +421,14 @@ class BitrateController:
                 return self._probe(present, avail, source, now)
             return Decision(0, budget, avail, target_bytes * 8 / self.interval, source)
         frame_cap = avail * self.frame_time(age_s, wait) / 8.0
-        self.credit = min(self.credit + target_bytes, frame_cap)
+        # the credit keeps every frame within its deadline (a frame of up to one interval of
+        # the link, more when the one before left link time over); the average is kept at
+        # `headroom` by the level rule below.  On a shared link it refills at the camera's share
+        refill = target_bytes if share_bps is not None else avail * self.interval / 8.0
+        self.credit = min(self.credit + refill, frame_cap)
         if fell:    # credit saved at the old rate buys no deadline slack at the new one
             self.credit = min(self.credit, avail * self.interval / 8.0)
+            self.bucket = 0.0
         if share_bps is not None and self.credit < min_bytes and not est.stalled:
             # a shared link whose share for this camera is below its minimum: fewer
             # frames (evenly, as the credit grows), each still on time, not late ones
@@ -420,24 +441,18 @@ class BitrateController:
             if by_k[k] <= self.credit:
                 k_fit = k
                 break
-        # hysteresis: rise only towards the level the link sustains every frame (not into
-        # the credit a cheaper frame left over, which made k alternate frame by frame), by
-        # one channel per frame, and the last step to it only after it held up_dwell_s
-        # smoothed sizes (content noise is no reason to switch), with up_margin to spare
-        k_sust = self.sustainable(self.chunk_est, cfg.up_margin * rate)
-        if k_sust > self.k:
-            self._sust_since = min(self._sust_since, now)
-        else:
-            self._sust_since = math.inf
-        if k_fit > self.k:
+        k_goal = min(self._level(rate, avail, now), k_fit)
+        # rise by one channel per frame, not after a fall (hold), and the last step to the
+        # goal only after it held up_dwell_s (a level the link only just sustains)
+        if k_goal > self.k:
             k_up = self.k
-            if self.hold == 0 and k_sust > self.k:
-                settled = now - max(self._sust_since, self._last_switch) >= cfg.up_dwell_s - 1e-9
-                if k_sust >= self.k + 2 or settled:
+            if self.hold == 0:
+                settled = now - max(self._goal_since, self._last_switch) >= cfg.up_dwell_s - 1e-9
+                if k_goal >= self.k + 2 or settled:
                     k_up = self.k + 1
-            k_fit = k_up
+            k_goal = k_up
         self.hold = max(0, self.hold - 1)
-        k_new = max(cfg.min_channels, min(k_fit, cfg.max_channels))
+        k_new = max(cfg.min_channels, min(k_goal, cfg.max_channels))
         if est.stalled:         # nothing in flight during a stall: one small probe frame
             k_new = cfg.min_channels
             est.next_is_probe = True
@@ -447,8 +462,40 @@ class BitrateController:
         k_sent = min(self.k, present)
         sent = self.frame_bytes(sizes[:k_sent])
         self.credit = max(0.0, self.credit - sent)
+        self.bucket = max(-self._bucket_cap, min(self._bucket_cap, self.bucket + target_bytes - sent))
         est.planned_free_at = max(now, est.planned_free_at) + 8.0 * sent / avail
         return Decision(k_sent, min(cfg.max_channels, self.k + 1), avail, target_bytes * 8 / self.interval, source)
+
+    def _level(self, rate_bps: float, avail_bps: float, now: float) -> int:
+        """The level k the link sustains at `rate_bps` (headroom x the available rate, or the
+        camera's share): the largest k whose frame, at the smoothed chunk sizes, fits it with
+        up_margin to spare (content noise is no reason to switch).  Where the next level up
+        still fits one interval of the whole link, k alternates slowly between the two: up
+        once the bytes the lower level leaves unused (`bucket`) pay for dither_dwell_s at
+        the upper one, down when they are spent, at least dither_dwell_s at each.  So the
+        link is used at `headroom` on average with at most one switch per dither_dwell_s,
+        where a per-frame choice made k alternate every frame (quality pumping)."""
+        cfg = self.cfg
+        by_k = self.frame_bytes_by_k(self.chunk_est[:cfg.max_channels])
+        per_frame = rate_bps * self.interval / 8.0
+        k_sust = max([k for k in range(1, len(by_k)) if by_k[k] <= cfg.up_margin * per_frame],
+                     default=cfg.min_channels)
+        goal = k_sust
+        dwell_frames = cfg.dither_dwell_s / self.interval
+        self._bucket_cap = max(1.0, 1.5 * dwell_frames * per_frame * (1 - cfg.up_margin))
+        if cfg.min_channels <= k_sust < cfg.max_channels and by_k[k_sust + 1] <= avail_bps * self.interval / 8.0:
+            deficit = by_k[k_sust + 1] - per_frame          # bytes a frame one level up costs over the rate
+            self._bucket_cap = max(self._bucket_cap, 1.5 * dwell_frames * deficit)
+            dwelt = now - self._last_switch >= cfg.dither_dwell_s - 1e-9
+            if self.k == k_sust + 1:
+                goal = k_sust + 1 if (self.bucket > 0 or not dwelt) else k_sust
+            elif self.k == k_sust and dwelt and self.bucket >= dwell_frames * deficit:
+                goal = k_sust + 1
+        if goal <= self.k:
+            self._goal_since = math.inf
+        else:
+            self._goal_since = min(self._goal_since, now)
+        return goal
 
 
 def channel_gains(quality_by_k: dict) -> list[float]:

@@ -24,7 +24,7 @@ from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_by
 
 class BitrateControllerNode(McuNode):
     PARAMS = {
-        "headroom": ParamSpec(0.9, "average share of the available bandwidth to use", range=(0.05, 1.0)),
+        "headroom": ParamSpec(0.95, "average share of the available bandwidth to use", range=(0.05, 1.0)),
         "up_hold_frames": ParamSpec(5, "frames without rising after the bandwidth fell", range=(0, 1000)),
         "min_channels": ParamSpec(1, "never send fewer channels", range=(1, LATENT_CHANNELS)),
         "max_channels": ParamSpec(LATENT_CHANNELS, "never send more channels", range=(1, LATENT_CHANNELS)),
