@@ -83,7 +83,7 @@ def check_trace(trace: Trace, bank: SyntheticBank) -> list[str]:
             # minimum frame's rate all through it (the last 0.5 s before the end excepted)
             if b - a > 1.0 + 1e-6 and min_rate(trace, a, min(b, DURATION - 0.5)) >= min_frame_bps:
                 fails.append(f"{name}: silent {a:.1f}-{b:.1f} s on a link of >= {min_frame_bps / 1e3:.0f} kbit/s")
-        for start, end in outages(trace):
+        for _, end in outages(trace):
             if end + 3.0 > DURATION or any(end < s < end + 3.0 for s, _ in outages(trace)):
                 continue
             after = [t for t in sends if t >= end]

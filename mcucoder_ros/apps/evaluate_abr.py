@@ -233,7 +233,8 @@ def plot_estimates(results: list[dict], path: str) -> None:
 def _print(res: dict, live: bool) -> None:
     print(f"trace {res['trace']['name']} ({res['trace']['duration_s']:.0f} s) at {res['fps']:.0f} frames/s, "
           f"224x224, {'live ROS graph' if live else 'simulated time'}, clip {Path(res['clip']).name}")
-    print(f"{'strategy':22s} {'on_time':>8s} {'stalls':>7s} {'MS-SSIM':>8s} {'util':>6s} {'switches':>9s} {'per s':>6s}")
+    print(f"{'strategy':22s} {'on_time':>8s} {'stalls':>7s} {'MS-SSIM':>8s} {'util':>6s} {'switches':>9s} "
+          f"{'per s':>6s}")
     for n, m in res["strategies"].items():
         print(f"{n:22s} {m['on_time_ratio']:8.3f} {m['stall_count']:7d} {m['mean_ms_ssim']:8.4f} "
               f"{m['utilization']:6.2f} {m['k_switches']:9d} {m.get('switches_per_s', float('nan')):6.2f}")
