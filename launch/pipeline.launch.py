@@ -40,6 +40,7 @@ from mcucoder_ros.pipeline import (
     SOURCES,
     load_cameras,
     nodes_for,
+    size_overrides,
     source_overrides,
 )
 
@@ -145,6 +146,13 @@ def _actions(context):
     if source in QEMU_SOURCES:       # the real firmware as the camera, UART0 on a loopback socket
         actions, port = _qemu(source, input_spec, f"qemu_{source[len('qemu-'):]}")
     overrides = source_overrides(source, port, _arg(context, "loop").lower() == "true")
+    try:
+        sized = size_overrides(source, int(_arg(context, "width") or 0), int(_arg(context, "height") or 0),
+                               float(_arg(context, "scale") or 0))
+    except ValueError as e:
+        raise RuntimeError(f"width/height/scale: {e}") from None
+    for name, ov in sized.items():
+        overrides.setdefault(name, {}).update(ov)
     if model_dir:
         for name in ("encoder_node", "decoder_node"):
             overrides.setdefault(name, {})["model_dir"] = model_dir
@@ -173,6 +181,13 @@ def generate_launch_description():
                               description="several cameras on one link: a cameras YAML (config/cameras.yaml's "
                                           "format; a bundled name such as cameras.yaml), instead of source/input"),
         DeclareLaunchArgument("loop", default_value="false", description="restart a file source at its end"),
+        DeclareLaunchArgument("width", default_value="0",
+                              description="code frames at this width (0: the camera's own size; with height 0 the "
+                                          "aspect is kept); host sources"),
+        DeclareLaunchArgument("height", default_value="0",
+                              description="code frames at this height (0: the camera's own size); host sources"),
+        DeclareLaunchArgument("scale", default_value="0",
+                              description="code frames scaled by this factor (0: width/height); host sources"),
         DeclareLaunchArgument("trace", default_value="",
                               description="bandwidth trace CSV, or the name of a bundled one (step, sine, "
                                           "outages, random_walk): adds link_emulator_node"),

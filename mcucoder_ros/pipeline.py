@@ -51,6 +51,21 @@ def source_overrides(source: str, input_spec: str, loop: bool = False) -> dict[s
     return {"encoder_node": {"source": source, "input": input_spec, "loop": loop}}
 
 
+def size_overrides(source: str, width: int = 0, height: int = 0, scale: float = 0.0) -> dict[str, dict]:
+    """Per-node parameters for the coded picture size: host sources code frames at their
+    own size unless width / height / scale ask for another (aspect kept when only one
+    side is given, as image_proc's resize).  The firmware (serial, qemu-*) codes 224x224
+    frames for now: a size asked of it is an error."""
+    if not (width or height or scale):
+        return {}
+    if width < 0 or height < 0 or scale < 0:
+        raise ValueError(f"width, height and scale must not be negative (got {width}, {height}, {scale})")
+    if source in SERIAL_SOURCES:
+        raise ValueError(f"source {source}: the camera firmware codes 224x224 frames (for now); width, height and "
+                         "scale apply to host sources (video, images, camera, image_topic)")
+    return {"encoder_node": {"width": int(width), "height": int(height), "scale": float(scale)}}
+
+
 @dataclass
 class CameraConfig:
     """One camera of a multi-camera graph: its nodes and topics live under
@@ -257,7 +272,7 @@ class Pipeline:
         t0 = time.monotonic()
         dec = self.nodes["decoder_node"]
         done_fn = source_done or (lambda: all(getattr(s, "finished", False) for s in self.sources.values()))
-        last_in, last_change = -1, time.monotonic()
+        last_in, last_change = None, time.monotonic()
         stopped = False
         while self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
@@ -270,11 +285,11 @@ class Pipeline:
                     for s in self.sources.values():
                         s.stop_reading()
                     stopped = True
-            if self.frames_in != last_in:        # frames may still be arriving (a slow serial link)
-                last_in, last_change = self.frames_in, now
+            c = dec.counters
+            handled = c.get("frames", 0) + c.get("malformed", 0) + c.get("dropped_stale", 0)
+            if (self.frames_in, handled) != last_in:   # frames still arriving (a slow serial link) or decoding
+                last_in, last_change = (self.frames_in, handled), now
             if done_fn():
-                c = dec.counters
-                handled = c.get("frames", 0) + c.get("malformed", 0) + c.get("dropped_stale", 0)
                 ctrl = self.nodes["bitrate_controller_node"].counters
                 skipped = ctrl.get("frames_skipped", 0) + ctrl.get("frames_skipped_link", 0)
                 caught_up = handled + skipped >= self.frames_in
@@ -286,6 +301,8 @@ class Pipeline:
     def shutdown(self):
         import rclpy
         for n in getattr(self, "nodes", {}).values():
+            if hasattr(n, "summary"):       # where every frame went, as each node counted it
+                n.get_logger().info(f"stopping: {n.summary()}")
             n.destroy_node()
         if hasattr(self, "executor"):
             self.executor.shutdown()

@@ -58,6 +58,10 @@ def main(argv=None):
     p.add_argument("--namespace", default=P.NAMESPACE)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--max-frames", type=int, default=None, help="qemu sources: frames of the video to use")
+    p.add_argument("--width", type=int, default=0, help="code frames at this width (default: the camera's or "
+                   "video's own size; with only --width or --height the aspect is kept); host sources")
+    p.add_argument("--height", type=int, default=0, help="code frames at this height (see --width)")
+    p.add_argument("--scale", type=float, default=0.0, help="code frames scaled by this factor, both sides")
     p.add_argument("--video-mode", action="store_true", help="inter-frame coding against acknowledged references "
                    "(encoder_node video_mode; host sources)")
     p.add_argument("--link-key", default=None, metavar="FILE",

@@ -18,11 +18,11 @@ def test_demo_writes_its_report_and_follows_the_trace(tmp_path):
     log = stop(proc)
     assert proc.returncode == 0, log
     s = json.loads((out / "summary.json").read_text())
-    assert s["frame_size"] == [224, 224] and s["frames_in"] == 90, log
+    assert s["frame_size"] == [352, 288] and s["frames_in"] == 90, log      # the clip's own size, no squash
     assert s["frames_decoded"] >= 80, log           # a loaded host may drop a few stale ones
     assert s["trace"] == [{"t": 0.0, "bandwidth_bps": 2e6}, {"t": 2.5, "bandwidth_bps": 2.5e5}]
     ample, narrow = s["link_utilisation"]
-    # all 12 channels (about 0.6 Mbit/s) fit 2 Mbit/s; 250 kbit/s holds the stream to the link
+    # all 12 channels (about 1.2 Mbit/s at 352x288) fit 2 Mbit/s; 250 kbit/s holds the stream to the link
     assert ample["limited_by"] == "k=12" and ample["k_used"] == [12], ample
     assert narrow["limited_by"] == "link" and max(narrow["k_used"]) < 12, narrow
     # 0.85-0.9 on an idle host; on a loaded one frames reach the controller older and it
@@ -31,7 +31,7 @@ def test_demo_writes_its_report_and_follows_the_trace(tmp_path):
     assert 0.9 < s["mean_ms_ssim"] < 1.0 and s["latency_ms_p95"] > 0
     video = cv2.VideoCapture(str(out / "side_by_side.mp4"))
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == s["frames_decoded"]
-    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (896, 448)
+    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1408, 576)
     assert cv2.imread(str(out / "bitrate.png")) is not None
 
 

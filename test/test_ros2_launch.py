@@ -183,7 +183,7 @@ def _image_counter(ros, topic):
     return stamps
 
 
-def _every_frame_then_clean_exit(ros, launch, stamps, while_running=None):
+def _every_frame_then_clean_exit(ros, launch, stamps, while_running=None, size=(352, 288)):
     """The whole clip on image_decoded, nothing more; `while_running()` checks the idle
     pipeline; then Ctrl-C: status 0, every node finished cleanly, no error line."""
     try:
@@ -192,7 +192,7 @@ def _every_frame_then_clean_exit(ros, launch, stamps, while_running=None):
         ros.spin_for(1.0)                       # nothing more than the clip may come
         assert launch.proc.poll() is None, f"the launch ended by itself:\n{launch.output()[-3000:]}"
         assert len(stamps) == CLIP_FRAMES and len(set(stamps)) == CLIP_FRAMES, launch.output()[-3000:]
-        assert {s[2:] for s in stamps} == {(224, 224)}
+        assert {s[2:] for s in stamps} == {size}       # the clip's own size (the firmware's 224x224 under QEMU)
         if while_running:
             while_running()
     finally:
@@ -240,7 +240,7 @@ def test_launch_qemu_m7_every_frame_and_clean_ctrl_c(ros, workspace):
     stamps = _image_counter(ros, "/mcucoder/image_decoded")
     launch = workspace.start("launch_qemu", "ros2", "launch", "mcucoder_ros", "pipeline.launch.py",
                              "source:=qemu-m7", f"input:={CLIP}")
-    _every_frame_then_clean_exit(ros, launch, stamps)
+    _every_frame_then_clean_exit(ros, launch, stamps, size=(224, 224))
     out = launch.output()
     assert "cortex-m7" in out and f"firmware (m7): frames {CLIP_FRAMES}" in out, out[-3000:]
 

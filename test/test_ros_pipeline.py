@@ -3,6 +3,7 @@ import math
 import re
 import time
 
+import cv2
 import numpy as np
 from conftest import ROOT
 from ros_helpers import start, stop
@@ -24,9 +25,18 @@ def accounted(out: str, encoded: int = 90) -> int:
     return dec
 
 
-def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, decoder):
+def half_rate_params(tmp_path):
+    """pipeline.yaml at 7.5 frames/s: the clip's own 352x288 costs twice the 224x224
+    frames these tests were sized for, on two cores shared with other jobs."""
+    p = tmp_path / "half_rate.yaml"
+    p.write_text((ROOT / "config" / "pipeline.yaml").read_text().replace("fps: 15.0", "fps: 7.5", 1))
+    return p
+
+
+def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, decoder, tmp_path):
     """A reliable depth-10 subscriber (like rviz's Image display) gets the decoded frames,
-    bit-identical to what the codec library decodes for the same frames and k."""
+    bit-identical to what the codec library decodes for the same frames and k, at the
+    clip's own size."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
@@ -36,7 +46,8 @@ def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, d
     got = []
     ros.node.create_subscription(Image, "/mcucoder/image_decoded", got.append,
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    proc = start("mcucoder-ros", "pipeline", "--source", "video", "--input", CLIP)
+    proc = start("mcucoder-ros", "pipeline", "--source", "video", "--input", CLIP, "--params",
+                 half_rate_params(tmp_path))
     try:
         assert ros.spin_until(lambda: proc.poll() is not None, timeout=60), "runner did not end at end of input"
         ros.spin_for(0.5)
@@ -46,24 +57,23 @@ def test_plain_subscriber_receives_decoded_frames_matching_codec(ros, encoder, d
     assert proc.returncode == 0, out
     decoded = accounted(out)
     assert len(got) >= decoded - 2, f"only {len(got)} of {decoded} decoded frames arrived"
-    for m in got[:3]:
-        assert (m.width, m.height, m.encoding, m.step) == (224, 224, "rgb8", 672)
+    for m in got[:3]:      # the clip's own 352x288: no squash
+        assert (m.width, m.height, m.encoding, m.step) == (352, 288, "rgb8", 352 * 3)
         assert m.header.frame_id == "camera"
     frames = [f for _, f in iter_video(CLIP, 90)]
-    from mcucoder_ros.codec.images import resize_224
     sent = {bytes(decoder.decode(encoder.encode(frames[i], 12))): i for i in range(0, 90)}
     scores = []
     for m in got:
-        img = np.frombuffer(m.data, np.uint8).reshape(224, 224, 3)
+        img = np.frombuffer(m.data, np.uint8).reshape(288, 352, 3)
         i = sent.get(img.tobytes())
         assert i is not None, "a decoded frame differs from the codec's decoding of every source frame"
-        scores.append(ms_ssim(resize_224(frames[i]), img))
+        scores.append(ms_ssim(frames[i], img))
     # same MS-SSIM as the codec's own evaluation of these frames at k = 12
     assert np.mean(scores) > 0.9
 
 
 def test_image_topic_in_decoded_out(ros, tmp_path):
-    """Images of any size and encoding in -> 224x224 rgb8 out, with the source stamps.
+    """Images of any size and encoding in -> rgb8 of the same size out, with the source stamps.
     Large images go reliable (qos_reliability override): best-effort samples of ~1 MB are
     fragmented by DDS and lost whenever a fragment is."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -94,7 +104,11 @@ def test_image_topic_in_decoded_out(ros, tmp_path):
         got.clear()
         import cv2
         cases = [("rgb8", cv2.resize(src, (320, 240))), ("bgr8", cv2.resize(src, (640, 480))[..., ::-1].copy()),
-                 ("mono8", cv2.resize(src, (200, 300))[..., 1].copy()), ("rgb8", src)]
+                 ("mono8", cv2.resize(src, (200, 300))[..., 1].copy()), ("rgb8", src),
+                 # what camera drivers publish: YUYV, a Bayer mosaic, 16-bit grey
+                 ("yuv422_yuy2", _yuyv(cv2.resize(src, (320, 240)))),
+                 ("bayer_rggb8", _bayer_rggb(cv2.resize(src, (320, 240)))),
+                 ("mono16", (cv2.resize(src, (320, 240))[..., 1].astype(np.uint16) * 257))]
         stamps = []
         for i, (enc, img) in enumerate(cases):
             m = Image(height=img.shape[0], width=img.shape[1], encoding=enc, step=img.strides[0],
@@ -115,8 +129,39 @@ def test_image_topic_in_decoded_out(ros, tmp_path):
     assert sorted({m.header.stamp.sec for m in got}) == stamps, out
     assert "inconsistent Image" in out
     for m in got:
-        assert (m.width, m.height, m.encoding) == (224, 224, "rgb8")
+        i = m.header.stamp.sec - 1000
+        assert (m.height, m.width, m.encoding) == (*cases[i][1].shape[:2], "rgb8")
         assert m.header.frame_id == "cam_test" and m.header.stamp.nanosec == 500
+        if i >= 4:          # converted as cv_bridge does: the picture is still the photo
+            from mcucoder_ros.codec.metrics import ms_ssim
+            img = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
+            ref = cv2.resize(src, (320, 240))
+            ref = np.repeat(ref[..., 1:2], 3, axis=2) if cases[i][0] == "mono16" else ref
+            assert ms_ssim(ref, img) > 0.85, cases[i][0]
+            # colours where they belong (a Bayer or YUV order mixed up swaps red and blue)
+            assert np.abs(ref.mean((0, 1)) - img.mean((0, 1))).max() < 12, (cases[i][0], ref.mean((0, 1)),
+                                                                            img.mean((0, 1)))
+
+
+def _yuyv(rgb):
+    """RGB -> YUYV 4:2:2 bytes, from OpenCV's own 4:2:0 conversion (the same coefficients
+    its YUV2RGB_YUYV reads), chroma rows repeated."""
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    y = i420[:h * w].reshape(h, w)
+    u = np.repeat(i420[h * w:h * w + h * w // 4].reshape(h // 2, w // 2), 2, axis=0)
+    v = np.repeat(i420[h * w + h * w // 4:].reshape(h // 2, w // 2), 2, axis=0)
+    out = np.empty((h, w, 2), np.uint8)
+    out[..., 0] = y
+    out[:, 0::2, 1], out[:, 1::2, 1] = u, v
+    return out
+
+
+def _bayer_rggb(rgb):
+    out = np.empty(rgb.shape[:2], np.uint8)
+    out[0::2, 0::2], out[0::2, 1::2] = rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1]
+    out[1::2, 0::2], out[1::2, 1::2] = rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]
+    return out
 
 
 def test_decoder_survives_malformed_and_partial_messages(ros, encoder, photo):
@@ -273,7 +318,9 @@ def test_video_mode_codes_against_acknowledged_references(ros, encoder, decoder)
     accounted(out)
     m = re.search(r"video mode: (\d+) inter chunks, (\d+) acknowledgements, (\d+) lost references", out)
     assert m and int(m.group(1)) > 100 and int(m.group(2)) > 30 and int(m.group(3)) == 0, out
-    assert any(x.bitstream_version == 2 and len(x.reference_deltas) == len(x.channel_indices) for x in latents)
+    # the clip's own 352x288: version 3, whose chunk table carries the references
+    assert any(x.bitstream_version == 3 and (x.width, x.height) == (352, 288)
+               and len(x.reference_deltas) == len(x.channel_indices) and any(x.reference_deltas) for x in latents)
     frames = [f for _, f in iter_video(CLIP, 90)]
     intra = {bytes(decoder.decode(encoder.encode(frames[i], 12))): i for i in range(90)}
     assert got and all(bytes(g.data) in intra for g in got), "a decoded picture differs from its intra decoding"

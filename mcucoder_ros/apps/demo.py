@@ -1,5 +1,6 @@
-"""`make demo`: the pipeline on the bundled clip while a bandwidth trace is published
-on `link_quality`; writes a side-by-side video, a plot and summary.json."""
+"""`make demo`: the pipeline on the bundled clip, at the clip's own size (352x288), while
+a bandwidth trace is published on `link_quality`; writes a side-by-side video, a plot
+and summary.json."""
 from __future__ import annotations
 
 import json
@@ -9,14 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..codec.geometry import IMAGE_SIZE
-from ..codec.images import resize_224
 from ..codec.metrics import ms_ssim
 from ..evaluation import iter_video
 from ..link_emulation import Trace, TracePoint
 from ..sources import default_clip
 
-PIXELS = IMAGE_SIZE * IMAGE_SIZE
 # seconds from start -> available bandwidth (bit/s): ample, then a third of full quality, then recovery
 DEFAULT_TRACE = Trace([TracePoint(0.0, 2_000_000.0), TracePoint(2.0, 200_000.0), TracePoint(4.0, 400_000.0)], "demo")
 
@@ -84,7 +82,9 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     finally:
         p.shutdown()
 
-    sources = [resize_224(f) for _, f in iter_video(clip, frames_in)]
+    sources = [f for _, f in iter_video(clip, frames_in)]       # the pipeline codes the clip at its own size
+    height, width = sources[0].shape[:2] if sources else (0, 0)
+    pixels = max(1, width * height)
     from ..codec.model import EncoderModel
     encoder = EncoderModel.load()
 
@@ -95,7 +95,7 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     for stamp, (seq, nbytes, k, t) in sorted(record["gated"].items(), key=lambda kv: kv[1][0]):
         dec = record["decoded"].get(stamp)
         st = record["status"].get(seq, (k, float("nan"), float("nan")))
-        row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / PIXELS,
+        row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / pixels,
                "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None}
         if seq < len(sources):     # what every channel would cost (the camera codes only k + 1 of them)
             row["channel_bytes"] = channel_bytes(sources[seq])
@@ -105,25 +105,26 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         rows.append(row)
 
     # side-by-side video: source | decoded, with k and bitrate drawn on
-    vw = cv2.VideoWriter(str(out / "side_by_side.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15, (2 * 2 * IMAGE_SIZE,
-                                                                                             2 * IMAGE_SIZE))
+    zoom = 2 if height <= 300 else 1
+    vw = cv2.VideoWriter(str(out / "side_by_side.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15,
+                         (2 * zoom * width, zoom * height))
     for r in rows:
         dec = record["decoded"].get(r["stamp"])
         if dec is None or r["sequence"] >= len(sources):
             continue
         pair = np.hstack([sources[r["sequence"]], dec[0]])
-        pair = cv2.resize(pair, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)[..., ::-1].copy()
+        pair = cv2.resize(pair, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)[..., ::-1].copy()
         label = f"k={r['k']}  sent {r['bytes'] * 8 * 15 / 1000:.0f} kbit/s  link {r['available_bps'] / 1000:.0f} kbit/s"
         cv2.putText(pair, "source", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
-        cv2.putText(pair, "decoded", (2 * IMAGE_SIZE + 8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
-        cv2.putText(pair, label, (2 * IMAGE_SIZE + 8, 44), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+        cv2.putText(pair, "decoded", (zoom * width + 8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        cv2.putText(pair, label, (zoom * width + 8, 44), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
         vw.write(pair)
     vw.release()
 
     decoded = [r for r in rows if "ms_ssim" in r]
     lat = [r["latency_ms"] for r in decoded]
     summary = {
-        "clip": str(clip), "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "frames_in": frames_in,
+        "clip": str(clip), "frame_size": [width, height], "frames_in": frames_in,
         "frames_decoded": len(decoded), "mean_bpp": float(np.mean([r["bpp"] for r in decoded])) if decoded else None,
         "mean_ms_ssim": float(np.mean([r["ms_ssim"] for r in decoded])) if decoded else None,
         "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
@@ -136,7 +137,8 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
     _plot(rows, out / "bitrate.png")
     if not decoded:
         raise RuntimeError("the demo decoded no frames: see the node logs above")
-    print(f"demo: {frames_in} frames in, {len(decoded)} decoded, mean {summary['mean_bpp']:.3f} bpp, "
+    print(f"demo: {clip.name} at its own size {width}x{height} (no resize): {frames_in} frames in, "
+          f"{len(decoded)} decoded, mean {summary['mean_bpp']:.3f} bpp, "
           f"mean MS-SSIM {summary['mean_ms_ssim']:.4f}, latency p50 {summary['latency_ms_p50']:.0f} ms "
           f"p95 {summary['latency_ms_p95']:.0f} ms")
     if not summary["link_utilisation"]:

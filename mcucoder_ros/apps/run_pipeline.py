@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..pipeline import NAMESPACE, Pipeline
+from ..pipeline import NAMESPACE, Pipeline, size_overrides
 
 
 def _link_monitor(proxy):
@@ -84,6 +84,8 @@ def run(a) -> None:
     if cams:
         run_cameras(a, cams)
         return
+    # checked before anything starts (the firmware codes 224x224 only, for now)
+    sized = size_overrides(a.source, getattr(a, "width", 0), getattr(a, "height", 0), getattr(a, "scale", 0.0))
     qemu = None
     port = a.input
     proxy = None
@@ -107,7 +109,7 @@ def run(a) -> None:
     extra = []
     if proxy and not a.no_link_monitor:
         extra.append(_link_monitor(proxy))
-    overrides = {}
+    overrides = sized
     serial_source = a.source == "serial" or a.source.startswith("qemu-")
     if getattr(a, "video_mode", False):
         overrides.setdefault("mcu_bridge_node" if serial_source else "encoder_node", {})["video_mode"] = True

@@ -5,6 +5,7 @@ import math
 import time
 from array import array
 
+import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -213,22 +214,82 @@ def message_bytes(m: LatentChannels) -> int:
 
 
 ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+# what camera drivers publish beyond those, converted as cv_bridge converts them to rgb8
+# (OpenCV's codes; cv_bridge's Bayer names are OpenCV's shifted by one position)
+_CVT = {"yuv422": (2, "COLOR_YUV2RGB_UYVY"), "uyvy": (2, "COLOR_YUV2RGB_UYVY"),
+        "yuv422_yuy2": (2, "COLOR_YUV2RGB_YUYV"), "yuyv": (2, "COLOR_YUV2RGB_YUYV"),
+        "bayer_rggb8": (1, "COLOR_BayerBG2RGB"), "bayer_bggr8": (1, "COLOR_BayerRG2RGB"),
+        "bayer_gbrg8": (1, "COLOR_BayerGR2RGB"), "bayer_grbg8": (1, "COLOR_BayerGB2RGB")}
+_WIDE = {"mono16": 1, "16uc1": 1, "rgb16": 3, "bgr16": 3, "rgba16": 4, "bgra16": 4}
+SUPPORTED_ENCODINGS = sorted(set(ENCODINGS) | set(_CVT) | set(_WIDE))
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
+def _cv_bridge():
+    """cv_bridge's CvBridge where it is installed (a ROS install), else None."""
+    if not hasattr(_cv_bridge, "bridge"):
+        try:
+            from cv_bridge import CvBridge
+            _cv_bridge.bridge = CvBridge()
+        except Exception:          # noqa: BLE001 - not installed, or built against another numpy
+            _cv_bridge.bridge = None
+    return _cv_bridge.bridge
+
+
+def image_to_rgb(msg: Image, use_cv_bridge: bool = True) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 uint8 RGB, as cv_bridge's imgmsg_to_cv2(msg, "rgb8")
+    gives it: through cv_bridge where installed, else through the same OpenCV
+    conversions (colour, Bayer, YUV 4:2:2; 16-bit scaled by 255/65535).  An encoding
+    neither takes: ImageError naming it."""
     enc = msg.encoding.lower()
-    if enc not in ENCODINGS:
-        raise ImageError(f"unsupported image encoding '{msg.encoding}' (use rgb8, bgr8 or mono8)")
-    ch = ENCODINGS[enc]
-    if msg.width == 0 or msg.height == 0 or msg.step < msg.width * ch or len(msg.data) < msg.step * msg.height:
+    bridge = _cv_bridge() if use_cv_bridge else None
+    if bridge is not None:
+        try:
+            return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except Exception as e:      # noqa: BLE001 - CvBridgeError, or a message it cannot read
+            raise ImageError(f"cannot convert image encoding '{msg.encoding}' to rgb8 (cv_bridge: {e})") from None
+    if enc in ENCODINGS:
+        ch, elem = ENCODINGS[enc], 1
+    elif enc in _CVT:
+        ch, elem = _CVT[enc][0], 1
+    elif enc in _WIDE:
+        ch, elem = _WIDE[enc], 2
+    else:
+        raise ImageError(f"unsupported image encoding '{msg.encoding}' (this node takes "
+                         f"{', '.join(SUPPORTED_ENCODINGS)}; or publish sensor_msgs/CompressedImage)")
+    row = msg.width * ch * elem
+    if msg.width == 0 or msg.height == 0 or msg.step < row or len(msg.data) < msg.step * msg.height:
         raise ImageError(f"inconsistent Image: {msg.width}x{msg.height} step {msg.step} with {len(msg.data)} bytes")
-    buf = np.frombuffer(msg.data, np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
-    img = buf[:, :msg.width * ch].reshape(msg.height, msg.width, ch)
-    if enc == "mono8":
-        return np.repeat(img, 3, axis=2)
+    buf = np.frombuffer(msg.data, np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)[:, :row]
+    if enc in _CVT:
+        if enc.startswith("yuv") or enc in ("uyvy", "yuyv"):
+            if msg.width % 2:
+                raise ImageError(f"{msg.encoding} image of odd width {msg.width}")
+            img = np.ascontiguousarray(buf).reshape(msg.height, msg.width, 2)
+        else:
+            img = np.ascontiguousarray(buf)
+        return np.ascontiguousarray(cv2.cvtColor(img, getattr(cv2, _CVT[enc][1])))
+    if elem == 2:
+        wide = np.ascontiguousarray(buf).view(">u2" if msg.is_bigendian else "<u2").reshape(msg.height, msg.width, ch)
+        img = np.clip(np.rint(wide.astype(np.float32) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    else:
+        img = buf.reshape(msg.height, msg.width, ch)
+    if ch == 1:
+        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
     if enc.startswith("bgr"):
         return np.ascontiguousarray(img[..., 2::-1])
     return np.ascontiguousarray(img[..., :3])
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG: image_transport's `compressed`) -> RGB."""
+    fmt = (msg.format or "").lower()
+    if "compresseddepth" in fmt:
+        raise ImageError(f"unsupported CompressedImage format '{msg.format}' (a depth image; this node takes colour "
+                         "or grey JPEG and PNG)")
+    img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError(f"cannot decode CompressedImage of format '{msg.format}' ({len(msg.data)} bytes)")
+    return np.ascontiguousarray(img[..., ::-1])
 
 
 def rgb_to_image(rgb: np.ndarray, stamp, frame_id: str) -> Image:

@@ -1,7 +1,8 @@
 """decoder_node: LatentChannels -> sensor_msgs/Image (rgb8) through onnxruntime.
 
-Missing channels are zero-filled.  Malformed messages are logged, counted and
-dropped.  The output keeps the capture stamp and frame_id of the source.
+image_decoded has the picture's own size (the camera's, carried by the frame), or the
+size `output_width` / `output_height` ask for.  Missing channels are zero-filled.
+Malformed messages are logged, counted and dropped.  The output keeps the capture stamp and frame_id of the source.
 
 Latency stays bounded when frames come faster than they can be decoded: the
 subscription only keeps the newest frame, a worker thread decodes whatever is newest
@@ -23,7 +24,6 @@ import time
 from array import array
 from collections import deque
 
-import cv2
 import numpy as np
 from rclpy.qos import HistoryPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -31,6 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from ..camera_info import load_calibration, scale_calibration
 from ..codec.bitstream import BitstreamError
 from ..codec.entropy import EntropyError
+from ..codec.images import fit_size, resize_to
 from ..codec.inter import ReceivedReferences
 from ..codec.model import PROVIDERS, DecoderModel, ModelError
 from ..msg import LatentChannels, ReceiverReport
@@ -49,8 +50,10 @@ from .common import (
 
 class DecoderNode(McuNode):
     PARAMS = {
-        "output_width": ParamSpec(0, "resize decoded frames to this width (0: 224)", range=(0, 4096)),
-        "output_height": ParamSpec(0, "resize decoded frames to this height (0: 224)", range=(0, 4096)),
+        "output_width": ParamSpec(0, "resize decoded frames to this width (0: the picture's own size; with "
+                                  "output_height 0, the height follows the aspect ratio)", range=(0, 4096)),
+        "output_height": ParamSpec(0, "resize decoded frames to this height (0: the picture's own size; with "
+                                   "output_width 0, the width follows the aspect ratio)", range=(0, 4096)),
         "threads": ParamSpec(2, "onnxruntime threads (0: all cores)", range=(0, 64), read_only=True),
         "decoder": ParamSpec("", "decoder of the model folder, decoder_<name>.onnx: fast_int8, fast, ... "
                              "(empty: the model's preferred one)", read_only=True),
@@ -59,7 +62,8 @@ class DecoderNode(McuNode):
                                read_only=True),
         "model_dir": ParamSpec("", "model folder (empty: the shipped default model)", read_only=True),
         "camera_info_url": ParamSpec("", "calibration YAML (camera_calibration's format; file:// URL or path) of "
-                                     "the camera: published on camera_info, scaled to the output size (empty: none)",
+                                     "the camera: published on camera_info, as it is when image_decoded has the "
+                                     "calibrated size, scaled to image_decoded's size otherwise (empty: none)",
                                      read_only=True),
         "output_reliability": ParamSpec("reliable", "QoS reliability of image_decoded (rviz subscribes reliable)",
                                         choices=["best_effort", "reliable"], read_only=True),
@@ -85,9 +89,6 @@ class DecoderNode(McuNode):
             self.get_logger().warning(self.model.provider_note)
         self.get_logger().info(f"decoder {self.model.name} on {', '.join(self.model.providers)} "
                                f"(graph: {self.model.graph})")
-        # one run now: onnxruntime's first run allocates and plans, which would otherwise
-        # make the first frame slow and its followers stale
-        self.model.reconstruct(np.zeros((1, 12, 28, 28), np.float32))
         self.out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["output_depth"],
                                   reliability=RELIABILITY[self.p["output_reliability"]])
         names = [c for c in self.p["cameras"] if c]          # [""]: ROS has no typed empty list
@@ -110,6 +111,9 @@ class DecoderNode(McuNode):
         self.counters["dropped_stale"] = 0
         self.counters["lost_references"] = 0
         self.lanes = [_Lane(self, n, u) for n, u in zip(names, urls)]
+        # onnxruntime's first run of a size allocates and plans, which would otherwise make
+        # the first frame slow and its followers stale: 224x224 (the firmware's) now, any
+        # other size when its first frame comes
         self.model.warm_up(len(self.lanes))
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="decoder_node.decode", daemon=True)
@@ -148,7 +152,9 @@ class DecoderNode(McuNode):
                 self.get_logger().warning(f"dropped frame {msg.sequence}{lane.of}: {e}", throttle_duration_sec=2.0)
         if not good:
             return
-        images = self.model.reconstruct_batch(np.concatenate(latents))
+        for size in {f.size for _, _, f in good}:
+            self.model.warm_up(len(self.lanes), size)          # once per size
+        images = self.model.reconstruct_frames(latents, [f.size for _, _, f in good])
         self.decode_ms = (time.perf_counter() - t0) * 1000
         a = 0.2 if self.decode_ms_avg else 1.0
         self.decode_ms_avg += a * (self.decode_ms - self.decode_ms_avg)
@@ -159,8 +165,21 @@ class DecoderNode(McuNode):
 
     @property
     def max_fps(self) -> float:
-        """Frames/s this receiver can decode and show: one decode at a time, back to back."""
-        return 1000.0 / self.decode_ms_avg if self.decode_ms_avg > 0 else 0.0
+        """Frames/s this receiver can decode and show: one decode (of a batch) at a time,
+        back to back."""
+        if self.decode_ms_avg <= 0:
+            return 0.0
+        per_batch = float(np.mean(self.batch_sizes[-50:])) if self.batch_sizes else 1.0
+        return 1000.0 * per_batch / self.decode_ms_avg
+
+    def lane_fps(self, lane) -> float:
+        """This camera's part of max_fps: an equal share among the cameras that sent a
+        frame within the last second.  Each camera's controller skips frames at its
+        source down to it, so that with several cameras the decoder is not sent more than
+        it can show in all (frames dropped stale here had already crossed the link)."""
+        now = time.monotonic()
+        active = sum(1 for ln in self.lanes if now - ln.last_arrival <= 1.0) or 1
+        return self.max_fps / active
 
     def camera_counters(self) -> dict[str, dict]:
         return {ln.name: dict(ln.counters) for ln in self.lanes}
@@ -199,6 +218,7 @@ class _Lane:
         self.of = f" of camera {name}" if name else ""
         pre = f"{name}/" if name else ""
         self.counters = {"frames": 0, "dropped_stale": 0, "malformed": 0}
+        self.last_arrival = -1e9
         self.pub = node.create_publisher(Image, pre + "image_decoded", node.out_qos)
         self.report_pub = node.create_publisher(ReceiverReport, pre + "receiver_report", 10)
         self.calibration = None
@@ -220,6 +240,7 @@ class _Lane:
     def _on_latent(self, msg: LatentChannels):
         """Executor thread: keep only the newest frame; the worker decodes it when free."""
         node = self.node
+        self.last_arrival = time.monotonic()
         with node._lock:
             if len(self.pending) == self.pending.maxlen:
                 node.count("dropped_stale")      # the oldest waiting frame is replaced
@@ -230,8 +251,8 @@ class _Lane:
     def publish(self, msg: LatentChannels, frame, rgb: np.ndarray, now: float) -> None:
         node = self.node
         w, h = node.p["output_width"], node.p["output_height"]
-        if w and h:
-            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+        if w or h:
+            rgb = resize_to(rgb, fit_size(rgb.shape[1], rgb.shape[0], w, h))
         self.pub.publish(rgb_to_image(rgb, msg.header.stamp, msg.header.frame_id))
         if self.calibration:
             self.info_pub.publish(self._camera_info(rgb.shape[1], rgb.shape[0], msg.header))
@@ -248,7 +269,7 @@ class _Lane:
             refresh = time.monotonic() - self._last_refresh_request >= 1.0     # rate-limited
             self._last_refresh_request = time.monotonic() if refresh else self._last_refresh_request
         rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(node.decode_ms),
-                             max_fps=float(node.max_fps), dropped_stale=int(self.counters["dropped_stale"]),
+                             max_fps=float(node.lane_fps(self)), dropped_stale=int(self.counters["dropped_stale"]),
                              lost_references=int(node.counters["lost_references"]), refresh_request=refresh)
         rep.header = msg.header
         rep.channels_decoded = array("B", [c for c in frame.channel_indices if c not in lost])
@@ -256,7 +277,15 @@ class _Lane:
 
     def _camera_info(self, width: int, height: int, header) -> CameraInfo:
         if self._info_cache is None or self._info_cache[0] != (width, height):
-            c = scale_calibration(self.calibration, width, height)
+            c = self.calibration          # as it is at the calibrated size
+            if (c["width"], c["height"]) != (width, height):
+                c = scale_calibration(c, width, height)
+                cal_aspect, aspect = self.calibration["width"] / self.calibration["height"], width / height
+                if abs(cal_aspect - aspect) > 0.01 * aspect:
+                    self.node.get_logger().warning(
+                        f"camera_info{self.of}: the calibration is for {self.calibration['width']}x"
+                        f"{self.calibration['height']}, the pictures are {width}x{height} (another aspect ratio): "
+                        "scaled per axis, as image_proc's resize does; check the calibration matches this camera")
             self._info_cache = ((width, height), CameraInfo(
                 width=width, height=height, distortion_model=c["distortion_model"], d=c["D"], k=c["K"], r=c["R"],
                 p=c["P"]))

@@ -1,8 +1,11 @@
 """encoder_node: host-side stand-in for the MCU camera.
 
-Input: a sensor_msgs/Image topic (`image_raw`) or a video file / image folder /
-camera device (OpenCV).  Runs the exact INT8 encoder, quantisation and rANS coding
-of the first `channel_budget` channels and publishes `latent` (LatentChannels).
+Input: a sensor_msgs/Image topic (`image_raw`, what camera drivers publish: rgb8, bgr8,
+mono8/16, Bayer, YUV 4:2:2), a sensor_msgs/CompressedImage topic (`image_raw/compressed`)
+or a video file / image folder / camera device (OpenCV).  Frames are coded at their own
+size, or resized with the aspect kept (`width`, `height`, `scale`, as image_proc's
+resize).  Runs the exact INT8 encoder, quantisation and rANS coding of the first
+`channel_budget` channels and publishes `latent` (LatentChannels, with the size).
 
 `video_mode`: channels are coded against references the receiver acknowledged
 (`reference_ack`, forwarded by the bitrate controller from the decoder), bitstream v2;
@@ -12,16 +15,26 @@ from __future__ import annotations
 
 import time
 
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import UInt8
 
-from ..codec.geometry import LATENT_CHANNELS
-from ..codec.images import ImageError
+from ..codec.geometry import LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_size
+from ..codec.images import ImageError, fit_size, resize_to
 from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
 from ..msg import LatentChannels, ReceiverReport
 from ..sources import FrameSource
-from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, RateMeter, frame_to_msg, image_to_rgb, run_node
+from .common import (
+    QOS_PARAMS,
+    WAIT_PARAM,
+    McuNode,
+    ParamSpec,
+    RateMeter,
+    compressed_to_rgb,
+    frame_to_msg,
+    image_to_rgb,
+    run_node,
+)
 
 
 class EncoderNode(McuNode):
@@ -32,6 +45,15 @@ class EncoderNode(McuNode):
                            read_only=True),
         "fps": ParamSpec(15.0, "frame rate for file and camera sources (0: the video's own rate)",
                          range=(0.0, 120.0)),
+        "width": ParamSpec(0, "code frames resized to this width (0: the frame's own; with height 0, the height "
+                           "follows the aspect ratio)", range=(0, MAX_LONG_SIDE), read_only=True),
+        "height": ParamSpec(0, "code frames resized to this height (0: the frame's own; with width 0, the width "
+                            "follows the aspect ratio)", range=(0, MAX_LONG_SIDE), read_only=True),
+        "scale": ParamSpec(0.0, "code frames scaled by this factor, both sides (0: use width/height)",
+                           range=(0.0, 8.0), read_only=True),
+        "image_transport": ParamSpec("raw", "image_topic source: raw (sensor_msgs/Image on image_raw) or compressed "
+                                     "(sensor_msgs/CompressedImage on image_raw/compressed)",
+                                     choices=["raw", "compressed"], read_only=True),
         "loop": ParamSpec(False, "restart a file source at its end"),
         "channel_budget": ParamSpec(LATENT_CHANNELS, "channels to code until the controller sends a budget",
                                     range=(1, LATENT_CHANNELS)),
@@ -66,13 +88,20 @@ class EncoderNode(McuNode):
             self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
         self.source = None
         self.timer = None
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}     # input size -> coded size
         if self.p["source"] == "image_topic":
-            self.create_subscription(Image, "image_raw", self._on_image, self.qos())
+            if self.p["image_transport"] == "compressed":
+                self.create_subscription(CompressedImage, "image_raw/compressed", self._on_compressed, self.qos())
+            else:
+                self.create_subscription(Image, "image_raw", self._on_image, self.qos())
         else:
             self.source = FrameSource(self.p["source"], self.p["input"], self.p["loop"])
             self.when_subscribed(self.pub, self._start_frames, "reading frames")
+        w, h, sc = self.p["width"], self.p["height"], self.p["scale"]
+        size = f"scaled by {sc:g}" if sc else f"resized to {w or 'W'}x{h or 'H'} (aspect kept)" if w or h \
+            else "at their own size"
         self.get_logger().info(f"encoding {self.p['source']} {self.p['input']} with model "
-                               f"{self.model.model_id:#010x}, budget {self.budget} channels")
+                               f"{self.model.model_id:#010x}, budget {self.budget} channels, frames {size}")
 
     def _start_frames(self):
         if self.timer is not None:
@@ -109,6 +138,39 @@ class EncoderNode(McuNode):
             return
         self.encode_and_publish(rgb, msg.header.stamp, msg.header.frame_id or self.p["frame_id"])
 
+    def _on_compressed(self, msg: CompressedImage):
+        try:
+            rgb = compressed_to_rgb(msg)
+        except ImageError as e:
+            self.count("bad_images")
+            self.get_logger().warning(str(e), throttle_duration_sec=5.0)
+            return
+        self.encode_and_publish(rgb, msg.header.stamp, msg.header.frame_id or self.p["frame_id"])
+
+    def coded_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a frame of width x height is coded at: its own, or as the width /
+        height / scale parameters ask (aspect kept), and never beyond the codec's
+        1920x1088 (a larger frame is scaled down to fit, with a warning once)."""
+        key = (width, height)
+        if key not in self._sizes:
+            w, h = fit_size(width, height, self.p["width"], self.p["height"], self.p["scale"])
+            try:
+                check_size(w, h)
+            except SizeError:
+                if min(w, h) < MIN_SIDE:
+                    raise
+                f = min(MAX_LONG_SIDE / max(w, h), MAX_SHORT_SIDE / min(w, h))
+                fitted = (max(MIN_SIDE, int(w * f)), max(MIN_SIDE, int(h * f)))
+                self.get_logger().warning(f"frames of {w}x{h} are larger than the codec takes "
+                                          f"({MAX_LONG_SIDE}x{MAX_SHORT_SIDE}): coding them at {fitted[0]}x{fitted[1]}"
+                                          " (set width, height or scale to choose)")
+                w, h = fitted
+            if len(self._sizes) < 64:
+                self._sizes[key] = (w, h)
+            else:
+                return w, h
+        return self._sizes[key]
+
     def stop_reading(self):
         """Read no more frames (a timed run ends): frames already sent still travel."""
         if not self.finished:
@@ -133,6 +195,12 @@ class EncoderNode(McuNode):
 
     def encode_and_publish(self, rgb, stamp, frame_id):
         t0 = time.perf_counter()
+        try:
+            rgb = resize_to(rgb, self.coded_size(rgb.shape[1], rgb.shape[0]))
+        except SizeError as e:
+            self.count("bad_images")
+            self.get_logger().warning(f"frame skipped: {e}", throttle_duration_sec=5.0)
+            return
         frame = self.model.encode(rgb, self.budget, self.seq, references=self.references)
         self.encode_ms = (time.perf_counter() - t0) * 1000
         self.pub.publish(frame_to_msg(frame, stamp, frame_id))
