@@ -105,7 +105,7 @@ def main(argv=None):
     sk.add_argument("--fault-rate", type=float, default=0.01, help="per packet and fault kind")
     sk.add_argument("--vanish-every", type=float, default=60.0, help="seconds between closings of the port")
     sk.add_argument("--vanish-for", type=float, default=3.0, help="seconds the port stays closed")
-    sk.add_argument("--handshake-every", type=float, default=20.0,
+    sk.add_argument("--handshake-every", type=float, default=17.0,
                     help="seconds between handshake faults, in turn: a dropped KEY_EXCHANGE, forged HELLOs of "
                          "protocol 2 and 1, old exchanges and commands replayed, the device reset with fresh storage "
                          "(and its first exchange dropped)")

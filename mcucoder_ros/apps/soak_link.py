@@ -386,7 +386,7 @@ def run(a) -> int:
             if now >= next_vanish:
                 proxy.vanish(a.vanish_for)
                 next_vanish += a.vanish_every
-            if now >= next_fault:
+            if now >= next_fault and proxy.client is not None:     # (not while the port is closed)
                 kind = HANDSHAKE_FAULTS[n_fault % len(HANDSHAKE_FAULTS)]
                 n_fault += 1
                 next_fault += a.handshake_every
