@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-short", type=int, default=896)
     d.add_argument("--debian-root", default="data/debian")
     d.set_defaults(func=_app("model_tools", "prepare_data"))
+    h = sub.add_parser("heldout", help="write the held-out photos (never trained on; mvtb-data, scikit-image) into a "
+                       "folder, at their own size or 224x224")
+    h.add_argument("--out", default="heldout/native")
+    h.add_argument("--size", choices=["native", "224x224"], default="native")
+    h.add_argument("--debian-root", default="data/debian")
+    h.set_defaults(func=_app("model_tools", "heldout"))
     e = sub.add_parser("export", help="quantise a checkpoint and write a model folder (needs torch)")
     e.add_argument("checkpoint", help="weights.pt / checkpoint.pt from `mcucoder train`")
     e.add_argument("data", nargs="+", help="training photos (calibration and entropy tables)")
@@ -79,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-frames", type=int, default=None)
     v.add_argument("--inter", action="store_true", help="also code each path as a video sequence (inter-frame, "
                    "lossless) and compare with intra; adds H.264 where ffmpeg has libx264")
+    v.add_argument("--size", default="224x224", metavar="native|WxH",
+                   help="frame size: 224x224 (default, the paper's protocol: every frame resized, cv2.INTER_AREA), "
+                        "native (each photo or video at its own size; larger than 1920x1088: scaled down to fit), or "
+                        "WxH; JPEG codes the same frames at the same size")
     _model_args(v)
     v.set_defaults(func=_app("codec_tools", "evaluate"))
 
@@ -87,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=3.0, help="time per measurement (split over 3 interleaved rounds)")
     b.add_argument("--model", default=None)
     b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--size", nargs="+", default=["224x224"], metavar="WxH",
+                   help="frame sizes to measure, one table row each (default 224x224), e.g. 224x224 320x240 640x480")
     b.set_defaults(func=_app("bench_codec", "main"))
 
     c = sub.add_parser("encode", help="encode one image into an MCUCoder frame file")

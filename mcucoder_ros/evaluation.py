@@ -1,7 +1,9 @@
-"""Rate-distortion evaluation of MCUCoder against M-JPEG on 224x224 frames.
+"""Rate-distortion evaluation of MCUCoder against M-JPEG, on 224x224 frames (the
+paper's protocol: every frame resized with cv2.INTER_AREA) or at the frames' own size
+(`size="native"`), or at any WxH; JPEG always codes the same frames at the same size.
 
 bpp always counts the real bytes of the coded frame (the whole bitstream frame,
-header included; the whole JPEG file), divided by 224*224 pixels.
+header included; the whole JPEG file), divided by the frame's pixels.
 """
 from __future__ import annotations
 
@@ -16,14 +18,37 @@ import numpy as np
 from tqdm import tqdm
 
 from .codec import bitstream
-from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
-from .codec.images import ImageError, load_rgb, resize_224
+from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, parse_size
+from .codec.images import ImageError, load_rgb, resize_224, resize_to
 from .codec.jpeg import DEFAULT_QUALITIES, jpeg_roundtrip
 from .codec.metrics import ms_ssim, ms_ssim_db, psnr
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
+PAPER_SIZE = (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def parse_eval_size(text: str):
+    """'native' (each frame at its own size) or 'WxH' -> "native" or (W, H)."""
+    return "native" if str(text).lower() == "native" else parse_size(text)
+
+
+def size_label(size) -> str:
+    return "own size" if size == "native" else f"{size[0]}x{size[1]}"
+
+
+def prepare_frame(rgb: np.ndarray, size=PAPER_SIZE) -> np.ndarray:
+    """A frame as evaluated: 224x224 exactly as the paper (cv2.INTER_AREA), any WxH
+    (INTER_AREA when shrinking), or "native": its own size, scaled down (aspect kept)
+    only if it is larger than the codec's 1920x1088."""
+    if size == "native":
+        h, w = rgb.shape[:2]
+        f = min(1.0, MAX_LONG_SIDE / max(w, h), MAX_SHORT_SIDE / min(w, h))
+        return rgb if f == 1.0 else resize_to(rgb, (int(w * f), int(h * f)))
+    if tuple(size) == PAPER_SIZE:
+        return resize_224(rgb)
+    return resize_to(rgb, tuple(size))
 
 
 def iter_video(path: str, max_frames: int | None = None):
@@ -44,8 +69,16 @@ def iter_video(path: str, max_frames: int | None = None):
         raise ImageError(f"no frames could be read from video: {path}")
 
 
-def collect_frames(paths, max_frames: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """Images, folders of images and videos -> [(name, 224x224 RGB uint8)]."""
+def _prepared(name: str, rgb: np.ndarray, size) -> tuple[str, np.ndarray]:
+    out = prepare_frame(rgb, size)
+    if size == "native" and out.shape != rgb.shape:
+        name = f"{name} (scaled down from {rgb.shape[1]}x{rgb.shape[0]} to {out.shape[1]}x{out.shape[0]})"
+    return name, out
+
+
+def collect_frames(paths, max_frames: int | None = None, size=PAPER_SIZE) -> list[tuple[str, np.ndarray]]:
+    """Images, folders of images and videos -> [(name, RGB uint8)], 224x224 by default
+    (see prepare_frame for the other sizes)."""
     frames = []
     for p in map(Path, paths):
         if not p.exists():
@@ -54,9 +87,9 @@ def collect_frames(paths, max_frames: int | None = None) -> list[tuple[str, np.n
         for f in files:
             if f.suffix.lower() in VIDEO_EXTS:
                 left = None if max_frames is None else max_frames - len(frames)
-                frames += [(n, resize_224(im)) for n, im in iter_video(f, left)]
+                frames += [_prepared(n, im, size) for n, im in iter_video(f, left)]
             else:
-                frames.append((f.name, resize_224(load_rgb(f))))
+                frames.append(_prepared(f.name, load_rgb(f), size))
             if max_frames is not None and len(frames) >= max_frames:
                 return frames[:max_frames]
     if not frames:
@@ -90,23 +123,29 @@ def _monotone(rates, dists):
     return [p[0] for p in out], [p[1] for p in out]
 
 
-def evaluate(paths, encoder, decoder, max_frames=None, qualities=DEFAULT_QUALITIES, progress=True) -> dict:
-    frames = collect_frames(paths, max_frames)
+def evaluate(paths, encoder, decoder, max_frames=None, qualities=DEFAULT_QUALITIES, progress=True,
+             size=PAPER_SIZE) -> dict:
+    """RD of MCUCoder (k = 1..12) and OpenCV JPEG on the same frames at the same size:
+    224x224 (the paper's protocol), "native" (each frame's own size) or (W, H).  Means
+    over frames of bpp (each frame's bytes over its own pixels), PSNR and MS-SSIM."""
+    frames = collect_frames(paths, max_frames, size)
     ks = range(1, LATENT_CHANNELS + 1)
     acc = {k: [] for k in ks}
     jacc = {q: [] for q in qualities}
     for i, (_name, rgb) in enumerate(tqdm(frames, desc="eval", unit="frame", disable=not progress)):
+        pixels = rgb.shape[0] * rgb.shape[1]
         latent = encoder.latent(rgb)
         sym = encoder.quantizer.quantize(latent)
         chunks = [encoder.coders[c].encode(sym[c]) for c in range(LATENT_CHANNELS)]
         for k in ks:   # the first k chunks are exactly what encode(rgb, k) produces
-            frame = bitstream.Frame(encoder.model_id, i, list(range(k)), chunks[:k])
+            frame = bitstream.Frame(encoder.model_id, i, list(range(k)), chunks[:k], width=rgb.shape[1],
+                                    height=rgb.shape[0])
             data = bitstream.pack(frame)
             out = decoder.decode(bitstream.unpack(data))
-            acc[k].append((len(data) * 8 / PIXELS, psnr(rgb, out), ms_ssim(rgb, out)))
+            acc[k].append((len(data) * 8 / pixels, psnr(rgb, out), ms_ssim(rgb, out)))
         for q in qualities:
             data, out = jpeg_roundtrip(rgb, q)
-            jacc[q].append((len(data) * 8 / PIXELS, psnr(rgb, out), ms_ssim(rgb, out)))
+            jacc[q].append((len(data) * 8 / pixels, psnr(rgb, out), ms_ssim(rgb, out)))
 
     def row(vals):
         a = np.array(vals)
@@ -116,13 +155,21 @@ def evaluate(paths, encoder, decoder, max_frames=None, qualities=DEFAULT_QUALITI
     mc = [{"k": k, **row(acc[k])} for k in ks]
     jp = [{"quality": q, **row(jacc[q])} for q in qualities]
     notes = []
-    res = {"frames": len(frames), "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "resize": "cv2.INTER_AREA",
+    sizes = sorted({(f.shape[1], f.shape[0]) for _, f in frames})
+    res = {"frames": len(frames), "frame_size": "native" if size == "native" else list(size),
+           "frame_sizes": [list(s) for s in sizes],
+           "resize": "none (own size)" if size == "native" else "cv2.INTER_AREA",
            "model_id": f"{encoder.model_id:#010x}", "decoder": str(getattr(decoder, "onnx_path", "")),
            "mcucoder": mc, "jpeg": jp}
     for metric, key in (("ms_ssim", "ms_ssim_db"), ("psnr", "psnr")):
         jr, jd = _monotone([p["bpp"] for p in jp], [p[key] for p in jp])
         mr, md = _monotone([p["bpp"] for p in mc], [p[key] for p in mc])
         res[f"bd_rate_{metric}"] = _bd(jr, jd, mr, md, metric, notes)
+    if size == "native":
+        big = [n for n, _ in frames if "scaled down from" in n]
+        if big:
+            notes.append(f"{len(big)} frame(s) larger than {MAX_LONG_SIDE}x{MAX_SHORT_SIDE} were scaled down to fit "
+                         f"(aspect kept): {'; '.join(big[:5])}")
     res["notes"] = notes
     return res
 
@@ -141,7 +188,7 @@ def code_sequence(frames, encoder, channels: int, references=None) -> list:
     return out
 
 
-def evaluate_inter(paths, encoder, decoder, res: dict, max_frames=None, progress=True) -> dict:
+def evaluate_inter(paths, encoder, decoder, res: dict, max_frames=None, progress=True, size=PAPER_SIZE) -> dict:
     """Adds video-mode keys to an `evaluate` result: each path is coded as one sequence.
     Inter coding is lossless on the symbols, so each frame decodes to the picture its
     intra coding gives at the same k: the decoder checks that symbol for symbol, and
@@ -152,7 +199,8 @@ def evaluate_inter(paths, encoder, decoder, res: dict, max_frames=None, progress
     inter_bits = {k: [] for k in ks}
     intra_bits = {k: [] for k in ks}
     for p in tqdm(paths, desc="inter", unit="clip", disable=not progress):
-        frames = [f for _, f in collect_frames([p], max_frames)]
+        frames = [f for _, f in collect_frames([p], max_frames, size)]
+        px = frames[0].shape[0] * frames[0].shape[1] if frames else PIXELS
         intra_syms = [encoder.symbols(f) for f in frames]
         per_k = {}
         for k in ks:
@@ -164,16 +212,16 @@ def evaluate_inter(paths, encoder, decoder, res: dict, max_frames=None, progress
                     raise RuntimeError(f"inter decoding of {p} frame {f.sequence} at k={k} differs from intra")
             inter_b = [len(bitstream.pack(f)) for f in coded]
             intra_b = [len(bitstream.pack(encoder.encode(f, k, i))) for i, f in enumerate(frames)]
-            inter_bits[k] += [8 * b for b in inter_b]
-            intra_bits[k] += [8 * b for b in intra_b]
+            inter_bits[k] += [8 * b / px for b in inter_b]           # bits per pixel of each frame
+            intra_bits[k] += [8 * b / px for b in intra_b]
             per_k[k] = {"intra_bytes_per_frame": float(np.mean(intra_b)),
                         "inter_bytes_per_frame": float(np.mean(inter_b)),
                         "saving": 1 - float(np.sum(inter_b)) / float(np.sum(intra_b))}
         clips[str(p)] = {"frames": len(frames), "per_k": per_k}
     intra_rows = {r["k"]: r for r in res["mcucoder"]}
-    res["inter"] = [{"k": k, "bpp": float(np.mean(inter_bits[k])) / PIXELS, "psnr": intra_rows[k]["psnr"],
+    res["inter"] = [{"k": k, "bpp": float(np.mean(inter_bits[k])), "psnr": intra_rows[k]["psnr"],
                      "ms_ssim": intra_rows[k]["ms_ssim"], "ms_ssim_db": intra_rows[k]["ms_ssim_db"],
-                     "intra_bpp_same_frames": float(np.mean(intra_bits[k])) / PIXELS,
+                     "intra_bpp_same_frames": float(np.mean(intra_bits[k])),
                      "saving_vs_intra": 1 - float(np.sum(inter_bits[k])) / float(np.sum(intra_bits[k]))} for k in ks]
     res["inter_clips"] = clips
     notes = res.setdefault("notes", [])
@@ -184,36 +232,41 @@ def evaluate_inter(paths, encoder, decoder, res: dict, max_frames=None, progress
     return res
 
 
-def h264_curve(paths, max_frames=None, crfs=(18, 23, 28, 33, 38, 43, 48)) -> list | None:
+def h264_curve(paths, max_frames=None, crfs=(18, 23, 28, 33, 38, 43, 48), size=PAPER_SIZE) -> list | None:
     """H.264 reference (ffmpeg's libx264: ultrafast, zerolatency, no B-frames) on the
-    same 224x224 frames; bytes of the raw elementary stream.  None without ffmpeg."""
+    same frames at the same size; bytes of the raw elementary stream.  None without ffmpeg."""
     import shutil
     import subprocess
     import tempfile
     if not shutil.which("ffmpeg"):
         return None
-    clips = [np.stack([f for _, f in collect_frames([p], max_frames)]) for p in paths]
+    clips = [np.stack([f for _, f in collect_frames([p], max_frames, size)]) for p in paths]
     rows = []
     for crf in crfs:
-        bits, ps, ms, n = 0, [], [], 0
+        bits, ps, ms, n = 0.0, [], [], 0
         for frames in clips:
+            fh, fw = frames.shape[1:3]
+            if fw % 2 or fh % 2:            # yuv420p needs even sides
+                frames = np.ascontiguousarray(frames[:, :fh - fh % 2, :fw - fw % 2])
+                fh, fw = frames.shape[1:3]
             with tempfile.TemporaryDirectory() as tmp:
                 stream = Path(tmp) / "clip.h264"
-                enc = subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "224x224",
-                                      "-r", "15", "-i", "-", "-c:v", "libx264", "-preset", "ultrafast", "-tune",
-                                      "zerolatency", "-bf", "0", "-crf", str(crf), "-pix_fmt", "yuv420p", str(stream)],
+                enc = subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                                      "-s", f"{fw}x{fh}", "-r", "15", "-i", "-", "-c:v", "libx264", "-preset",
+                                      "ultrafast", "-tune", "zerolatency", "-bf", "0", "-crf", str(crf),
+                                      "-pix_fmt", "yuv420p", str(stream)],
                                      input=frames.tobytes(), capture_output=True)
                 if enc.returncode != 0:
                     return None        # an ffmpeg without libx264
                 dec = subprocess.run(["ffmpeg", "-v", "error", "-i", str(stream), "-f", "rawvideo", "-pix_fmt", "rgb24",
                                       "-"], capture_output=True, check=True).stdout
-                out = np.frombuffer(dec, np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)[:len(frames)]
-                bits += 8 * stream.stat().st_size
+                out = np.frombuffer(dec, np.uint8).reshape(-1, fh, fw, 3)[:len(frames)]
+                bits += 8 * stream.stat().st_size / (fw * fh)
                 ps += [psnr(a, b) for a, b in zip(frames, out)]
                 ms += [ms_ssim(a, b) for a, b in zip(frames, out)]
                 n += len(frames)
         m = float(np.mean(ms))
-        rows.append({"crf": crf, "bpp": bits / n / PIXELS, "psnr": float(np.mean(ps)), "ms_ssim": m,
+        rows.append({"crf": crf, "bpp": bits / n, "psnr": float(np.mean(ps)), "ms_ssim": m,
                      "ms_ssim_db": ms_ssim_db(m)})
     return rows
 
@@ -238,19 +291,28 @@ def plot(res: dict, path: str) -> None:
         for p in res["mcucoder"]:
             ax.annotate(str(p["k"]), (p["bpp"], p[key]), fontsize=7, xytext=(2, -8), textcoords="offset points")
         ax.set_xlim(0, min(max(p["bpp"] for p in res["jpeg"]), 2.5 * max(p["bpp"] for p in res["mcucoder"])) * 1.02)
-        ax.set_xlabel("bits per pixel (real bytes, 224x224)")
+        ax.set_xlabel(f"bits per pixel (real bytes, {_size_text(res)})")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     bd1, bd2 = res.get("bd_rate_ms_ssim"), res.get("bd_rate_psnr")
     fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
-    title = f"{res['frames']} frames at 224x224 - BD-rate vs JPEG: MS-SSIM {fmt(bd1)}, PSNR {fmt(bd2)}"
+    title = f"{res['frames']} frames at {_size_text(res)} - BD-rate vs JPEG: MS-SSIM {fmt(bd1)}, PSNR {fmt(bd2)}"
     if res.get("inter"):
         title += f"; inter vs intra {fmt(res.get('bd_rate_inter_vs_intra'))}"
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _size_text(res: dict) -> str:
+    fs = res.get("frame_size", [IMAGE_SIZE, IMAGE_SIZE])
+    if fs == "native":
+        sizes = res.get("frame_sizes") or []
+        return "their own sizes" + (f" ({sizes[0][0]}x{sizes[0][1]} to {sizes[-1][0]}x{sizes[-1][1]})"
+                                    if len(sizes) > 1 else f" ({sizes[0][0]}x{sizes[0][1]})" if sizes else "")
+    return f"{fs[0]}x{fs[1]}"
 
 
 def _finite(o):

@@ -164,6 +164,9 @@ def main(argv=None):
     b.add_argument("--seconds", type=float, default=20.0)
     b.add_argument("--fps", type=float, default=15.0)
     b.add_argument("--json", default=None)
+    b.add_argument("--size", default="224x224", metavar="WxH|native",
+                   help="frame size the encoder codes the clip at (default 224x224, the earlier figures' size; "
+                        "native: the clip's own 352x288)")
     b.add_argument("--cameras", type=int, default=1,
                    help="several cameras into one receiver: per camera and total frames/s and latency, one batched "
                         "decoder against one decoder per camera in the same run")

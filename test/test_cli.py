@@ -123,3 +123,26 @@ def test_paper_decoder_loads_authors_layout():
         assert torch.equal(v, src.state_dict()[k])
     with pytest.raises(ValueError, match="paper layout"):
         load_paper_state_dict(MCUCoder("paper"), {"decoder.bogus": torch.zeros(1)})
+
+
+def test_eval_and_bench_at_other_sizes(tmp_path):
+    """eval --size native: each photo at its own size, JPEG at the same size, bpp over
+    the photo's own pixels; bench --size: one row per size."""
+    import cv2
+    big = tmp_path / "photos"
+    big.mkdir()
+    src = cv2.imread(str(SAMPLES / "road.png"))
+    cv2.imwrite(str(big / "a.png"), cv2.resize(src, (336, 256)))
+    cv2.imwrite(str(big / "b.png"), cv2.resize(src, (203, 180)))
+    out = tmp_path / "rd.json"
+    mcucoder("eval", big, "--json", out, "--size", "native", "--plot", tmp_path / "rd.png")
+    res = json.loads(out.read_text())
+    assert res["frame_size"] == "native" and res["frame_sizes"] == [[203, 180], [336, 256]]
+    assert res["resize"].startswith("none")
+    mcucoder("eval", big, "--json", out, "--size", "320x240")
+    assert json.loads(out.read_text())["frame_sizes"] == [[320, 240]]
+    r = mcucoder("eval", big, "--json", out, "--size", "320*240", check=False)
+    assert r.returncode != 0 and "WIDTHxHEIGHT" in r.stderr
+    mcucoder("bench", "--json", tmp_path / "b.json", "--seconds", 0.3, "--threads", 2, "--size", "224x224", "96x64")
+    rows = json.loads((tmp_path / "b.json").read_text())["sizes_table"]
+    assert [r["size"] for r in rows] == [[224, 224], [96, 64]] and all(r["decode_fps"]["fast_int8"] > 0 for r in rows)

@@ -1,4 +1,5 @@
-"""`mcucoder bench`: throughput at 224x224, batch 1, and peak memory (figures printed)."""
+"""`mcucoder bench`: throughput at 224x224 (or the sizes asked for, one row each), batch 1,
+and peak memory (figures printed)."""
 from __future__ import annotations
 
 import json
@@ -44,17 +45,21 @@ def _paper_decoder_onnx(path: str) -> bool:
     return True
 
 
-def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0, rounds: int = 3) -> dict:
+def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0, rounds: int = 3,
+              sizes=((IMAGE_SIZE, IMAGE_SIZE),)) -> dict:
     """Every shipped decoder is measured in the same run, in interleaved rounds (the
     median of each is kept), so that their ratios hold even when the host's speed
-    drifts; the default decoder's figures are also the top-level ones."""
+    drifts; the default decoder's figures are also the top-level ones.  With several
+    `sizes` (width, height), the first is measured in full (top-level keys) and every
+    size gets a row of `sizes_table`, measured in the same interleaved rounds."""
     d = model_dir or default_model_dir()
-    frame = _sample_frame()
+    sizes = [tuple(s) for s in sizes]
+    frame = _sample_frame(sizes[0])
     enc = EncoderModel.load(d)
     host = host_info()
     print(f"host: {describe(host)}")
     res = {"host": host, "cpu": host["cpu_model"], "cpu_count": host["cpu_count"],
-           "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "batch": 1, "onnxruntime_threads": threads or "default"}
+           "frame_size": list(sizes[0]), "batch": 1, "onnxruntime_threads": threads or "default"}
     res["int8_encoder_fps"] = _rate(lambda: enc.latent(frame), seconds)
     res["encoder_fps"] = _rate(lambda: bitstream.pack(enc.encode(frame, LATENT_CHANNELS)), seconds)
     print(f"INT8 encoder (numpy reference): {res['int8_encoder_fps']:.1f} frames/s; "
@@ -110,22 +115,71 @@ def run_bench(model_dir=None, seconds: float = 3.0, threads: int = 0, rounds: in
             print(f"paper decoder (N=196): network {fps:.2f} frames/s ({note})")
         else:
             res["architectures"]["paper"] = {"network_fps": None, "note": "torch not installed: cannot export it"}
+    if len(sizes) > 1:
+        res["sizes_table"] = size_table(enc, decs, sizes, seconds, rounds)
     return res
 
 
-def _sample_frame() -> np.ndarray:
-    """A real photo (bundled sample) so that rANS timings reflect real latents."""
-    from ..codec.images import load_rgb, resize_224
+def size_table(enc, decs: dict, sizes, seconds: float, rounds: int) -> list[dict]:
+    """Per size: encoder and full decode (rANS + network, bitstream -> RGB of that size)
+    frames/s of every decoder, k = 12, interleaved rounds over sizes and decoders (medians)."""
+    data = {s: bitstream.pack(enc.encode(_sample_frame(s), LATENT_CHANNELS)) for s in sizes}
+    for s in sizes:
+        for dec in decs.values():
+            dec.warm_up(1, s)
+    runs = {(s, n): [] for s in sizes for n in decs}
+    for _ in range(rounds):
+        for s in sizes:
+            for n, dec in decs.items():
+                runs[(s, n)].append(_rate(lambda dec=dec, s=s: dec.decode(bitstream.unpack(data[s])), seconds / rounds))
+    rows = []
+    print("size        bytes(k=12)  encoder f/s  " + "  ".join(f"{n + ' f/s':>14s}" for n in decs))
+    for s in sizes:
+        fr = _sample_frame(s)
+        row = {"size": list(s), "pixels": s[0] * s[1], "bytes_k12": len(data[s]),
+               "encoder_fps": _rate(lambda fr=fr: bitstream.pack(enc.encode(fr, LATENT_CHANNELS)), seconds / rounds),
+               "decode_fps": {n: float(np.median(runs[(s, n)])) for n in decs}}
+        rows.append(row)
+        print(f"{s[0]:4d}x{s[1]:<4d}  {row['bytes_k12']:11d}  {row['encoder_fps']:11.1f}  "
+              + "  ".join(f"{row['decode_fps'][n]:14.1f}" for n in decs))
+    return rows
+
+
+def _sample_frame(size=(IMAGE_SIZE, IMAGE_SIZE)) -> np.ndarray:
+    """A real photo so that rANS timings reflect real latents: the bundled sample at
+    224x224; another size: a larger held-out photo (scikit-image's coffee, where
+    installed, else the bundled clip's first frame) resized to it."""
+    from ..codec.images import load_rgb, resize_224, resize_to
     from ..codec.vectors import sample_frames
 
-    frames = sample_frames()
-    if frames:
-        return resize_224(load_rgb(frames[0]))
-    return np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    w, h = size
+    if (w, h) == (IMAGE_SIZE, IMAGE_SIZE):
+        frames = sample_frames()
+        if frames:
+            return resize_224(load_rgb(frames[0]))
+        return np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    src = None
+    try:
+        from importlib.resources import files
+        p = files("skimage") / "data" / "coffee.png"
+        if p.is_file():
+            src = load_rgb(str(p))
+    except ModuleNotFoundError:
+        pass
+    if src is None:
+        try:
+            from ..evaluation import iter_video
+            from ..sources import default_clip
+            src = next(iter(iter_video(str(default_clip()), 1)))[1]
+        except Exception:        # noqa: BLE001 - no bundled data: noise
+            return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return resize_to(src, (w, h))
 
 
 def main(a):
-    res = run_bench(a.model, seconds=a.seconds, threads=a.threads)
+    from ..codec.geometry import parse_size
+    sizes = [parse_size(s) for s in getattr(a, "size", None) or ["224x224"]]
+    res = run_bench(a.model, seconds=a.seconds, threads=a.threads, sizes=sizes)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(res, indent=2))
     print(f"wrote {a.json}")

@@ -1,7 +1,8 @@
 """`mcucoder-ros bench`: end-to-end throughput, latency and CPU per node.
 
 Each node runs in its own process, as `ros2 launch` starts them (encoder on the
-bundled clip, looped, at the requested rate); this process subscribes to
+bundled clip, looped, at the requested rate, at 224x224 or the size asked for with
+`--size WxH`: the encoder node's width and height, or `native`: the clip's own 352x288); this process subscribes to
 image_decoded like any client and measures frames/s and capture-stamp ->
 image_decoded latency; CPU per node comes from /proc (utime + stime).
 """
@@ -29,7 +30,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmup_s: float = 3.0) -> dict:
+def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmup_s: float = 3.0,
+        size=(224, 224)) -> dict:
+    """size: (width, height) the encoder codes the clip at, or "native" (its own size)."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -45,8 +48,9 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
     # after "-p" rules (which are wildcards), so `-p fps:=...` would lose to pipeline.yaml
     tmpdir = tempfile.TemporaryDirectory(prefix="mcucoder-bench-")
     source_params = Path(tmpdir.name) / "source.yaml"
+    sized = {} if size == "native" else {"width": int(size[0]), "height": int(size[1])}
     source_params.write_text(yaml.safe_dump({"/**/encoder_node": {"ros__parameters": {
-        "source": "video", "input": clip, "loop": True, "fps": float(fps)}}}))
+        "source": "video", "input": clip, "loop": True, "fps": float(fps), **sized}}}))
     procs = {}
     for name, _ in NODES:
         args = [str(bindir / name), "--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file",
@@ -58,10 +62,12 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
     rclpy.init(context=ctx)
     node = rclpy.create_node("bench_probe", context=ctx)
     arrivals = []
+    seen_sizes = set()
 
     def on_image(m):
         now = node.get_clock().now().nanoseconds * 1e-9
         arrivals.append((time.monotonic(), (now - m.header.stamp.sec - m.header.stamp.nanosec * 1e-9) * 1e3))
+        seen_sizes.add((m.width, m.height))
     node.create_subscription(Image, f"{NAMESPACE}/image_decoded", on_image,
                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     seen = {"offered": 0, "report": None, "status": None}
@@ -101,7 +107,8 @@ def run(seconds: float = 20.0, fps: float = 15.0, clip: str | None = None, warmu
         tmpdir.cleanup()
     lat = np.array([a[1] for a in arrivals])
     host = host_info()
-    res = {"host": host, "cpu": host["cpu_model"], "frame_size": [224, 224], "requested_fps": fps,
+    res = {"host": host, "cpu": host["cpu_model"], "frame_size": sorted(seen_sizes)[0] if seen_sizes else None,
+           "requested_fps": fps,
            "seconds": round(dt, 2), "frames_offered": offered, "frames": len(arrivals),
            "frames_skipped_for_receiver": skipped, "frames_dropped_stale": stale,
            "receiver_max_fps": float(seen["report"].max_fps) if seen["report"] else None,
@@ -136,9 +143,11 @@ def _spin_for(node, ctx, seconds):
 
 
 def main(a) -> None:
+    from ..evaluation import parse_eval_size
     print(f"host: {describe(host_info())}")
-    res = run(a.seconds, a.fps)
-    print(f"end to end at 224x224: {res['fps']:.1f} frames/s delivered (requested {res['requested_fps']:.0f}, "
+    res = run(a.seconds, a.fps, size=parse_eval_size(getattr(a, "size", None) or "224x224"))
+    w, h = res["frame_size"] or ("?", "?")
+    print(f"end to end at {w}x{h}: {res['fps']:.1f} frames/s delivered (requested {res['requested_fps']:.0f}, "
           f"encoded {res['frames_offered'] / res['seconds']:.1f}), latency capture->image_decoded "
           f"p50 {res['latency_ms_p50']:.0f} ms, p95 {res['latency_ms_p95']:.0f} ms")
     print(f"  frames skipped by the controller for the receiver {res['frames_skipped_for_receiver']}, dropped stale "

@@ -12,15 +12,16 @@ def _load_codec(a):
 
 def evaluate(a):
     from ..evaluation import evaluate as evaluate_rd
-    from ..evaluation import evaluate_inter, h264_curve, plot, write_json
+    from ..evaluation import evaluate_inter, h264_curve, parse_eval_size, plot, write_json
+    size = parse_eval_size(getattr(a, "size", "224x224"))
     enc, dec = _load_codec(a)
-    res = evaluate_rd(a.paths, enc, dec, max_frames=a.max_frames)
+    res = evaluate_rd(a.paths, enc, dec, max_frames=a.max_frames, size=size)
     if a.inter:
         if enc.inter_coders is None:
             sys.exit("--inter: this model has no inter-frame tables (encoder_inter.npz); fit them with "
                      "`mcucoder fit-inter`")
-        evaluate_inter(a.paths, enc, dec, res, max_frames=a.max_frames)
-        res["h264"] = h264_curve(a.paths, a.max_frames)
+        evaluate_inter(a.paths, enc, dec, res, max_frames=a.max_frames, size=size)
+        res["h264"] = h264_curve(a.paths, a.max_frames, size=size)
         if res["h264"] is None:
             res.setdefault("notes", []).append("no H.264 reference: ffmpeg with libx264 is not installed")
     write_json(res, a.json)
@@ -31,7 +32,9 @@ def evaluate(a):
 
 
 def _print_rd(res):
-    print(f"{res['frames']} frames at 224x224 (cv2.INTER_AREA); bpp from real bytes")
+    from ..evaluation import _size_text
+    how = "no resize" if res.get("frame_size") == "native" else "cv2.INTER_AREA"
+    print(f"{res['frames']} frames at {_size_text(res)} ({how}); bpp from real bytes, JPEG at the same size")
     print("  k    bpp    PSNR  MS-SSIM")
     for p in res["mcucoder"]:
         print(f"  {p['k']:2d}  {p['bpp']:.3f}  {p['psnr']:5.2f}  {p['ms_ssim']:.4f}")
@@ -60,7 +63,8 @@ def encode(a):
     data = bitstream.pack(frame)
     Path(a.output).write_bytes(data)
     print(f"{a.image} -> {a.output}: {len(data)} bytes, {a.channels} channels, "
-          f"{len(data) * 8 / (224 * 224):.4f} bpp at 224x224")
+          f"{len(data) * 8 / (frame.width * frame.height):.4f} bpp at its own size {frame.width}x{frame.height} "
+          f"(bitstream v{frame.version})")
 
 
 def decode(a):

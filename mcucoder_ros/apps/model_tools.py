@@ -24,6 +24,14 @@ def prepare_data(a):
     print(json.dumps(prepare(a.out, a.max_short, a.debian_root)))
 
 
+def heldout(a):
+    from ..training.photos import write_heldout
+    written = write_heldout(a.out, a.debian_root, native=a.size == "native")
+    if not written:
+        sys.exit("no held-out photos found (pip install mvtb-data scikit-image, or the [train] extra)")
+    print(f"wrote {len(written)} held-out photos ({'own size' if a.size == 'native' else '224x224'}) to {a.out}")
+
+
 def export(a):
     try:
         from ..training.export import export as export_model

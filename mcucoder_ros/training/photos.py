@@ -67,12 +67,8 @@ def catalogue(debian_root: str | os.PathLike | None = "data/debian") -> list[tup
     return found
 
 
-def write_heldout(out_dir: str, debian_root="data/debian") -> list[str]:
-    """The held-out photos at 224x224 (cv2.INTER_AREA) as PNGs named by catalogue key."""
-    import cv2
-
-    from ..codec.images import load_rgb, resize_224
-    os.makedirs(out_dir, exist_ok=True)
+def heldout_sources(debian_root="data/debian") -> dict[str, str]:
+    """The held-out photos found here: catalogue key -> path (scikit-image's included)."""
     cat = {k: p for k, p in catalogue(debian_root) if k in HELD_OUT}
     try:
         from importlib.resources import files
@@ -80,10 +76,21 @@ def write_heldout(out_dir: str, debian_root="data/debian") -> list[str]:
         cat.update({n: str(sk / n) for n in SKIMAGE_PHOTOS if (sk / n).exists()})
     except ModuleNotFoundError:
         pass
+    return cat
+
+
+def write_heldout(out_dir: str, debian_root="data/debian", native: bool = False) -> list[str]:
+    """The held-out photos as PNGs named by catalogue key: at 224x224 (cv2.INTER_AREA,
+    the paper's protocol), or with `native` at their own size, untouched."""
+    import cv2
+
+    from ..codec.images import load_rgb, resize_224
+    os.makedirs(out_dir, exist_ok=True)
     written = []
-    for key, path in sorted(cat.items()):
+    for key, path in sorted(heldout_sources(debian_root).items()):
         out = os.path.join(out_dir, Path(key).stem + ".png")
-        cv2.imwrite(out, resize_224(load_rgb(path))[..., ::-1])
+        rgb = load_rgb(path)
+        cv2.imwrite(out, (rgb if native else resize_224(rgb))[..., ::-1])
         written.append(out)
     return written
 
