@@ -334,8 +334,13 @@ class BitrateController:
         est = self.estimator
         if est.last_sent is None:
             return False
-        if est.reports != self._reports_at_probe or not (est.stalled and est.inflight):
+        if not (est.stalled and est.inflight):
             self._probe_backoff = 1.0
+        elif est.reports != self._reports_at_probe:
+            # a new stall with frames in flight: their reports come when the link is back,
+            # so the first probe waits twice as long (it would only queue behind them)
+            self._probe_backoff = 2.0
+            self._reports_at_probe = est.reports
         gap = max(self.cfg.probe_after_s, self.cfg.probe_intervals * self.interval)
         gap = min(gap * self._probe_backoff, max(gap, est.cfg.report_timeout_s))
         return now - est.last_sent >= gap

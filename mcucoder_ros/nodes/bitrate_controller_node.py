@@ -222,6 +222,8 @@ class _Lane:
             self._note_sent(0)
             self._publish_status(msg, d)
             return
+        if d.source.endswith("+probe"):
+            node.count("probes")                  # sent after a silence, to measure the link again
         out = gate(msg, d.channels)
         self.pub.publish(out)
         bits = message_bytes(out) * 8
