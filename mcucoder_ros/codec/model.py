@@ -213,6 +213,9 @@ def _session_options(threads: int):
     return so
 
 
+MAX_SIZED_SESSIONS = 8       # sizes a decoder keeps a session for (cameras of several sizes)
+
+
 class DecoderModel:
     """Frame (any subset of channels) -> uint8 RGB picture of the frame's size, through
     onnxruntime.  The network takes any latent size (its height and width are left open
@@ -223,7 +226,6 @@ class DecoderModel:
         """cpu_rewrite: on the CPU provider, run an INT8 (QDQ) decoder through the
         channels-last rewrite (codec/channels_last.py: same arithmetic, faster); `graph`
         says which graph runs."""
-        import onnxruntime as ort
 
         enc = EncoderModel(encoder_arrays, inter_freqs)
         self.model_id = enc.model_id
@@ -234,10 +236,11 @@ class DecoderModel:
         self._on_cpu = wanted == ["CPUExecutionProvider"]
         model, self.graph = _cpu_graph(Path(onnx_path)) if self._on_cpu and cpu_rewrite \
             else _any_size_graph(Path(onnx_path))
-        self.session = ort.InferenceSession(model, _session_options(threads), providers=wanted)
+        self._graph_source, self._wanted, self._threads_opt = model, wanted, threads
+        self._sized: dict[tuple[int, int, int], object] = {}     # (threads, latent h, w) -> session
+        self.session = self._session_for(LATENT_SIZE, LATENT_SIZE)     # 224x224, the firmware's frames
         self.threads = threads or os.cpu_count() or 1
-        self._graph_source = model
-        self._frame_session = self._frame_pool = None
+        self._frame_pool = None
         self.warm_sizes: set[tuple[int, int, int]] = set()     # (batch, latent height, width) run once
         self.providers = self.session.get_providers()      # what onnxruntime really uses
         self.input_name = self.session.get_inputs()[0].name
@@ -313,13 +316,16 @@ class DecoderModel:
         the frames/s (docs/results.md)."""
         x = latents.astype(np.float32)
         y = None
+        lh, lw = x.shape[2:]
         if len(x) > 1 and self.threads > 1 and self._on_cpu:
+            one = self._session_for(lh, lw, threads=1)
             try:
-                y = np.concatenate(list(self._side_by_side().map(self._run_one, [x[i:i + 1] for i in range(len(x))])))
+                y = np.concatenate(list(self._side_by_side().map(
+                    lambda xi: one.run(None, {self.input_name: xi})[0], [x[i:i + 1] for i in range(len(x))])))
             except RuntimeError:          # the pool is gone (the interpreter is exiting): one run below
                 pass
         if y is None:
-            y = self.session.run(None, {self.input_name: x})[0]
+            y = self._session_for(lh, lw).run(None, {self.input_name: x})[0]
         return (np.clip(y, 0.0, 1.0).transpose(0, 2, 3, 1) * 255.0 + 0.5).astype(np.uint8)
 
     def warm_up(self, batch: int = 1, size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)) -> None:
@@ -334,18 +340,33 @@ class DecoderModel:
                 self.reconstruct_batch(np.repeat(z, b, axis=0))
                 self.warm_sizes.add((b, lh, lw))
 
-    def _run_one(self, x: np.ndarray) -> np.ndarray:
-        return self._frame_session.run(None, {self.input_name: x})[0]   # releases the GIL
+    def _session_for(self, lh: int, lw: int, threads: int | None = None):
+        """The session of one latent size: the same graph, with its open height and width
+        fixed to this size (onnxruntime then plans the run's shapes and memory once, as
+        for a model exported at that size; measured faster than one session for every
+        size).  Made at the first frame of a size, kept for the last MAX_SIZED_SESSIONS
+        sizes; `threads` 1: the single-threaded one of the side-by-side runs (CPU)."""
+        threads = self._threads_opt if threads is None else threads
+        key = (threads, int(lh), int(lw))
+        sess = self._sized.get(key)
+        if sess is None:
+            import onnxruntime as ort
+            so = _session_options(threads)
+            so.add_free_dimension_override_by_name("height", int(lh))
+            so.add_free_dimension_override_by_name("width", int(lw))
+            providers = self._wanted if threads == self._threads_opt else ["CPUExecutionProvider"]
+            sess = ort.InferenceSession(self._graph_source, so, providers=providers)
+            if len(self._sized) >= MAX_SIZED_SESSIONS:
+                self._sized.pop(next(iter(self._sized)))            # the oldest size
+                self.warm_sizes = {w for w in self.warm_sizes if w[1:] in {k[1:] for k in self._sized}}
+            self._sized[key] = sess
+        return sess
 
     def _side_by_side(self):
-        """The single-threaded session (same graph) and a pool of one thread per core,
-        made at the first batch: a one-camera decoder never pays for them."""
+        """A pool of one thread per core for the single-threaded side-by-side runs, made
+        at the first batch: a one-camera decoder never pays for it."""
         if self._frame_pool is None:
             from concurrent.futures import ThreadPoolExecutor
-
-            import onnxruntime as ort
-            self._frame_session = ort.InferenceSession(self._graph_source, _session_options(1),
-                                                       providers=["CPUExecutionProvider"])
             self._frame_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
         return self._frame_pool
 
