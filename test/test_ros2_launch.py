@@ -186,12 +186,21 @@ def _image_counter(ros, topic):
 def _every_frame_then_clean_exit(ros, launch, stamps, while_running=None, size=(352, 288)):
     """The whole clip on image_decoded, nothing more; `while_running()` checks the idle
     pipeline; then Ctrl-C: status 0, every node finished cleanly, no error line."""
+    def where_frames_went():
+        """On a miss: every node's counters as it logged them when it stopped (sent,
+        skipped and why, dropped stale, decoded), so the failure says where a frame went."""
+        launch.interrupt()
+        stops = [ln for ln in launch.output().splitlines() if "stopping:" in ln]
+        return f"{len(stamps)} of {CLIP_FRAMES} frames on image_decoded; the nodes' counters:\n" + "\n".join(stops) + \
+            f"\n{launch.output()[-3000:]}"
+
     try:
-        assert ros.spin_until(lambda: len(stamps) >= CLIP_FRAMES or launch.proc.poll() is not None, timeout=90), \
-            f"{len(stamps)} of {CLIP_FRAMES} frames on image_decoded in 90 s:\n{launch.output()[-3000:]}"
+        if not ros.spin_until(lambda: len(stamps) >= CLIP_FRAMES or launch.proc.poll() is not None, timeout=90):
+            pytest.fail(f"in 90 s: {where_frames_went()}")
         ros.spin_for(1.0)                       # nothing more than the clip may come
         assert launch.proc.poll() is None, f"the launch ended by itself:\n{launch.output()[-3000:]}"
-        assert len(stamps) == CLIP_FRAMES and len(set(stamps)) == CLIP_FRAMES, launch.output()[-3000:]
+        if not (len(stamps) == CLIP_FRAMES and len(set(stamps)) == CLIP_FRAMES):
+            pytest.fail(where_frames_went())
         assert {s[2:] for s in stamps} == {size}       # the clip's own size (the firmware's 224x224 under QEMU)
         if while_running:
             while_running()

@@ -66,13 +66,15 @@ def run_cameras(a, cams) -> None:
         pass
     finally:
         dec = p.nodes["decoder_node"].camera_counters()
+        timing = p.nodes["decoder_node"].camera_timing()
         ctrl = p.nodes["bitrate_controller_node"]
         skipped = {n: ln.skipped for n, ln in ctrl.lanes.items()}
         for name, n_in in p.frames_in_by_camera().items():
             c = dec.get(name, {})
             print(f"{name}: frames encoded {n_in}, decoded {c.get('frames', 0)}, malformed {c.get('malformed', 0)}, "
                   f"dropped stale {c.get('dropped_stale', 0)}, skipped for the receiver {skipped[name][0]}, "
-                  f"skipped for the link {skipped[name][1]}")
+                  f"skipped for the link {skipped[name][1]}; shown at {timing.get(name, {}).get('fps', 0):.1f} "
+                  f"frames/s, latency p95 {timing.get(name, {}).get('latency_ms_p95', float('nan')):.0f} ms")
         p.shutdown()
         for q in qemus:
             q.stop()

@@ -184,6 +184,18 @@ class DecoderNode(McuNode):
     def camera_counters(self) -> dict[str, dict]:
         return {ln.name: dict(ln.counters) for ln in self.lanes}
 
+    def camera_timing(self) -> dict[str, dict]:
+        """Per camera: latency p50/p95 (capture -> shown, ms) and frames/s shown, over the
+        last 3,000 frames."""
+        out = {}
+        for ln in self.lanes:
+            lat, at = list(ln.latency_ms), list(ln.shown_at)
+            fps = (len(at) - 1) / (at[-1] - at[0]) if len(at) > 1 and at[-1] > at[0] else 0.0
+            out[ln.name] = {"latency_ms_p50": float(np.percentile(lat, 50)) if lat else float("nan"),
+                            "latency_ms_p95": float(np.percentile(lat, 95)) if lat else float("nan"),
+                            "fps": fps}
+        return out
+
     def destroy_node(self):
         if hasattr(self, "_worker"):         # absent when __init__ failed (no model, bad parameter)
             self._stop.set()
@@ -219,6 +231,8 @@ class _Lane:
         pre = f"{name}/" if name else ""
         self.counters = {"frames": 0, "dropped_stale": 0, "malformed": 0}
         self.last_arrival = -1e9
+        self.latency_ms: deque[float] = deque(maxlen=3000)    # capture -> shown, this camera's
+        self.shown_at: deque[float] = deque(maxlen=3000)
         self.pub = node.create_publisher(Image, pre + "image_decoded", node.out_qos)
         self.report_pub = node.create_publisher(ReceiverReport, pre + "receiver_report", 10)
         self.calibration = None
@@ -258,6 +272,8 @@ class _Lane:
             self.info_pub.publish(self._camera_info(rgb.shape[1], rgb.shape[0], msg.header))
         age_ms = (now - msg.header.stamp.sec - msg.header.stamp.nanosec * 1e-9) * 1e3
         node.latency_ms = (node.latency_ms + [age_ms])[-200:]
+        self.latency_ms.append(age_ms)
+        self.shown_at.append(time.monotonic())
         node.count("frames")
         self.counters["frames"] += 1
         node.count("channels_missing", msg.num_channels - len(msg.channel_indices))
