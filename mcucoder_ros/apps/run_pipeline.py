@@ -71,7 +71,10 @@ def run_cameras(a, cams) -> None:
         skipped = {n: ln.skipped for n, ln in ctrl.lanes.items()}
         for name, n_in in p.frames_in_by_camera().items():
             c = dec.get(name, {})
-            print(f"{name}: frames encoded {n_in}, decoded {c.get('frames', 0)}, malformed {c.get('malformed', 0)}, "
+            src = p.sources.get(name)
+            before = getattr(src, "counters", {}).get("frames_skipped_receiver", 0)
+            print(f"{name}: frames {n_in} (skipped before encoding for the receiver {before}), "
+                  f"decoded {c.get('frames', 0)}, malformed {c.get('malformed', 0)}, "
                   f"dropped stale {c.get('dropped_stale', 0)}, skipped for the receiver {skipped[name][0]}, "
                   f"skipped for the link {skipped[name][1]}; shown at {timing.get(name, {}).get('fps', 0):.1f} "
                   f"frames/s, latency p95 {timing.get(name, {}).get('latency_ms_p95', float('nan')):.0f} ms")

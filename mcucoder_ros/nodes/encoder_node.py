@@ -105,8 +105,8 @@ class EncoderNode(McuNode):
             self.source = FrameSource(self.p["source"], self.p["input"], self.p["loop"])
             self.when_subscribed(self.pub, self._start_frames, "reading frames")
         w, h, sc = self.p["width"], self.p["height"], self.p["scale"]
-        size = f"scaled by {sc:g}" if sc else f"resized to {w or 'W'}x{h or 'H'} (aspect kept)" if w or h \
-            else "at their own size"
+        size = f"scaled by {sc:g}" if sc else f"resized to {w}x{h}" if w and h \
+            else f"resized to {w or 'W'}x{h or 'H'} (aspect kept)" if w or h else "at their own size"
         self.get_logger().info(f"encoding {self.p['source']} {self.p['input']} with model "
                                f"{self.model.model_id:#010x}, budget {self.budget} channels, frames {size}")
 
@@ -204,6 +204,7 @@ class EncoderNode(McuNode):
         stamp = self.get_clock().now()
         if self.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp.nanoseconds * 1e-9, time.monotonic()):
             self.count("frames_skipped_receiver")      # the receiver could not show it: no CPU spent on it
+            self.seq += 1           # its sequence number stays used: sequences remain the source's frame count
             return
         self.encode_and_publish(rgb, stamp.to_msg(), self.p["frame_id"])
 
