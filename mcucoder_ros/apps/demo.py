@@ -188,7 +188,10 @@ def _plot(rows, path):
     t = [r["t"] for r in rows]
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
     a1.step(t, [r["available_bps"] / 1000 for r in rows], where="post", label="available bandwidth")
-    a1.plot(t, [r["bytes"] * 8 * 15 / 1000 for r in rows], ".-", label="sent bitrate (per frame)")
+    # bits sent over the last second (frames skipped send nothing, so a per-frame rate
+    # would overstate what the link carried when frames are skipped)
+    sent = [sum(q["bytes"] for q in rows if r["t"] - 1.0 < q["t"] <= r["t"]) * 8 / 1000 for r in rows]
+    a1.plot(t, sent, ".-", label="sent bitrate (last second)")
     a1.set_ylabel("kbit/s")
     a1.legend()
     a1.grid(alpha=0.3)
