@@ -366,12 +366,6 @@ class BitrateController:
             out.append(out[-1] + CHUNK_ENTRY.size + b)
         return out
 
-    def sustainable(self, sizes, rate_bps: float) -> int:
-        """The largest k whose frames fit `rate_bps` every frame interval (0 if none)."""
-        per_frame = rate_bps * self.interval / 8.0
-        by_k = self.frame_bytes_by_k(sizes[:self.cfg.max_channels])
-        return max([k for k in range(1, len(by_k)) if by_k[k] <= per_frame], default=0)
-
     def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0,
                share_bps: float | None = None) -> Decision:
         """share_bps: this camera's share of a link shared with others (SharedLinkController);
