@@ -8,12 +8,13 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
     reports, the frames in flight replayed from when the link really finished the
     last reported one, so a rate that was too high shows as queued time at the next
     decision
-  * a byte credit refills by headroom x available x frame interval per frame and is
-    capped at what the frame's deadline allows on the link; k = the largest prefix of
-    channels whose bytes (exact for the channels present, running estimates for the
-    rest) plus bitstream overhead fit the credit.  So the average uses `headroom` of
-    the link, and k alternates between neighbouring levels when the budget lies
-    between them; when the link shrinks, k falls at once (never below min_channels)
+  * the level k: the largest prefix of channels whose bytes (smoothed chunk sizes plus
+    bitstream overhead) fit headroom x available x the frame interval, so a steady link
+    gives a steady k; where the next level still fits the whole link, k alternates
+    between the two slowly (a byte bucket; at least dither_dwell_s at each), so the
+    link is used near `headroom` without quality pumping
+  * a byte credit refills by one interval of the link per frame and is capped at what
+    the frame's deadline allows: k never exceeds what the credit carries (deadlines)
   * deadline: a frame is due one frame interval + `deadline_slack_s` after capture,
     and is planned to end `deadline_margin_s` earlier (the hop to the link and jitter);
     its cap is the link time left after its age at the decision, the link time still
@@ -25,6 +26,9 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
     frame stays in flight as a probe.  Sending it would only make the next frames late
   * k rises by at most one channel per frame, and not for `up_hold_frames` frames
     after the bandwidth fell, so quality does not flap after congestion
+  * liveness: after probe_after_s with nothing sent (a link judged too slow for any
+    frame, or a stall) a frame of min_channels goes as a probe; a probe delivered in
+    time lifts the estimate to at least its rate (docs/bitrate-control.md)
   * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
     decisions use real chunk sizes
 """
