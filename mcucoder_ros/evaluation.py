@@ -69,6 +69,24 @@ def iter_video(path: str, max_frames: int | None = None):
         raise ImageError(f"no frames could be read from video: {path}")
 
 
+def squashed_baseline(paths, encoder, decoder, max_frames=None, k: int = LATENT_CHANNELS, progress=True) -> dict:
+    """What the pipeline showed before pictures kept their size: each frame squashed to
+    224x224 (cv2.INTER_AREA, aspect ignored), coded with k channels, decoded and scaled
+    back to the frame's own size (cv2.INTER_CUBIC), against the frame at its own size."""
+    frames = collect_frames(paths, max_frames, "native")
+    ms, ps, bpp = [], [], []
+    for i, (_name, rgb) in enumerate(tqdm(frames, desc="squashed", unit="frame", disable=not progress)):
+        data = bitstream.pack(encoder.encode(resize_224(rgb), k, i))
+        out = cv2.resize(decoder.decode(bitstream.unpack(data)), (rgb.shape[1], rgb.shape[0]),
+                         interpolation=cv2.INTER_CUBIC)
+        ms.append(ms_ssim(rgb, out))
+        ps.append(psnr(rgb, out))
+        bpp.append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
+    return {"k": k, "frames": len(frames), "bpp": float(np.mean(bpp)), "psnr": float(np.mean(ps)),
+            "ms_ssim": float(np.mean(ms)), "how": "224x224 (cv2.INTER_AREA, aspect ignored), decoded, scaled back "
+                                                  "to the frame's size (cv2.INTER_CUBIC)"}
+
+
 def _prepared(name: str, rgb: np.ndarray, size) -> tuple[str, np.ndarray]:
     out = prepare_frame(rgb, size)
     if size == "native" and out.shape != rgb.shape:

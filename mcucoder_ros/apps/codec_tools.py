@@ -16,6 +16,9 @@ def evaluate(a):
     size = parse_eval_size(getattr(a, "size", "224x224"))
     enc, dec = _load_codec(a)
     res = evaluate_rd(a.paths, enc, dec, max_frames=a.max_frames, size=size)
+    if size == "native":       # what the pipeline showed before: squashed to 224x224 and scaled back
+        from ..evaluation import squashed_baseline
+        res["squashed_224"] = squashed_baseline(a.paths, enc, dec, max_frames=a.max_frames)
     if a.inter:
         if enc.inter_coders is None:
             sys.exit("--inter: this model has no inter-frame tables (encoder_inter.npz); fit them with "
@@ -43,6 +46,10 @@ def _print_rd(res):
         print(f"  {p['quality']:6d}  {p['bpp']:.3f}  {p['psnr']:5.2f}  {p['ms_ssim']:.4f}")
     f = lambda v: "n/a" if v is None else f"{v:+.2f}%"  # noqa: E731
     print(f"BD-rate vs JPEG: MS-SSIM {f(res['bd_rate_ms_ssim'])}, PSNR {f(res['bd_rate_psnr'])}")
+    sq = res.get("squashed_224")
+    if sq:
+        print(f"squashed to 224x224 and scaled back (as before pictures kept their size), k = {sq['k']}: "
+              f"{sq['bpp']:.3f} bpp, PSNR {sq['psnr']:.2f}, MS-SSIM {sq['ms_ssim']:.4f}")
     if res.get("inter"):
         print("video mode (inter, lossless), bytes per frame against intra on the same frames:")
         for clip, c in res["inter_clips"].items():
