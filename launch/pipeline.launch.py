@@ -101,7 +101,7 @@ def _cameras(context, cameras_file, model_dir, trace, params, ns):
                                f"qemu_{cam.name}")
             actions += more
         name = nodes_for(cam.source)[0][0]
-        ov = {**source_overrides(cam.source, port, cam.loop)[name], "frame_id": cam.name}
+        ov = cam.overrides(name, port)
         if model_dir and name == "encoder_node":
             ov["model_dir"] = model_dir
         actions += _node(name, f"{ns.rstrip('/')}/{cam.name}", params, ov)

@@ -77,6 +77,9 @@ class CameraConfig:
     min_channels: int = 1
     camera_info_url: str = ""
     loop: bool = True
+    width: int = 0            # the size this camera's frames are coded at (0: its own; see size_overrides)
+    height: int = 0
+    scale: float = 0.0
 
     def check(self, where: str) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name):
@@ -88,9 +91,19 @@ class CameraConfig:
             raise ValueError(f"{where}: camera {self.name}: weight must be > 0, not {self.weight}")
         if not 1 <= self.min_channels <= 12:
             raise ValueError(f"{where}: camera {self.name}: min_channels must be 1..12, not {self.min_channels}")
+        try:
+            size_overrides(self.source, self.width, self.height, self.scale)
+        except ValueError as e:
+            raise ValueError(f"{where}: camera {self.name}: {e}") from None
+
+    def overrides(self, node: str, input_spec: str | None = None) -> dict:
+        """The source node's parameters for this camera: source, input, loop, frame_id, size."""
+        return {**source_overrides(self.source, self.input if input_spec is None else input_spec, self.loop)[node],
+                **size_overrides(self.source, self.width, self.height, self.scale).get(node, {}),
+                "frame_id": self.name}
 
 
-CAMERA_KEYS = ("weight", "min_channels", "camera_info_url", "loop")
+CAMERA_KEYS = ("weight", "min_channels", "camera_info_url", "loop", "width", "height", "scale")
 
 
 def _resolve_input(spec: str, base: Path | None) -> str:
@@ -118,7 +131,9 @@ def _camera(d: dict, where: str, base: Path | None) -> CameraConfig:
                            input=_resolve_input(str(d.get("input", "") or ""), base),
                            weight=float(d.get("weight", 1.0)), min_channels=int(d.get("min_channels", 1)),
                            camera_info_url=str(d.get("camera_info_url", "") or ""),
-                           loop=str(d.get("loop", True)).lower() in ("true", "1", "yes"))
+                           loop=str(d.get("loop", True)).lower() in ("true", "1", "yes"),
+                           width=int(d.get("width", 0) or 0), height=int(d.get("height", 0) or 0),
+                           scale=float(d.get("scale", 0) or 0))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
     cam.check(where)
@@ -157,7 +172,7 @@ def load_cameras(path) -> list[CameraConfig]:
 
 
 def parse_camera_option(text: str) -> CameraConfig:
-    """--camera NAME=SOURCE[:INPUT][,weight=W][,min_channels=M][,camera_info_url=U]"""
+    """--camera NAME=SOURCE[:INPUT][,weight=W][,min_channels=M][,camera_info_url=U][,width=W][,height=H][,scale=S]"""
     keys = "|".join(CAMERA_KEYS)
     m = re.fullmatch(rf"([^=]+)=([a-z0-9_-]+)(?::(.*?))?((?:,(?:{keys})=[^,]*)*)", text)
     if not m:
@@ -200,7 +215,7 @@ class Pipeline:
         if cameras:
             for cam in cameras:
                 src = BRIDGE if cam.source in SERIAL_SOURCES else ENCODER
-                ov = {**source_overrides(cam.source, cam.input, cam.loop)[src[0]], "frame_id": cam.name}
+                ov = cam.overrides(src[0])
                 plan.append((f"{cam.name}/{src[0]}", src, f"{ns.rstrip('/')}/{cam.name}", ov))
             names = [c.name for c in cameras]
             multi = {"bitrate_controller_node": {"cameras": names, "camera_weights": [float(c.weight) for c in cameras],

@@ -268,3 +268,15 @@ def test_mutated_v3_frames_never_crash(encoder, decoder, data):
 def test_oversized_v3_rejected_without_reading_it():
     with pytest.raises(BitstreamError, match="exceeds"):
         bitstream.unpack(b"MC\x03" + b"\0" * (bitstream.MAX_FRAME_BYTES + 1))
+
+
+def test_camera_options_carry_a_size():
+    from mcucoder_ros.pipeline import parse_camera_option, size_overrides
+    cam = parse_camera_option("front=video:clips/traffic.mp4,width=320")
+    assert (cam.width, cam.height) == (320, 0)
+    assert cam.overrides("encoder_node")["width"] == 320 and cam.overrides("encoder_node")["frame_id"] == "front"
+    assert "width" not in parse_camera_option("rear=video:clips/pan.mp4").overrides("encoder_node")
+    with pytest.raises(ValueError, match="224x224"):
+        parse_camera_option("mcu=qemu-m7:clips/traffic.mp4,width=320")
+    with pytest.raises(ValueError, match="negative"):
+        size_overrides("video", -1, 0, 0)
