@@ -75,8 +75,12 @@ class DecoderNode(McuNode):
                                       read_only=True),
         "input_topic": ParamSpec("latent_gated", "the stream to decode (latent_link behind an emulated link)",
                                  read_only=True),
-        "drop_stale": ParamSpec(True, "decode only the newest waiting frame (live); false: every frame in order, "
-                                "for replays (at most 1000 waiting)", read_only=True),
+        "drop_stale": ParamSpec(True, "live: a waiting frame with a newer one behind it is dropped once it has "
+                                "waited stale_after_ms (at most 8 waiting); false: every frame in order, for "
+                                "replays (at most 1000 waiting)", read_only=True),
+        "stale_after_ms": ParamSpec(100.0, "drop_stale: how long a frame may wait behind a newer one before it is "
+                                    "dropped (a short hiccup of the computer then costs no frame)",
+                                    range=(0.0, 10000.0)),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
@@ -126,7 +130,9 @@ class DecoderNode(McuNode):
             if not self._wake.wait(timeout=0.1):
                 continue
             with self._lock:
-                batch = [(ln, ln.pending.popleft()) for ln in self.lanes if ln.pending]
+                for ln in self.lanes:
+                    ln.drop_stale()
+                batch = [(ln, ln.pending.popleft()[1]) for ln in self.lanes if ln.pending]
                 if not any(ln.pending for ln in self.lanes):
                     self._wake.clear()
             if batch:
@@ -173,8 +179,8 @@ class DecoderNode(McuNode):
     def max_fps(self) -> float:
         """Frames/s this receiver can decode and show: one decode (of a batch) at a time,
         back to back."""
-        if self.decode_ms_avg <= 0:
-            return 0.0
+        if self.decode_ms_avg <= 0 or len(self._recent_ms) < 5:
+            return 0.0          # unknown until a few frames are decoded: the first ones are slower
         per_batch = float(np.mean(self.batch_sizes[-50:])) if self.batch_sizes else 1.0
         return 1000.0 * per_batch / self.decode_ms_avg
 
@@ -251,22 +257,38 @@ class _Lane:
         self.references = ReceivedReferences()
         self._last_refresh_request = -1e9
         self._info_cache = None
-        self.pending: deque[LatentChannels] = deque(maxlen=1 if node.p["drop_stale"] else 1000)
+        # (arrival, message); live: a few, dropped by age behind newer ones (drop_stale)
+        self.pending: deque[tuple[float, LatentChannels]] = deque(maxlen=8 if node.p["drop_stale"] else 1000)
         # like every relay: frames are taken in once image_decoded has a subscriber (a viewer that
         # joins late in DDS discovery would otherwise miss the first second of a clip)
         node.when_subscribed(self.pub, lambda: node.create_subscription(
             LatentChannels, pre + node.p["input_topic"], self._on_latent, node.qos()), "decoding frames")
 
     def _on_latent(self, msg: LatentChannels):
-        """Executor thread: keep only the newest frame; the worker decodes it when free."""
+        """Executor thread: queue the frame; the worker decodes the waiting ones when free."""
         node = self.node
         self.last_arrival = time.monotonic()
         with node._lock:
             if len(self.pending) == self.pending.maxlen:
-                node.count("dropped_stale")      # the oldest waiting frame is replaced
-                self.counters["dropped_stale"] += 1
-            self.pending.append(msg)
+                self._count_stale()              # the oldest waiting frame is replaced
+            self.pending.append((self.last_arrival, msg))
         node._wake.set()
+
+    def drop_stale(self) -> None:
+        """Worker, under the lock: drop waiting frames that have a newer one behind them
+        and have waited stale_after_ms (live: showing them would only delay the newer)."""
+        node = self.node
+        if not node.p["drop_stale"]:
+            return
+        limit = node.p["stale_after_ms"] / 1000.0
+        now = time.monotonic()
+        while len(self.pending) > 1 and now - self.pending[0][0] >= limit:
+            self.pending.popleft()
+            self._count_stale()
+
+    def _count_stale(self) -> None:
+        self.node.count("dropped_stale")
+        self.counters["dropped_stale"] += 1
 
     def publish(self, msg: LatentChannels, frame, rgb: np.ndarray, now: float) -> None:
         node = self.node
