@@ -280,3 +280,35 @@ def test_camera_options_carry_a_size():
         parse_camera_option("mcu=qemu-m7:clips/traffic.mp4,width=320")
     with pytest.raises(ValueError, match="negative"):
         size_overrides("video", -1, 0, 0)
+
+
+def test_camera_driver_encodings_convert_as_cv_bridge_does():
+    """Bayer (all four orders), YUV 4:2:2, 16-bit grey in either byte order, to rgb8 with
+    OpenCV's conversions; an encoding it cannot take names itself."""
+    from sensor_msgs.msg import Image
+
+    from mcucoder_ros.codec.images import ImageError
+    from mcucoder_ros.nodes.common import compressed_to_rgb, image_to_rgb
+    rgb = _photo(64, 48)
+    for order in ("rggb", "bggr", "gbrg", "grbg"):
+        mosaic = np.empty((48, 64), np.uint8)
+        for i, c in enumerate(order):
+            y, x = divmod(i, 2)
+            mosaic[y::2, x::2] = rgb[y::2, x::2, "rgb".index(c)]
+        out = image_to_rgb(Image(height=48, width=64, encoding=f"bayer_{order}8", step=64, data=mosaic.tobytes()),
+                           use_cv_bridge=False)
+        assert out.shape == (48, 64, 3)
+        assert np.abs(out[8:-8, 8:-8].astype(int) - rgb[8:-8, 8:-8]).mean((0, 1)).max() < 20, order
+    grey = (rgb[..., 1].astype(np.uint16) * 257)
+    for big in (0, 1):
+        data = grey.astype(">u2" if big else "<u2").tobytes()
+        out = image_to_rgb(Image(height=48, width=64, encoding="mono16", is_bigendian=big, step=128, data=data),
+                           use_cv_bridge=False)
+        assert np.array_equal(out[..., 0], rgb[..., 1]) and np.array_equal(out[..., 2], rgb[..., 1])
+    with pytest.raises(ImageError, match="'32FC1'"):
+        image_to_rgb(Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16)), use_cv_bridge=False)
+    with pytest.raises(ImageError, match="odd width"):
+        image_to_rgb(Image(height=2, width=3, encoding="yuv422_yuy2", step=6, data=bytes(12)), use_cv_bridge=False)
+    from sensor_msgs.msg import CompressedImage
+    with pytest.raises(ImageError, match="cannot decode"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg"))
