@@ -306,8 +306,7 @@ class Pipeline:
                 last_in, last_change = (self.frames_in, handled), now
             if done_fn():
                 ctrl = self.nodes["bitrate_controller_node"].counters
-                skipped = ctrl.get("frames_skipped", 0) + ctrl.get("frames_skipped_link", 0) + \
-                    sum(getattr(s, "counters", {}).get("frames_skipped_receiver", 0) for s in self.sources.values())
+                skipped = ctrl.get("frames_skipped", 0) + ctrl.get("frames_skipped_link", 0)
                 caught_up = handled + skipped >= self.frames_in
                 quiet = now - last_change
                 if (caught_up and (not hasattr(self.encoder, "frames_published") or quiet > 0.5)) \

@@ -71,9 +71,7 @@ def run_cameras(a, cams) -> None:
         skipped = {n: ln.skipped for n, ln in ctrl.lanes.items()}
         for name, n_in in p.frames_in_by_camera().items():
             c = dec.get(name, {})
-            src = p.sources.get(name)
-            before = getattr(src, "counters", {}).get("frames_skipped_receiver", 0)
-            print(f"{name}: frames {n_in} (skipped before encoding for the receiver {before}), "
+            print(f"{name}: frames encoded {n_in}, "
                   f"decoded {c.get('frames', 0)}, malformed {c.get('malformed', 0)}, "
                   f"dropped stale {c.get('dropped_stale', 0)}, skipped for the receiver {skipped[name][0]}, "
                   f"skipped for the link {skipped[name][1]}; shown at {timing.get(name, {}).get('fps', 0):.1f} "

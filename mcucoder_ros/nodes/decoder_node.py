@@ -181,17 +181,7 @@ class DecoderNode(McuNode):
         back to back."""
         if self.decode_ms_avg <= 0 or len(self._recent_ms) < 5:
             return 0.0          # unknown until a few frames are decoded: the first ones are slower
-        per_batch = float(np.mean(self.batch_sizes[-50:])) if self.batch_sizes else 1.0
-        return 1000.0 * per_batch / self.decode_ms_avg
-
-    def lane_fps(self, lane) -> float:
-        """This camera's part of max_fps: an equal share among the cameras that sent a
-        frame within the last second.  Each camera's controller skips frames at its
-        source down to it, so that with several cameras the decoder is not sent more than
-        it can show in all (frames dropped stale here had already crossed the link)."""
-        now = time.monotonic()
-        active = sum(1 for ln in self.lanes if now - ln.last_arrival <= 1.0) or 1
-        return self.max_fps / active
+        return 1000.0 / self.decode_ms_avg
 
     def camera_counters(self) -> dict[str, dict]:
         return {ln.name: dict(ln.counters) for ln in self.lanes}
@@ -313,7 +303,7 @@ class _Lane:
             refresh = time.monotonic() - self._last_refresh_request >= 1.0     # rate-limited
             self._last_refresh_request = time.monotonic() if refresh else self._last_refresh_request
         rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(node.decode_ms),
-                             max_fps=float(node.lane_fps(self)), dropped_stale=int(self.counters["dropped_stale"]),
+                             max_fps=float(node.max_fps), dropped_stale=int(self.counters["dropped_stale"]),
                              lost_references=int(node.counters["lost_references"]), refresh_request=refresh)
         rep.header = msg.header
         rep.channels_decoded = array("B", [c for c in frame.channel_indices if c not in lost])

@@ -22,7 +22,6 @@ from ..codec.geometry import LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN
 from ..codec.images import ImageError, fit_size, resize_to
 from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
-from ..control import FrameRateGate
 from ..msg import LatentChannels, ReceiverReport
 from ..sources import FrameSource
 from .common import (
@@ -60,10 +59,6 @@ class EncoderNode(McuNode):
                                     range=(1, LATENT_CHANNELS)),
         "frame_id": ParamSpec("camera", "frame_id stamped on the latent"),
         "model_dir": ParamSpec("", "model folder (empty: the shipped default model)", read_only=True),
-        "follow_receiver_fps": ParamSpec(True, "file and camera sources: skip frames before encoding when the "
-                                         "receiver reports it shows fewer than arrive (receiver_report.max_fps), so "
-                                         "several cameras on one busy computer do not encode frames only to have "
-                                         "them dropped stale"),
         "video_mode": ParamSpec(False, "inter-frame coding against acknowledged references (bitstream v2; the "
                                 "model needs encoder_inter.npz)", read_only=True),
         "max_reference_age": ParamSpec(30, "video mode: frames after which a reference is not used",
@@ -93,8 +88,7 @@ class EncoderNode(McuNode):
             self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
         self.source = None
         self.timer = None
-        self.fps_gate = FrameRateGate()
-        self.create_subscription(ReceiverReport, "receiver_report", self._on_receiver, 10)
+
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}     # input size -> coded size
         if self.p["source"] == "image_topic":
             if self.p["image_transport"] == "compressed":
@@ -128,9 +122,6 @@ class EncoderNode(McuNode):
             self.budget = int(msg.data)
         else:
             self.count("invalid_budgets")
-
-    def _on_receiver(self, r: ReceiverReport):
-        self.fps_gate.on_receiver_fps(r.max_fps, time.monotonic())
 
     def _on_ack(self, r: ReceiverReport):
         self.references.acknowledge(r.sequence, list(r.channels_decoded))
@@ -201,12 +192,7 @@ class EncoderNode(McuNode):
             self.stop_reading()
             self.get_logger().info(f"end of input after {self.seq} frames")
             return
-        stamp = self.get_clock().now()
-        if self.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp.nanoseconds * 1e-9, time.monotonic()):
-            self.count("frames_skipped_receiver")      # the receiver could not show it: no CPU spent on it
-            self.seq += 1           # its sequence number stays used: sequences remain the source's frame count
-            return
-        self.encode_and_publish(rgb, stamp.to_msg(), self.p["frame_id"])
+        self.encode_and_publish(rgb, self.get_clock().now().to_msg(), self.p["frame_id"])
 
     def encode_and_publish(self, rgb, stamp, frame_id):
         t0 = time.perf_counter()
