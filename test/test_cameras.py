@@ -99,8 +99,10 @@ def test_three_cameras_one_link_one_decoder(ros, tmp_path):
         ros.node.create_subscription(Image, f"/mcucoder/{n}/image_decoded", got[n].append, rel)
         ros.node.create_subscription(BitrateStatus, f"/mcucoder/{n}/bitrate_status", status[n].append, 10)
     ros.node.create_subscription(BitrateStatus, "/mcucoder/bitrate_status", status["all"].append, 10)
+    # 224x224 (the wiring is under test here; sizes in test_ros_sizes): three decodes of the
+    # clips' own sizes outrun a 2-core host without AVX-512 beside three encoders
     proc = start("mcucoder-ros", "pipeline", "--cameras", ROOT / "config" / "cameras.yaml", "--trace", trace,
-                 "--duration", 12)
+                 "--duration", 12, "--width", 224, "--height", 224)
     try:
         assert ros.spin_until(lambda: proc.poll() is not None, 60), "runner did not stop after --duration"
         ros.spin_for(0.3)
