@@ -90,7 +90,7 @@ def test_three_cameras_one_link_one_decoder(ros, tmp_path):
 
     from mcucoder_ros.msg import BitrateStatus
     trace = tmp_path / "t.csv"
-    trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,180000,0,20\n60,180000,0,20\n")
+    trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,400000,0,20\n60,400000,0,20\n")   # room for 352x288
     names = ("front", "down", "rear")
     got = {n: [] for n in names}
     status = {n: [] for n in names + ("all",)}
@@ -99,10 +99,8 @@ def test_three_cameras_one_link_one_decoder(ros, tmp_path):
         ros.node.create_subscription(Image, f"/mcucoder/{n}/image_decoded", got[n].append, rel)
         ros.node.create_subscription(BitrateStatus, f"/mcucoder/{n}/bitrate_status", status[n].append, 10)
     ros.node.create_subscription(BitrateStatus, "/mcucoder/bitrate_status", status["all"].append, 10)
-    # 224x224 (the wiring is under test here; sizes in test_ros_sizes): three decodes of the
-    # clips' own sizes outrun a 2-core host without AVX-512 beside three encoders
     proc = start("mcucoder-ros", "pipeline", "--cameras", ROOT / "config" / "cameras.yaml", "--trace", trace,
-                 "--duration", 12, "--width", 224, "--height", 224)
+                 "--duration", 12)
     try:
         assert ros.spin_until(lambda: proc.poll() is not None, 60), "runner did not stop after --duration"
         ros.spin_for(0.3)
@@ -118,13 +116,15 @@ def test_three_cameras_one_link_one_decoder(ros, tmp_path):
         assert bad == 0 and enc >= 60, out
         # frames still in flight when --duration ends are the only ones unaccounted
         assert enc - 3 <= dec + stale + skip_rx + skip_link <= enc, out
-        assert dec >= 30, out
+        assert dec >= 20, out           # 12 s at 10 frames/s, on a 2-core host without AVX-512 too
         assert len(got[n]) >= dec - 3 and all(g.header.frame_id == n for g in got[n])
         own = {"front": (352, 288), "down": (224, 224), "rear": (224, 224)}[n]      # each camera's own size
         assert all((g.width, g.height) == own for g in got[n])
         assert status[n] and all(s.header.frame_id == n for s in status[n])
-    k = {n: np.mean([s.channels for s in status[n][-40:] if s.channels]) for n in names}
-    assert k["front"] > k["down"] and k["front"] > k["rear"], k
+    # the weight-2 camera gets the larger share of the link (its frames are 352x288, twice
+    # the others' pixels, so the share, not k, shows the weight)
+    share = {n: np.mean([s.target_bps for s in status[n][-40:] if s.target_bps == s.target_bps]) for n in names}
+    assert share["front"] > share["down"] and share["front"] > share["rear"], share
     tot = status["all"][-20:]
     assert tot and all(t.header.frame_id == "all" for t in tot)
     assert all(t.sent_bps < 1.3 * 180000 for t in tot), [t.sent_bps for t in tot]
