@@ -42,5 +42,7 @@ setup(
         "decoder_node = mcucoder_ros.nodes.decoder_node:main",
         "mcu_bridge_node = mcucoder_ros.nodes.mcu_bridge_node:main",
         "link_emulator_node = mcucoder_ros.nodes.link_emulator_node:main",
+        "network_sender_node = mcucoder_ros.nodes.network_sender_node:main",
+        "network_receiver_node = mcucoder_ros.nodes.network_receiver_node:main",
     ]},
 )

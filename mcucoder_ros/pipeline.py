@@ -33,6 +33,23 @@ LINK_EMULATOR = ("link_emulator_node", "mcucoder_ros.nodes.link_emulator_node:Li
 DECODER_REMAP_WITH_LINK = {"latent_gated": "latent_link"}
 
 
+# Robot and base station on two machines (docs/ros.md): the frames cross the network as
+# LatentChunk trains; the base reports what arrived (delivery_report) back to the controller
+NETWORK_SENDER = ("network_sender_node", "mcucoder_ros.nodes.network_sender_node:NetworkSenderNode")
+NETWORK_RECEIVER = ("network_receiver_node", "mcucoder_ros.nodes.network_receiver_node:NetworkReceiverNode")
+SPLITS = ("robot", "base")
+
+
+def split_nodes(source: str, side: str):
+    """The robot's half (source, controller, network_sender_node) or the base's
+    (network_receiver_node, decoder_node reading latent_link), in data-flow order."""
+    if side == "robot":
+        return (nodes_for(source)[0], DOWNSTREAM[0], NETWORK_SENDER)
+    if side == "base":
+        return (NETWORK_RECEIVER, DOWNSTREAM[1])
+    raise ValueError(f"unknown half '{side}' (choose from {', '.join(SPLITS)})")
+
+
 def nodes_for(source: str):
     return ((BRIDGE if source in SERIAL_SOURCES else ENCODER),) + DOWNSTREAM
 

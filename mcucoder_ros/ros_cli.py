@@ -77,6 +77,16 @@ def main(argv=None):
                    "<namespace>/<name>, one controller and one batched decoder for all")
     p.add_argument("--camera", action="append", default=None, metavar="NAME=SOURCE:INPUT",
                    help="a camera of a multi-camera graph (repeatable; ,weight=W ,min_channels=M appended)")
+    p.add_argument("--split", choices=P.SPLITS, default=None,
+                   help="one half for two machines (docs/ros.md, Robot and base station): robot = source, bitrate "
+                   "controller, network sender; base = network receiver, decoder")
+    p.add_argument("--network-reliability", choices=["best_effort", "reliable"], default=None,
+                   help="--split: QoS of latent_chunks, the topic that crosses the network (default: the node's)")
+    p.add_argument("--fps", type=float, default=None, help="--split robot: frames/s of a file or camera source")
+    p.add_argument("--clock-offset", type=float, default=0.0,
+                   help="--split base: add this to the link times of the delivery reports (a clock that disagrees)")
+    p.add_argument("--record", default=None, metavar="FILE",
+                   help="--split: write what this half saw of every frame as JSON when it stops")
     p.set_defaults(func=_app("run_pipeline", "run"))
     mt = sub.add_parser("make-traces", help="write the generated link traces (burst loss, jitter, fade and "
                         "outage, lossy low rate) from a seed; docs/abr.md")
@@ -145,6 +155,23 @@ def main(argv=None):
                    help="--cameras: how the link is split (default: all three)")
     e.add_argument("--front-weight", type=float, default=2.0, help="--cameras: weight of camera 0 (others: 1)")
     e.set_defaults(func=_app("evaluate_abr", cameras="evaluate_abr_multi", live_cameras="evaluate_abr_live_multi"))
+    th = sub.add_parser("bench-two-hosts", help="robot and base station in two network namespaces through a tbf "
+                        "bottleneck following a link trace (root; docs/ros.md, Robot and base station)")
+    th.add_argument("--trace", default=None, help="link trace CSV (default: the demo's steps 2 Mbit/s -> 200 kbit/s "
+                    "-> 400 kbit/s, 4 + 8 + 8 s)")
+    th.add_argument("--duration", type=float, default=None, help="seconds of the trace to run")
+    th.add_argument("--reliability", nargs="+", default=["best_effort", "reliable"],
+                    choices=["best_effort", "reliable"], help="QoS of latent_chunks, one run each")
+    th.add_argument("--clock-offset", nargs="+", type=float, default=[0.0],
+                    help="offsets added to the base's report times, one run each (e.g. 0 2 -2)")
+    th.add_argument("--fps", type=float, default=10.0)
+    th.add_argument("--width", type=int, default=224)
+    th.add_argument("--height", type=int, default=224)
+    th.add_argument("--input", default=None, help="video (default: the bundled clip)")
+    th.add_argument("--workdir", default="out/two_hosts", help="records and logs of each half")
+    th.add_argument("--json", default=None)
+    th.add_argument("--plot", default=None)
+    th.set_defaults(func=_app("bench_two_hosts", "run"))
     r = sub.add_parser("record", help="record the compressed stream into a rosbag2 bag (MCAP), no ROS install needed")
     r.add_argument("--out", required=True, help="bag folder to create")
     r.add_argument("--topics", nargs="+", default=["latent_gated", "bitrate_status", "link_quality"],
@@ -177,8 +204,11 @@ def main(argv=None):
                    help="--cameras: host encoders per camera instead of replaying pre-encoded latents (MCUs)")
     b.set_defaults(func=_app("bench_pipeline", cameras="bench_cameras"))
     a = ap.parse_args(argv)
-    if a.cmd == "pipeline" and a.source != "image_topic" and not a.input and not (a.cameras or a.camera):
+    if a.cmd == "pipeline" and a.source != "image_topic" and not a.input and not (a.cameras or a.camera) \
+            and a.split != "base":
         ap.error("--input is required for file and camera sources")
+    if a.cmd == "pipeline" and a.split:
+        a.func = _app("split_pipeline", "run")
     from rclpy.exceptions import InvalidParameterValueException
 
     from .bags import BagError
