@@ -153,9 +153,23 @@ def latent_topics(path, topics: dict | None = None) -> list[str]:
 
 
 # LatentChannels as earlier versions of this package defined it, newest first: bags
-# recorded with them still decode (their frames are 224x224, bitstream versions 1 and 2;
-# the fields added later are absent, and bitstream.from_message reads that as 224x224).
+# recorded with them still decode (the first: any size, bitstream versions 1 to 3; the
+# older two: 224x224, versions 1 and 2; the fields added later are absent, and
+# bitstream.from_message reads width and height 0 as 224x224 and no scale_shift as 0).
 LEGACY_LATENT_DEFINITIONS = (
+    """std_msgs/Header header
+uint32 sequence
+uint32 model_id
+uint8 bitstream_version
+uint8 num_channels
+uint8 latent_height
+uint8 latent_width
+uint8[] channel_indices
+uint16[] chunk_lengths
+uint8[] payload
+uint8[] reference_deltas
+uint16 width
+uint16 height""",
     """std_msgs/Header header
 uint32 sequence
 uint32 model_id
@@ -224,7 +238,7 @@ def current_raw(raw: bytes, msgtype: str, ts=None) -> bytes:
     cls = ts.types[msgtype]
     import numpy as np
     fields = {name: getattr(old, name, None) for name in cls.__dataclass_fields__}
-    defaults = {"reference_deltas": np.array([], np.uint8), "width": 0, "height": 0}
+    defaults = {"reference_deltas": np.array([], np.uint8), "width": 0, "height": 0, "scale_shift": 0}
     fields = {k: (defaults[k] if v is None else v) for k, v in fields.items()}
     return ts.serialize_cdr(cls(**fields), msgtype)
 

@@ -157,7 +157,8 @@ def test_bag_without_latents_or_with_unknown_model(tmp_path):
     m = Lat(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="c"), sequence=0, model_id=0xDEADBEEF,
             bitstream_version=1, num_channels=12, latent_height=28, latent_width=28,
             channel_indices=np.array([0], np.uint8), chunk_lengths=np.array([4], np.uint16),
-            payload=np.array([0, 128, 0, 0], np.uint8), reference_deltas=np.array([], np.uint8), width=224, height=224)
+            payload=np.array([0, 128, 0, 0], np.uint8), reference_deltas=np.array([], np.uint8), width=224, height=224,
+            scale_shift=0)
     w.write("/x/latent", 1, ts.serialize_cdr(m, "mcucoder_ros/msg/LatentChannels"))
     w.close()
     with pytest.raises(BagError, match="0xdeadbeef, which no shipped model has"):
@@ -210,10 +211,10 @@ def test_sqlite3_bags_read_as_well(recorded, tmp_path):
         assert f.read_bytes() == (tmp_path / "fb" / f.name).read_bytes()
 
 
-@pytest.mark.parametrize("definition", [0, 1])
+@pytest.mark.parametrize("definition", [0, 1, 2])
 def test_bags_of_earlier_message_definitions_decode_unchanged(tmp_path, decoder, definition):
-    """A bag recorded before LatentChannels carried the picture size (and, older still,
-    before it had reference_deltas) decodes to the same pictures as the golden frames,
+    """A bag recorded before LatentChannels carried the scale shift (older, before the
+    picture size; older still, before it had reference_deltas) decodes to the same pictures as the golden frames,
     and `play` republishes its latents in today's definition."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -236,8 +237,10 @@ def test_bags_of_earlier_message_definitions_decode_unchanged(tmp_path, decoder,
                   "latent_width": 28, "channel_indices": np.array(f.channel_indices, np.uint8),
                   "chunk_lengths": np.array(f.chunk_lengths, np.uint16),
                   "payload": np.frombuffer(f.payload, np.uint8)}
-        if definition == 0:
+        if definition <= 1:
             fields["reference_deltas"] = np.array([], np.uint8)
+        if definition == 0:
+            fields["width"] = fields["height"] = 224
         raws.append(old.serialize_cdr(Lat(**fields), "mcucoder_ros/msg/LatentChannels"))
         w.write("/mcucoder/latent_gated", (100 + i) * 10**9, raws[-1])
     w.close()
@@ -249,4 +252,5 @@ def test_bags_of_earlier_message_definitions_decode_unchanged(tmp_path, decoder,
         assert np.array_equal(got, decoder.decode(f))
     now = typestore().deserialize_cdr(current_raw(raws[0], "mcucoder_ros/msg/LatentChannels"),
                                       "mcucoder_ros/msg/LatentChannels")
-    assert (now.width, now.height) == (0, 0) and bitstream.from_message(now).chunks == frames[0].chunks
+    assert (now.width, now.height) == ((224, 224) if definition == 0 else (0, 0)) and now.scale_shift == 0
+    assert bitstream.from_message(now).chunks == frames[0].chunks

@@ -367,7 +367,7 @@ def bag_sizes(out_dir, clip=None, seconds: float = 60.0, fps: float = 15.0, mode
                               channel_indices=np.array(fr.channel_indices, np.uint8),
                               chunk_lengths=np.array([len(c) for c in fr.chunks], np.uint16),
                               payload=np.frombuffer(b"".join(fr.chunks), np.uint8),
-                              reference_deltas=np.array([], np.uint8), width=224, height=224)
+                              reference_deltas=np.array([], np.uint8), width=224, height=224, scale_shift=0)
 
     def image_msg(i):
         f = frames[i % len(frames)]

@@ -36,6 +36,12 @@ still written as version 1 or 2, byte for byte what the firmware sends):
 
 The latent is ceil(height / 8) x ceil(width / 8) per channel; every limit (chunk and
 frame length) follows from the size in the header.
+
+Version 4 is a picture coded at 1/2 or 1/4 of the camera's size (the resolution
+ladder): version 3's layout, with byte 3 the scale shift s (1 or 2) and width and
+height the camera's size, which the receiver shows; the coded picture is
+ceil(width / 2^s) x ceil(height / 2^s) (geometry.decimate), and the latent follows
+from that.
 """
 from __future__ import annotations
 
@@ -43,15 +49,17 @@ import struct
 from dataclasses import dataclass, field
 
 from .entropy import MAX_CHUNK_BYTES_ANY, max_chunk_bytes
-from .geometry import IMAGE_SIZE, LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, SizeError, check_size, latent_shape
+from .geometry import (IMAGE_SIZE, LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_scale,
+                       check_size, coded_size, latent_shape)
 
 MAGIC = b"MC"
 VERSION = 1              # 224x224, intra only
 VERSION_INTER = 2        # 224x224, chunk table with a reference per chunk
 VERSION_SIZED = 3        # any size: width and height in the header, chunk table as version 2
-VERSIONS = (VERSION, VERSION_INTER, VERSION_SIZED)
+VERSION_SCALED = 4       # coded at 1/2 or 1/4 of the camera's size (byte 3: the scale shift)
+VERSIONS = (VERSION, VERSION_INTER, VERSION_SIZED, VERSION_SCALED)
 HEADER = struct.Struct("<2sBBIIBBBB")             # versions 1 and 2
-HEADER_V3 = struct.Struct("<2sBBIIBBHH")          # version 3
+HEADER_V3 = struct.Struct("<2sBBIIBBHH")          # versions 3 and 4
 CHUNK_ENTRY = struct.Struct("<BH")
 CHUNK_ENTRY_V2 = struct.Struct("<BHB")            # versions 2 and 3
 
@@ -83,11 +91,15 @@ class Frame:
     flags: int = 0
     extra: dict = field(default_factory=dict)
     references: list[int] | None = None     # per chunk: 0 intra, d > 0 inter against frame sequence - d
-    width: int = IMAGE_SIZE                 # the picture's size in pixels
+    width: int = IMAGE_SIZE                 # the picture's size in pixels (the camera's)
     height: int = IMAGE_SIZE
+    scale_shift: int = 0                    # coded at 1 / 2^scale_shift of that size (version 4)
 
     def __post_init__(self):
-        lh, lw = latent_shape(self.width, self.height)
+        try:
+            lh, lw = latent_shape(*self.coded_size)
+        except SizeError:       # a scale the codec does not take: validate() says so
+            lh, lw = latent_shape(self.width, self.height)
         if self.latent_height is None:
             self.latent_height = lh
         if self.latent_width is None:
@@ -99,6 +111,11 @@ class Frame:
         return self.width, self.height
 
     @property
+    def coded_size(self) -> tuple[int, int]:
+        """(width, height) of the picture as coded: the camera's size at this frame's scale."""
+        return coded_size(self.width, self.height, self.scale_shift)
+
+    @property
     def latent_shape(self) -> tuple[int, int]:
         return self.latent_height, self.latent_width
 
@@ -108,6 +125,8 @@ class Frame:
 
     @property
     def version(self) -> int:
+        if self.scale_shift:
+            return VERSION_SCALED
         if (self.width, self.height) != (IMAGE_SIZE, IMAGE_SIZE):
             return VERSION_SIZED
         return VERSION_INTER if any(self.reference_deltas) else VERSION
@@ -117,13 +136,17 @@ class Frame:
             raise BitstreamError("model_id and sequence must fit in u32")
         try:
             check_size(self.width, self.height)
+            check_scale(self.scale_shift)
         except SizeError as e:
             raise BitstreamError(str(e)) from None
-        expected = (LATENT_CHANNELS, *latent_shape(self.width, self.height))
+        if min(self.coded_size) < MIN_SIDE:
+            raise BitstreamError(f"a {self.width}x{self.height} picture cannot be coded at 1/{1 << self.scale_shift} "
+                                 f"of its size (each coded side must be at least {MIN_SIDE})")
+        expected = (LATENT_CHANNELS, *latent_shape(*self.coded_size))
         if (self.num_channels, self.latent_height, self.latent_width) != expected:
             raise BitstreamError(f"unsupported latent geometry {self.num_channels}x{self.latent_height}x"
                                  f"{self.latent_width} (expected {expected[0]}x{expected[1]}x{expected[2]} for "
-                                 f"{self.width}x{self.height} pixels)")
+                                 f"{self.width}x{self.height} pixels at scale 1/{1 << self.scale_shift})")
         if len(self.channel_indices) != len(self.chunks):
             raise BitstreamError("one chunk per channel index is required")
         prev = -1
@@ -136,7 +159,7 @@ class Frame:
         for c, ch in zip(self.channel_indices, self.chunks):
             if not 4 <= len(ch) <= limit:
                 raise BitstreamError(f"chunk of channel {c} has {len(ch)} bytes (allowed 4..{limit} at "
-                                     f"{self.width}x{self.height})")
+                                     f"{self.latent_width * 8}x{self.latent_height * 8} coded)")
         refs = self.reference_deltas
         if len(refs) != len(self.chunks) or any(not 0 <= int(d) <= 255 for d in refs):
             raise BitstreamError(f"one reference per chunk is required, each in 0..255: {refs}")
@@ -155,14 +178,15 @@ def header_bytes(version: int, chunks: int) -> int:
     """Bytes of a frame's header and chunk table: what a frame costs beyond its chunks."""
     if version == VERSION:
         return HEADER.size + CHUNK_ENTRY.size * chunks
-    return (HEADER_V3 if version == VERSION_SIZED else HEADER).size + CHUNK_ENTRY_V2.size * chunks
+    return (HEADER_V3 if version >= VERSION_SIZED else HEADER).size + CHUNK_ENTRY_V2.size * chunks
 
 
 def pack(frame: Frame) -> bytes:
     frame.validate()
     version = frame.version
-    if version == VERSION_SIZED:
-        head = HEADER_V3.pack(MAGIC, version, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
+    if version >= VERSION_SIZED:
+        flags = frame.scale_shift if version == VERSION_SCALED else frame.flags
+        head = HEADER_V3.pack(MAGIC, version, flags, frame.model_id, frame.sequence, frame.num_channels,
                               len(frame.chunks), frame.width, frame.height)
     else:
         head = HEADER.pack(MAGIC, version, frame.flags, frame.model_id, frame.sequence, frame.num_channels,
@@ -190,24 +214,32 @@ def unpack(data: bytes) -> Frame:
     version = data[2]
     if version not in VERSIONS:
         raise BitstreamError(f"unsupported bitstream version {version} (this decoder reads {VERSIONS})")
-    header = HEADER_V3 if version == VERSION_SIZED else HEADER
+    header = HEADER_V3 if version >= VERSION_SIZED else HEADER
     if len(data) < header.size:
         raise BitstreamError(f"truncated frame header ({len(data)} of {header.size} bytes)")
-    if version == VERSION_SIZED:
+    shift = 0
+    if version >= VERSION_SIZED:
         _, _, flags, model_id, seq, nc, n, w, h = header.unpack_from(data)
+        if version == VERSION_SCALED:
+            shift, flags = flags, 0
+            if shift not in (1, 2):
+                raise BitstreamError(f"frame header: scale shift {shift} (a version 4 frame is coded at 1/2 or 1/4)")
         try:
             check_size(w, h)
         except SizeError as e:
             raise BitstreamError(f"frame header: {e}") from None
-        lh, lw = latent_shape(w, h)
+        if min(coded_size(w, h, shift)) < MIN_SIDE:
+            raise BitstreamError(f"frame header: a {w}x{h} picture cannot be coded at 1/{1 << shift}")
+        lh, lw = latent_shape(*coded_size(w, h, shift))
     else:
         _, _, flags, model_id, seq, nc, lh, lw, n = header.unpack_from(data)
         w = h = IMAGE_SIZE
     if n > nc:
         raise BitstreamError(f"chunk count {n} exceeds channel count {nc}")
-    if len(data) > max_frame_bytes(w, h):
-        raise BitstreamError(f"frame of {len(data)} bytes exceeds the maximum {max_frame_bytes(w, h)} of a "
-                             f"{w}x{h} picture")
+    limit = max_frame_bytes(*coded_size(w, h, shift)) if shift else max_frame_bytes(w, h)
+    if len(data) > limit:
+        raise BitstreamError(f"frame of {len(data)} bytes exceeds the maximum {limit} of a "
+                             f"{w}x{h} picture at scale 1/{1 << shift}")
     entry = CHUNK_ENTRY if version == VERSION else CHUNK_ENTRY_V2
     table_end = header.size + n * entry.size
     if len(data) < table_end:
@@ -216,12 +248,12 @@ def unpack(data: bytes) -> Frame:
     refs = [e[2] for e in entries] if version != VERSION else None
     return from_payload(model_id, seq, [e[0] for e in entries], [e[1] for e in entries], data[table_end:],
                         num_channels=nc, latent_height=lh, latent_width=lw, flags=flags,
-                        references=refs, width=w, height=h)
+                        references=refs, width=w, height=h, scale_shift=shift)
 
 
 def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *, num_channels=LATENT_CHANNELS,
                  latent_height=None, latent_width=None, flags=0, references=None, width=IMAGE_SIZE,
-                 height=IMAGE_SIZE) -> Frame:
+                 height=IMAGE_SIZE, scale_shift=0) -> Frame:
     """Build a Frame from the fields a LatentChannels message carries (checked)."""
     channel_indices = [int(c) for c in channel_indices]
     chunk_lengths = [int(n) for n in chunk_lengths]
@@ -240,7 +272,7 @@ def from_payload(model_id, sequence, channel_indices, chunk_lengths, payload, *,
               None if latent_height is None else int(latent_height),
               None if latent_width is None else int(latent_width),
               int(flags), references=[int(d) for d in references] if references else None,
-              width=int(width), height=int(height))
+              width=int(width), height=int(height), scale_shift=int(scale_shift))
     f.validate()
     return f
 
@@ -258,13 +290,19 @@ def from_message(m) -> Frame:
     if refs and len(refs) != len(m.channel_indices):
         raise BitstreamError(f"{len(refs)} references for {len(m.channel_indices)} chunks")
     w, h = int(getattr(m, "width", 0)), int(getattr(m, "height", 0))
-    if m.bitstream_version == VERSION_SIZED:
+    shift = int(getattr(m, "scale_shift", 0))
+    if shift and m.bitstream_version != VERSION_SCALED:
+        raise BitstreamError(f"a version {m.bitstream_version} frame is not scaled (scale_shift {shift})")
+    if m.bitstream_version == VERSION_SCALED and shift not in (1, 2):
+        raise BitstreamError(f"a version 4 frame is coded at 1/2 or 1/4 (scale_shift {shift})")
+    if m.bitstream_version >= VERSION_SIZED:
         if not w or not h:
-            raise BitstreamError("a version 3 frame needs its width and height")
+            raise BitstreamError(f"a version {m.bitstream_version} frame needs its width and height")
     elif (w, h) in ((0, 0), (IMAGE_SIZE, IMAGE_SIZE)):
         w = h = IMAGE_SIZE
     else:
         raise BitstreamError(f"a version {m.bitstream_version} frame is 224x224, not {w}x{h}")
     return from_payload(m.model_id, m.sequence, list(m.channel_indices), list(m.chunk_lengths),
                         bytes(m.payload), num_channels=m.num_channels, latent_height=m.latent_height,
-                        latent_width=m.latent_width, references=refs or None, width=w, height=h)
+                        latent_width=m.latent_width, references=refs or None, width=w, height=h,
+                        scale_shift=shift)

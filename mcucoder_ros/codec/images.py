@@ -66,3 +66,11 @@ def resize_to(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return rgb
     shrink = w * h < rgb.shape[0] * rgb.shape[1]
     return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def upscale(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A picture decoded at a rung of the resolution ladder back at the camera's size
+    (width, height): bicubic (cv2.INTER_CUBIC); the picture as is when it has that size."""
+    if rgb.shape[:2] == (size[1], size[0]):
+        return rgb
+    return cv2.resize(rgb, (int(size[0]), int(size[1])), interpolation=cv2.INTER_CUBIC)

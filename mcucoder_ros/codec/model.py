@@ -11,8 +11,8 @@ import numpy as np
 from .. import resources
 from .bitstream import Frame
 from .entropy import ChannelCoder, EntropyError
-from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE, check_size, latent_shape
-from .images import ImageError, pad_to_stride
+from .geometry import IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE, check_size, decimate, latent_shape
+from .images import ImageError, pad_to_stride, upscale
 from .int8_encoder import Int8Encoder
 from .inter import InterChannelCoder, ReceivedReferences, ReferenceState
 from .latent_quant import LatentQuantizer
@@ -163,21 +163,26 @@ class EncoderModel:
         return self.quantizer.quantize(self.latent(rgb))
 
     def encode(self, rgb: np.ndarray, channels: int = LATENT_CHANNELS, sequence: int = 0,
-               references: ReferenceState | None = None) -> Frame:
+               references: ReferenceState | None = None, scale_shift: int = 0) -> Frame:
         """The first `channels` channels of the frame at its own size, intra; with
         `references` (video mode), each channel is coded against its acknowledged
         reference when that is shorter.  224x224: bitstream v1 (v2 with inter chunks),
-        what the firmware sends; any other size: v3, which carries the size."""
+        what the firmware sends; any other size: v3, which carries the size.
+        scale_shift 1 or 2: coded at 1/2 or 1/4 of its size (geometry.decimate), v4."""
         if not 0 <= channels <= LATENT_CHANNELS:
             raise ValueError(f"channels must be in 0..{LATENT_CHANNELS}, got {channels}")
-        latent = self.latent(rgb)[:channels]     # only the budgeted channels are quantised and coded
+        latent = self.latent(decimate(rgb, scale_shift))[:channels]   # only the budgeted channels are coded
         return self.code(self.quantizer.quantize(latent), channels, sequence, references,
-                         size=(rgb.shape[1], rgb.shape[0]))
+                         size=(rgb.shape[1], rgb.shape[0]), scale_shift=scale_shift)
 
     def code(self, sym: np.ndarray, channels: int, sequence: int = 0,
-             references: ReferenceState | None = None, size: tuple[int, int] | None = None) -> Frame:
+             references: ReferenceState | None = None, size: tuple[int, int] | None = None,
+             scale_shift: int = 0) -> Frame:
         """The entropy-coding half of `encode`, from the symbols (at least `channels` of
-        them).  size: (width, height) of the picture (default: 8 pixels per symbol)."""
+        them).  size: (width, height) of the camera's picture (default: 8 pixels per
+        symbol); scale_shift: the symbols are of that picture at 1 / 2^scale_shift.  In
+        video mode a channel of another latent size has no reference (a scale change
+        starts new references)."""
         if references is not None and self.inter_coders is None:
             raise ModelError("this model has no inter-frame tables (encoder_inter.npz): fit them with "
                              "`mcucoder fit-inter`")
@@ -198,7 +203,8 @@ class EncoderModel:
             references.frame_done()
         width, height = size if size is not None else (sym.shape[2] * 8, sym.shape[1] * 8)
         return Frame(self.model_id, sequence, list(range(channels)), chunks,
-                     references=refs if any(refs) else None, width=int(width), height=int(height))
+                     references=refs if any(refs) else None, width=int(width), height=int(height),
+                     scale_shift=scale_shift)
 
 
 def _session_options(threads: int):
@@ -375,7 +381,9 @@ class DecoderModel:
         """Several frames (of several cameras, each with its own references) together:
         the pictures, in order; frames of one size run as one batch."""
         refs = references or [None] * len(frames)
-        return self.reconstruct_frames([self.latent(f, r) for f, r in zip(frames, refs)], [f.size for f in frames])
+        pics = self.reconstruct_frames([self.latent(f, r) for f, r in zip(frames, refs)],
+                                       [f.coded_size for f in frames])
+        return [upscale(p, f.size) for p, f in zip(pics, frames)]
 
     def reconstruct_frames(self, latents: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         """[1, 12, h, w] latents of any sizes -> their pictures cropped to `sizes` (width,
@@ -391,8 +399,9 @@ class DecoderModel:
         return out
 
     def decode(self, frame: Frame, references: ReceivedReferences | None = None) -> np.ndarray:
-        """One frame -> its picture, uint8 RGB [height, width, 3] of the frame's size."""
-        return self.reconstruct(self.latent(frame, references), frame.size)
+        """One frame -> its picture, uint8 RGB [height, width, 3] of the frame's size (a
+        frame coded at 1/2 or 1/4 of it is scaled back up, bicubic)."""
+        return upscale(self.reconstruct(self.latent(frame, references), frame.coded_size), frame.size)
 
 
 def _crop(picture: np.ndarray, size) -> np.ndarray:

@@ -174,7 +174,7 @@ def frame_to_msg(frame: bitstream.Frame, stamp, frame_id: str) -> LatentChannels
     m.payload = array("B", frame.payload)
     if frame.version != bitstream.VERSION and any(frame.reference_deltas):
         m.reference_deltas = array("B", frame.reference_deltas)
-    m.width, m.height = frame.width, frame.height
+    m.width, m.height, m.scale_shift = frame.width, frame.height, frame.scale_shift
     return m
 
 
@@ -192,22 +192,22 @@ def gate(m: LatentChannels, k: int) -> LatentChannels:
     out.header = m.header
     out.sequence, out.model_id, out.bitstream_version = m.sequence, m.model_id, m.bitstream_version
     out.num_channels, out.latent_height, out.latent_width = m.num_channels, m.latent_height, m.latent_width
-    out.width, out.height = m.width, m.height
+    out.width, out.height, out.scale_shift = m.width, m.height, m.scale_shift
     out.channel_indices = array("B", idx[:keep])
     out.chunk_lengths = array("H", lens[:keep])
     out.payload = m.payload[:sum(lens[:keep])]
     refs = list(m.reference_deltas)[:keep]
     if any(refs):
         out.reference_deltas = array("B", refs)
-    elif m.bitstream_version != bitstream.VERSION_SIZED:   # 224x224, the kept chunks all intra: a v1 frame
+    elif m.bitstream_version < bitstream.VERSION_SIZED:    # 224x224, the kept chunks all intra: a v1 frame
         out.bitstream_version = bitstream.VERSION
     return out
 
 
 def message_bytes(m: LatentChannels) -> int:
     """Bytes this frame costs on a link: the bitstream frame it stands for."""
-    if m.bitstream_version == bitstream.VERSION_SIZED:
-        version = bitstream.VERSION_SIZED
+    if m.bitstream_version >= bitstream.VERSION_SIZED:
+        version = m.bitstream_version
     else:
         version = bitstream.VERSION_INTER if len(m.reference_deltas) else bitstream.VERSION
     return bitstream.header_bytes(version, len(m.chunk_lengths)) + len(m.payload)

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from ..camera_info import load_calibration, scale_calibration
 from ..codec.bitstream import BitstreamError
 from ..codec.entropy import EntropyError
-from ..codec.images import fit_size, resize_to
+from ..codec.images import fit_size, resize_to, upscale
 from ..codec.inter import ReceivedReferences
 from ..codec.model import PROVIDERS, DecoderModel, ModelError
 from ..msg import LatentChannels, ReceiverReport
@@ -160,10 +160,12 @@ class DecoderNode(McuNode):
         if not good:
             return
         tw = time.perf_counter()
-        for size in {f.size for _, _, f in good}:
+        for size in {f.coded_size for _, _, f in good}:
             self.model.warm_up(len(self.lanes), size)          # once per size
         warm_s = time.perf_counter() - tw
-        images = self.model.reconstruct_frames(latents, [f.size for _, _, f in good])
+        images = self.model.reconstruct_frames(latents, [f.coded_size for _, _, f in good])
+        # a frame coded at a lower rung of the ladder is shown at the camera's size
+        images = [upscale(rgb, f.size) for (_, _, f), rgb in zip(good, images)]
         self.decode_ms = (time.perf_counter() - t0 - warm_s) * 1000
         # the capacity reported upstream (max_fps) is the median of the recent decodes: one
         # slow decode (a new size's session, another process taking the core) must not make

@@ -101,7 +101,7 @@ class LinkEmulatorNode(McuNode):
         out.header = m.header
         out.sequence, out.model_id, out.bitstream_version = m.sequence, m.model_id, m.bitstream_version
         out.num_channels, out.latent_height, out.latent_width = m.num_channels, m.latent_height, m.latent_width
-        out.width, out.height = m.width, m.height
+        out.width, out.height, out.scale_shift = m.width, m.height, m.scale_shift
         lens, payload, off = [], bytearray(), 0
         idx, refs = [], []
         deltas = list(m.reference_deltas) or [0] * n_chunks
@@ -116,7 +116,7 @@ class LinkEmulatorNode(McuNode):
         out.channel_indices, out.chunk_lengths, out.payload = array("B", idx), array("H", lens), array("B", payload)
         if any(refs):                         # video mode: each kept chunk keeps its reference
             out.reference_deltas = array("B", refs)
-        elif m.bitstream_version != 3:        # 224x224 with only intra chunks left: a version 1 frame
+        elif m.bitstream_version < 3:         # 224x224 with only intra chunks left: a version 1 frame
             out.bitstream_version = 1
         self._queue(t, d, m.header, m.sequence, nbytes, n_chunks, len(idx), out, first, cam)
 
