@@ -29,7 +29,7 @@ Library code (no rclpy; the message classes are passed in or come with the messa
     bound, the link is not the limit.  A frame of one part has no train of its own: the
     last train's rate stands in.  Scheduling on a busy computer only ever makes a train
     look slower, never faster: a train slower than the best of the last five is believed
-    only when its frame also queued (its last part's one-way delay above the 10-s
+    (within 2 s) only when its frame also queued (its last part's one-way delay above the 10-s
     minimum by `QUEUE_TRUST_S`), as a link slower than the stream makes it queue.  Bytes are the
     bitstream bytes the controller counts (`frame_bytes`), so the rate is in its units:
     what the link carries of the stream, its headers (DDS, UDP, IP) excluded.
@@ -46,6 +46,7 @@ from .codec.bitstream import CHUNK_ENTRY, HEADER
 HEADER_BYTES, CHUNK_ENTRY_BYTES = HEADER.size, CHUNK_ENTRY.size   # a frame whose parts did not all come
 MIN_TRAIN_S = 0.002         # a train's time on the link is taken as at least this (clock and scheduling jitter)
 QUEUE_TRUST_S = 0.05        # a train slower than the recent ones is believed when its frame queued this long
+SAMPLE_WINDOW_S = 2.0       # ... the best of the last five trains within this
 DELAY_WINDOW_S = 10.0       # sliding minimum of the one-way delay (propagation and the clocks' offset)
 PART_BYTES = 1200           # payload per part: one datagram on a 1500-byte MTU with DDS's ~200 bytes
 # per-chunk fields of LatentChannels; every other field is copied into each part as it is
@@ -145,7 +146,7 @@ class Reassembler:
         self.frames: dict[int, _Frame] = {}
         self.rate = math.nan            # the last train's rate, bytes/s (frames of one part use it)
         self.last_end = -math.inf       # link end of the last frame reported
-        self._samples: deque = deque(maxlen=5)   # the last trains' rates that a queue confirmed or that rose
+        self._samples: deque = deque(maxlen=5)   # (time, rate) of the last trains timed and believed
         self._delays: deque = deque()   # (arrival, one-way delay of part 0) for a sliding minimum
         self.finished: set = set()      # sequences already given out (late duplicates are ignored)
         self.stats = {"parts": 0, "frames": 0, "frames_incomplete": 0, "parts_lost": 0, "parts_late": 0}
@@ -175,8 +176,10 @@ class Reassembler:
                 out.append((None, rep))
         return out
 
-    def _recent_max(self) -> float:
-        return max(self._samples) if self._samples else math.inf
+    def _recent_max(self, now: float) -> float:
+        """The best train of the last five within SAMPLE_WINDOW_S (inf: none)."""
+        recent = [r for t, r in self._samples if now - t <= SAMPLE_WINDOW_S]
+        return max(recent) if recent else math.inf
 
     def _queued(self, f: _Frame, used: list[int], t_end: float) -> float | None:
         """How much longer than the shortest one-way delay seen lately the frame's last
@@ -227,14 +230,16 @@ class Reassembler:
         t0, t_end = f.arrivals[used[0]], f.arrivals[used[-1]]
         rate = self.rate
         if len(used) >= 2:
-            rate = sum(sizes[i] for i in used[1:]) / max(MIN_TRAIN_S, _train_time(f, used))
+            busy = _train_time(f, used)
+            rate = sum(sizes[i] for i in used[1:]) / max(MIN_TRAIN_S, busy)
             queued = self._queued(f, used, t_end)
-            if queued is not None and queued < QUEUE_TRUST_S and rate < self._recent_max():
+            best = self._recent_max(t_end)
+            if queued is not None and queued < QUEUE_TRUST_S and rate < best:
                 # no queue grew, so the link was not the limit: a slow train is the two computers'
                 # scheduling (it only ever lengthens times); the recent best train stands
-                rate = self._recent_max()
-            elif not partial:
-                self._samples.append(rate)
+                rate = best
+            elif not partial and busy >= MIN_TRAIN_S:      # (a train too quick to time is a lower bound only)
+                self._samples.append((t_end, rate))
             if not partial:
                 self.rate = rate
         nbytes = f.frame_bytes if complete else sum(sizes.values())

@@ -43,7 +43,10 @@ def demo_trace(duration: float = 20.0) -> Trace:
 
 
 def _cli() -> list[str]:
-    return [sys.executable, "-m", "mcucoder_ros.ros_cli"]
+    """The installed `mcucoder-ros` beside this Python (so a checkout's work in progress in
+    the current directory is not what runs), else the module."""
+    exe = os.path.join(os.path.dirname(sys.executable), "mcucoder-ros")
+    return [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "mcucoder_ros.ros_cli"]
 
 
 def run_once(trace: Trace, *, reliability: str = "best_effort", clock_offset: float = 0.0, fps: float = 10.0,
@@ -76,7 +79,7 @@ def run_once(trace: Trace, *, reliability: str = "best_effort", clock_offset: fl
             def pump():        # the robot's output to its log; the trace starts with its first frame
                 for line in procs["robot"].stdout:
                     logs["robot"].write(line)
-                    if "sending frames to the base station" in line:
+                    if "has a subscriber: reading frames" in line:     # the whole chain is up
                         started.set()
             threading.Thread(target=pump, daemon=True).start()
             if not started.wait(START_TIMEOUT_S):
