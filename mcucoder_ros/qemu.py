@@ -1,6 +1,7 @@
-"""Run the real firmware image under QEMU as the pipeline's camera: the video's frames
-(resized to 224x224) become the camera file read by semihosting, UART0 becomes a
-loopback TCP socket that mcu_bridge_node opens as `socket://127.0.0.1:PORT`."""
+"""Run the real firmware image under QEMU as the pipeline's camera: the video's frames,
+at their own size (or resized with the aspect kept, as the video source does), become
+the camera file read by semihosting (camera.rgb, its size in camera.cfg), UART0 becomes
+a loopback TCP socket that mcu_bridge_node opens as `socket://127.0.0.1:PORT`."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 
 from . import resources
-from .codec.images import resize_224
+from .codec.geometry import check_size
+from .codec.images import fit_size, resize_to
 from .sources import FrameSource
 
 # firmware target -> QEMU machine (firmware/Makefile builds each target)
@@ -53,8 +55,12 @@ def free_port() -> int:
 class QemuCamera:
     def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None,
                  link_key: bytes | None = None, stream_frames: int | None = None, rng: bool = True,
-                 device_id: bytes | None = None, storage: str | None = None):
-        """`rng`: emulate the part's random generator (a fresh seed per launch, below);
+                 device_id: bytes | None = None, storage: str | None = None, width: int = 0, height: int = 0,
+                 scale: float = 0.0):
+        """The camera streams the video's frames at their own size; `width` / `height`
+        (one of them: the aspect is kept) or `scale` resize them first, as image_proc's
+        resize does.  The firmware refuses a size above its compiled maximum (it says so
+        in a DEVICE_ERROR packet and on its console).  `rng`: emulate the part's random generator (a fresh seed per launch, below);
         False: a part without one, whose nonces rest on its boot counter.  `device_id`:
         the part's serial number (16 bytes; random by default).  `storage`: a folder that
         stands for the device's flash across launches (link.key, boot.count, device.id);
@@ -64,6 +70,8 @@ class QemuCamera:
         if not shutil.which("qemu-system-arm"):
             raise FileNotFoundError("qemu-system-arm not found (apt-get install qemu-system-arm)")
         self.target, self.video, self.max_frames = target, video, max_frames
+        self.resize = (int(width), int(height), float(scale))
+        self.size = None                # (width, height) of the camera's frames, once start() wrote them
         self.firmware = Path(firmware) if firmware else firmware_elf(target)
         self.rng = rng
         self.dir = storage or tempfile.mkdtemp(prefix="mcucoder-qemu-")
@@ -94,11 +102,17 @@ class QemuCamera:
                 rgb = source.next()
                 if rgb is None:
                     break
-                f.write(resize_224(rgb).tobytes())
+                if self.size is None:
+                    self.size = fit_size(rgb.shape[1], rgb.shape[0], *self.resize)
+                    check_size(*self.size)
+                f.write(resize_to(rgb, self.size).tobytes())
                 self.n_frames += 1
         source.close()
         if not self.n_frames:
             raise ValueError(f"no frames in {self.video}")
+        # the emulated camera's configuration: its picture size (width, height u16 LE)
+        (Path(self.dir) / "camera.cfg").write_bytes(self.size[0].to_bytes(2, "little")
+                                                    + self.size[1].to_bytes(2, "little"))
         # QEMU models none of the targets' random generators: the host stands in for it with
         # 32 fresh random bytes per launch, which the firmware reads once at boot (semihosting)
         seed = Path(self.dir) / "rng.seed"
@@ -159,17 +173,22 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, required=True, help="loopback TCP port of the UART")
     ap.add_argument("--firmware", help="firmware image (default: the installed or checkout image of the target)")
     ap.add_argument("--max-frames", type=int)
+    ap.add_argument("--width", type=int, default=0, help="resize the frames to this width (0: their own; with "
+                    "only one of --width / --height the aspect is kept)")
+    ap.add_argument("--height", type=int, default=0)
+    ap.add_argument("--scale", type=float, default=0.0, help="resize both sides by this factor (0: not set)")
     a = ap.parse_args(argv)
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))
     try:
-        cam = QemuCamera(a.target, a.input, a.max_frames, a.firmware)
+        cam = QemuCamera(a.target, a.input, a.max_frames, a.firmware, width=a.width, height=a.height, scale=a.scale)
         cam.start(a.port)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"qemu_camera: cannot start: {e}", file=sys.stderr, flush=True)
         return 2
-    print(f"qemu_camera: {a.target} firmware streaming {cam.n_frames} frames of {a.input} on "
+    print(f"qemu_camera: {a.target} firmware streaming {cam.n_frames} frames of {a.input} at "
+          f"{cam.size[0]}x{cam.size[1]} on "
           f"socket://127.0.0.1:{a.port}", flush=True)
     while not stopping and cam.proc.poll() is None:
         time.sleep(0.1)

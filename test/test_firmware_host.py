@@ -14,8 +14,10 @@ def test_c_core_matches_golden_vectors(tmp_path):
     r = subprocess.run(["make", "-C", str(ROOT / "firmware"), f"BUILD={tmp_path}", "host-test"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    for kernels in ("c", "dsp"):
+    for kernels in ("c", "dsp", "mve"):
         assert re.search(rf"OK: 3 vectors, 0 failures \(model \w+, {kernels} kernels\)", r.stdout), r.stdout
+        # test/vectors/sized: version 3 at 352x288 and at 203x117 (padded by edge replication)
+        assert re.search(rf"OK: 2 vectors, 0 failures \(model \w+, {kernels} kernels\)", r.stdout), r.stdout
     assert "OK: serial protocol vectors" in r.stdout
 
 

@@ -130,3 +130,42 @@ def test_unknown_protocol_version_is_reported_clearly(ros):
         bridge.destroy_node()
         os.close(master)
         os.close(slave)
+
+
+def test_bridge_publishes_the_pictures_size_and_reports_a_device_error(ros, encoder):
+    """A device at a camera size other than 224x224 (FRAME_HEADER with the size, bitstream
+    v3) over a real pty: the latent carries width and height and decodes as the host's
+    frame; a DEVICE_ERROR (a camera above the firmware's maximum) is logged and turns the
+    bridge's diagnostics to ERROR with the device's text."""
+    import numpy as np
+    from rclpy.qos import qos_profile_sensor_data
+
+    from mcucoder_ros.msg import LatentChannels
+    from mcucoder_ros.nodes.common import msg_to_frame
+    rgb = np.random.default_rng(5).integers(0, 256, (172, 228, 3), dtype=np.uint8)
+    ref = encoder.encode(rgb, 3, 4)
+    master, slave = os.openpty()
+    got = []
+    ros.node.create_subscription(LatentChannels, "/bridge_test/latent", got.append, qos_profile_sensor_data)
+    bridge = make_bridge(ros, os.ttyname(slave))
+    try:
+        assert ros.spin_until(lambda: bridge.ser is not None, 10)
+        write_all(master, HELLO)
+        out = sp.encode_packet(sp.FRAME_HEADER, sp.FrameHeader(4, 4000, 12, ref.latent_height, ref.latent_width, 3, 3,
+                                                                228, 172).pack())
+        for c, ch in zip(ref.channel_indices, ref.chunks):
+            out += sp.encode_packet(sp.CHUNK, sp.CHUNK_HEAD_FMT.pack(4, c) + ch)
+        write_all(master, out + sp.encode_packet(sp.FRAME_END, sp.FRAME_END_FMT.pack(4, 1)))
+        assert ros.spin_until(lambda: got, 10)
+        m = got[0]
+        assert (m.width, m.height, m.bitstream_version) == (228, 172, 3)
+        assert msg_to_frame(m).chunks == ref.chunks
+        write_all(master, sp.encode_packet(sp.DEVICE_ERROR, b"\x01camera picture 800x600 is outside what this "
+                                                            b"firmware codes: at most 640x480"))
+        assert ros.spin_until(lambda: bridge.assembler.device_error is not None, 10)
+        level, msg, vals = bridge.diagnostics()
+        assert level == 2 and "800x600" in msg and "at most 640x480" in msg and vals["device_errors"] == 1
+    finally:
+        bridge.destroy_node()
+        os.close(master)
+        os.close(slave)

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from mcucoder_ros.codec import bitstream
 from mcucoder_ros.link import serial_protocol as sp
-from mcucoder_ros.link.vectors import DEVICE_FIELDS, device_stream, host_stream
+from mcucoder_ros.link.frames import FrameAssembler
+from mcucoder_ros.link.vectors import DEVICE_FIELDS, SIZED_FIELDS, device_stream, device_stream_sized, host_stream
 
 
 def test_golden_vectors_are_current():
@@ -22,6 +23,53 @@ def test_golden_device_stream_parses():
     assert sp.Hello.parse(pk[0].payload).model_id == DEVICE_FIELDS["hello"]["model_id"]
     f = bitstream.unpack((VECTORS / "astronaut.mcf").read_bytes())
     assert sp.parse_chunk(pk[3].payload) == (7, 1, f.chunks[1])
+
+
+def test_golden_sized_stream_is_current_and_assembles_to_the_picture_size():
+    """Firmware 1.1 at a camera size other than 224x224: the 17-byte FRAME_HEADER carries
+    the picture's width and height (bitstream v3); the host assembles a 352x288 frame whose
+    chunks are those of the sized golden vector, and reads the DEVICE_ERROR's text."""
+    data = (VECTORS / "serial_device_sized.bin").read_bytes()
+    assert data == device_stream_sized((VECTORS / "sized" / "traffic.mcf").read_bytes())
+    pk = sp.StreamParser().feed(data)
+    assert [x.type for x in pk] == [sp.HELLO, sp.FRAME_HEADER, sp.CHUNK, sp.CHUNK, sp.FRAME_END, sp.DEVICE_ERROR]
+    fh = sp.FrameHeader.parse(pk[1].payload)
+    assert len(pk[1].payload) == 17 and (fh.width, fh.height, fh.version) == (352, 288, 3)
+    asm, frames = FrameAssembler(), []
+    for x in pk:
+        frames += asm.on_packet(x)
+    ref = bitstream.unpack((VECTORS / "sized" / "traffic.mcf").read_bytes())
+    assert len(frames) == 1 and frames[0].complete
+    f = frames[0].frame
+    assert f.size == (352, 288) and f.chunks == ref.chunks[:2] and f.version == 3
+    assert bitstream.unpack(bitstream.pack(f)).size == (352, 288)
+    assert asm.device_error and SIZED_FIELDS["device_error"][1] in asm.device_error and asm.errors["protocol"] == 0
+    # the 13-byte form stays what every 224x224 device sends
+    assert sp.FrameHeader(*DEVICE_FIELDS["frame_header"]).pack() == sp.FRAME_HEADER_FMT.pack(
+        *DEVICE_FIELDS["frame_header"])
+
+
+@pytest.mark.parametrize("payload_len", [0, 12, 16, 18])
+def test_frame_header_of_a_wrong_length_or_size_is_refused(payload_len):
+    """Any other FRAME_HEADER length, or a size the codec does not take, or latent fields
+    that do not follow from the size: a protocol error, counted, no frame."""
+    asm = FrameAssembler()
+    asm.on_packet(sp.Packet(sp.HELLO, sp.Hello(**DEVICE_FIELDS["hello"]).pack()))
+    asm.on_packet(sp.Packet(sp.FRAME_HEADER, bytes(payload_len)))
+    assert asm.errors["protocol"] == 1 and asm.pending is None
+    for bad in ((1, 1, 12, 36, 44, 1, 3, 352, 288 + 8), (1, 1, 12, 250, 250, 1, 3, 4000, 3000),
+                (1, 1, 12, 36, 44, 1, 1, 352, 288)):      # latent mismatch; too big; v1 at 352x288
+        asm.on_packet(sp.Packet(sp.FRAME_HEADER, sp.FRAME_HEADER_SIZED_FMT.pack(*bad)))
+    assert asm.errors["protocol"] == 4 and asm.pending is None
+
+
+def test_largest_chunk_fits_a_packet():
+    """A chunk of the largest picture (1920x1088) with its CHUNK_INTER header and the seal
+    fits the payload limit, and crosses the framing."""
+    from mcucoder_ros.codec.entropy import MAX_CHUNK_BYTES_ANY
+    payload = bytes(random.Random(3).randrange(256) for _ in range(MAX_CHUNK_BYTES_ANY + 6))
+    assert len(payload) + 21 <= sp.MAX_PAYLOAD
+    assert sp.StreamParser().feed(sp.encode_packet(sp.CHUNK_INTER, payload)) == [sp.Packet(sp.CHUNK_INTER, payload)]
 
 
 def test_crc_and_cobs():

@@ -1,36 +1,80 @@
 /* MCUCoder camera-side codec: INT8 encoder, 6-bit quantiser, rANS channel coder and
- * bitstream v1 framing (docs/bitstream.md).  Portable C99, no registers, no malloc:
- * every buffer is static and sized at compile time.  Must match the Python reference
- * (mcucoder_ros/codec) bit for bit; test/vectors/ proves it. */
+ * bitstream framing (docs/bitstream.md).  Portable C99, no registers, no malloc:
+ * every buffer is static and sized at compile time for the largest camera picture
+ * (MCU_MAX_WIDTH x MCU_MAX_HEIGHT); the picture's size is set at run time
+ * (mcu_set_geometry), from the camera's configuration.  Must match the Python
+ * reference (mcucoder_ros/codec) bit for bit; test/vectors/ proves it. */
 #ifndef MCU_CODEC_H
 #define MCU_CODEC_H
 #include <stddef.h>
 #include <stdint.h>
 
-#define MCU_IMAGE_SIZE 224
+/* The largest camera picture this build takes (settable at build time: -DMCU_MAX_WIDTH=320
+ * -DMCU_MAX_HEIGHT=240).  RAM grows with the width (row rings) and with the area (the
+ * latent, video mode's references). */
+#ifndef MCU_MAX_WIDTH
+#define MCU_MAX_WIDTH 640
+#endif
+#ifndef MCU_MAX_HEIGHT
+#define MCU_MAX_HEIGHT 480
+#endif
+#if MCU_MAX_WIDTH < 8 || MCU_MAX_HEIGHT < 8 || MCU_MAX_WIDTH > 1920 || MCU_MAX_HEIGHT > 1920
+#error "MCU_MAX_WIDTH and MCU_MAX_HEIGHT must be 8..1920"
+#endif
+
+#define MCU_IMAGE_SIZE 224            /* the paper's size: bitstream v1 / v2 frames */
 #define MCU_CHANNELS 12
-#define MCU_LATENT 28
-#define MCU_SYMBOLS_PER_CHANNEL (MCU_LATENT * MCU_LATENT)
-#define MCU_MAX_CHUNK 1184            /* 4 + ceil(784 * 12 / 8) + 4: rANS worst case */
-#define MCU_HEADER_BYTES 16
-#define MCU_MAX_FRAME (MCU_HEADER_BYTES + MCU_CHANNELS * (3 + MCU_MAX_CHUNK))
+#define MCU_STRIDE 8                  /* pixels per latent position, each axis */
+#define MCU_MAX_LW ((MCU_MAX_WIDTH + 7) / 8)
+#define MCU_MAX_LH ((MCU_MAX_HEIGHT + 7) / 8)
+#define MCU_MAX_SYMBOLS (MCU_MAX_LW * MCU_MAX_LH)
+/* 4 + ceil(n * 12 / 8) + 4: the rANS worst case of a channel of n symbols (1184 at 224x224) */
+#define MCU_CHUNK_BOUND(n) (8 + ((n) * 12 + 7) / 8)
+#define MCU_MAX_CHUNK MCU_CHUNK_BOUND(MCU_MAX_SYMBOLS)
+#define MCU_HEADER_BYTES 16           /* versions 1 and 2 */
+#define MCU_HEADER_BYTES_V3 18        /* versions 3 and 4: the picture's size */
+#define MCU_MAX_FRAME (MCU_HEADER_BYTES_V3 + MCU_CHANNELS * (4 + MCU_MAX_CHUNK))
+#define MCU_MAX_SHIFT 2               /* scales 1, 1/2, 1/4 of the camera's picture */
 
 uint32_t mcu_model_id(void);
 
-/* The camera, row by row: writes row y (0..223, asked for in order, each once) of the
- * current frame, 224 RGB pixels (672 bytes, 8 bits per channel), to dst; returns 0, or
+/* The picture being coded: the camera's size, the scale (shift s: 1 / 2^s, by box
+ * decimation), the coded size ceil(W / 2^s) x ceil(H / 2^s), that padded to multiples
+ * of 8, and the latent grid. */
+typedef struct {
+    int width, height;          /* the camera's picture */
+    int shift;                  /* 0, 1, 2 */
+    int cw, ch;                 /* coded picture (after decimation) */
+    int pw, ph;                 /* coded picture padded to multiples of 8 (edge replication) */
+    int lw, lh, n;              /* latent width, height, symbols per channel */
+} mcu_geometry_t;
+extern mcu_geometry_t mcu_geo;
+
+enum { MCU_OK = 0, MCU_ERR_SIZE = -1, MCU_ERR_SHIFT = -2 };
+/* Sets the picture for the frames that follow: MCU_OK, or MCU_ERR_SIZE when a side is
+ * under 8 pixels or above the compiled maximum, MCU_ERR_SHIFT for a shift outside
+ * 0..2.  A change of size clears the row rings (their padding moves). */
+int mcu_set_geometry(int width, int height, int shift);
+
+/* Bitstream version of the current geometry: 1 (224x224, intra), 3 (any other size), 4
+ * (scaled); the caller turns 1 into 2 when chunks may be inter. */
+int mcu_bitstream_version(void);
+
+/* The camera, row by row: writes camera row y (0..height-1, asked for in order, each
+ * once) of the current frame, width RGB pixels (3 bytes each), to dst; returns 0, or
  * non-zero when the camera failed.  A DMA line ring fits this shape: wait for row y,
  * copy it out (or point the DMA at dst), release the line. */
 typedef int (*mcu_row_reader)(void *ctx, int y, uint8_t *dst);
 
 /* Row-streaming encoder: the three convolutions run on small row rings as camera rows
- * arrive (about 16 KB in all, no frame buffer); the latent is kept whole because its
- * channels are sent in importance order.  Returns 0, or the camera's error. */
-int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx,
-                           int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]);
+ * arrive (no frame buffer; scaled frames are decimated as the rows stream in); the
+ * latent (12 channels of mcu_geo.n symbols, channel after channel, row-major) is kept
+ * whole because its channels are sent in importance order.  Returns 0, or the
+ * camera's error. */
+int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx, int8_t *latent);
 
-/* The same from a whole uint8 RGB frame in memory (row-major HWC, 224x224x3). */
-void mcu_encode_latent(const uint8_t *rgb, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]);
+/* The same from a whole uint8 RGB camera picture in memory (row-major HWC). */
+void mcu_encode_latent(const uint8_t *rgb, int8_t *latent);
 
 /* Optional profiling: a free-running clock (the port's timer); the encoder then adds
  * each stage's ticks to mcu_stage_ticks.  Camera-row waits count in MCU_STAGE_CAMERA. */
@@ -39,15 +83,15 @@ void mcu_set_clock(uint32_t (*clock)(void));
 extern uint32_t mcu_stage_ticks[MCU_STAGES];
 
 /* int8 latent -> 6-bit symbols, the first `channels` channels (sym may alias latent). */
-void mcu_quantize(const int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT], int channels,
-                  uint8_t sym[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]);
+void mcu_quantize(const int8_t *latent, int channels, uint8_t *sym);
 
-/* One channel's symbols -> its chunk; returns the chunk length (<= MCU_MAX_CHUNK).
- * Time spent here and in mcu_quantize counts in MCU_STAGE_CODE. */
-size_t mcu_code_channel(int channel, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8_t *out);
+/* One channel's mcu_geo.n symbols -> its chunk; returns the chunk length
+ * (<= MCU_CHUNK_BOUND(n)).  Time spent here and in mcu_quantize counts in MCU_STAGE_CODE. */
+size_t mcu_code_channel(int channel, const uint8_t *sym, uint8_t *out);
 
-/* Whole frame: header, chunk table and the chunks of channels 0..channels-1.
- * Returns the frame length (<= MCU_MAX_FRAME). */
+/* Whole intra frame of the current geometry: header, chunk table and the chunks of
+ * channels 0..channels-1 (version 1 at 224x224, else 3, or 4 when scaled).  Returns the
+ * frame length (<= MCU_MAX_FRAME). */
 size_t mcu_encode_frame(const uint8_t *rgb, int channels, uint32_t sequence, uint8_t *out);
 
 #endif

@@ -24,9 +24,8 @@
 #endif
 
 /* Scratch memory shared by the SIMD kernels' im2col (two pixels x 200 pairs) and
- * video-mode coding (an unpacked reference channel + one chunk). */
-#define MCU_SCRATCH_WORDS ((MCU_SYMBOLS_PER_CHANNEL + MCU_MAX_CHUNK + 3) / 4 > 400 \
-                           ? (MCU_SYMBOLS_PER_CHANNEL + MCU_MAX_CHUNK + 3) / 4 : 400)
+ * video-mode coding (the inter chunk). */
+#define MCU_SCRATCH_WORDS ((MCU_MAX_CHUNK + 3) / 4 > 400 ? (MCU_MAX_CHUNK + 3) / 4 : 400)
 extern uint32_t mcu_scratch[MCU_SCRATCH_WORDS];
 
 #if MCU_CONV1_IN_ZP != -128 || MCU_CONV2_IN_ZP != -128 || MCU_CONV3_IN_ZP != -128
@@ -38,22 +37,29 @@ extern uint32_t mcu_scratch[MCU_SCRATCH_WORDS];
 #endif
 
 #define MCU_C1 16                             /* conv1 and conv2 output channels */
-#define MCU_A1 (MCU_IMAGE_SIZE / 2)           /* conv1 output: 112 x 112 */
+#define MCU_MAX_PW (MCU_MAX_LW * 8)           /* the widest coded picture, padded */
+#define MCU_MAX_A1 (MCU_MAX_PW / 2)           /* conv1 output: half the padded picture */
 /* One camera row as the kernels read it: 3 zero pixels on each side (conv1's padding)
- * and 4 slack bytes, because the DSP kernel reads whole words past a tap's last byte. */
-#define MCU_IN_ROW_BYTES ((MCU_IMAGE_SIZE + 6) * 3 + 4)
+ * and 4 slack bytes, because the DSP kernel reads whole words past a tap's last byte;
+ * rounded up to words.  The ring's row stride follows the coded width at run time. */
+#define MCU_IN_ROW_BYTES(pw) ((((pw) + 6) * 3 + 4 + 3) & ~3)
 #define MCU_IN_ROW_OFFSET 9                   /* where pixel 0 of a camera row goes */
-/* conv1 and conv2 output rows: one zero pixel on each side (the next layer's padding). */
-#define MCU_A1_ROW_BYTES ((MCU_A1 + 2) * MCU_C1)
-#define MCU_A2_ROW_BYTES ((MCU_LATENT + 2) * MCU_C1)
+/* conv1 and conv2 output rows: one zero pixel on each side (the next layer's padding),
+ * and 3 pixels of slack: the DSP conv2 kernel reads (and drops) a second pixel past
+ * an odd latent width. */
+#define MCU_A1_ROW_BYTES ((MCU_MAX_A1 + 2) * MCU_C1 + 48)
+#define MCU_A2_ROW_BYTES ((MCU_MAX_LW + 2 + 1) * MCU_C1)
 
-/* rows[ky] is the start (padding included) of input row 2*oy - 3 + ky; writes the 112
- * pixels of one conv1 output row to out (pixel 0, after its padding). */
-void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out);
-/* rows[ky]: conv1 output row 4*oy - 1 + ky (padding included); out as above. */
-void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out);
-/* rows[ky]: conv2 output row oy - 1 + ky; writes latent[c][oy][0..27] for every channel. */
-void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]);
+/* rows[ky] is the start (padding included) of input row 2*oy - 3 + ky; writes the
+ * `width` pixels (half the padded picture's) of one conv1 output row to out (pixel 0,
+ * after its padding). */
+void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out, int width);
+/* rows[ky]: conv1 output row 4*oy - 1 + ky (padding included); writes `width` pixels
+ * (the latent width) to out as above. */
+void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out, int width);
+/* rows[ky]: conv2 output row oy - 1 + ky; writes out[c * stride + x], x < width, for
+ * every channel c (out: the latent's row oy of channel 0). */
+void mcu_conv3_row(const uint8_t *const rows[3], int8_t *out, int width, int stride);
 
 /* --- TFLite's fixed-point requantisation (bit-exact with the reference) --------------
  * Saturating rounding doubling high multiply: TFLite divides (a*b + nudge) by 2^31 with

@@ -2,8 +2,8 @@
  * The oracle for the DSP kernels, and the path for cores without the DSP extension. */
 #include "mcu_conv.h"
 
-void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
-    for (int ox = 0; ox < MCU_A1; ox++)
+void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out, int width) {
+    for (int ox = 0; ox < width; ox++)
         for (int oc = 0; oc < MCU_C1; oc++) {
             int32_t acc = mcu_conv1_bias[oc];
             for (int ky = 0; ky < 7; ky++) {
@@ -16,8 +16,8 @@ void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
         }
 }
 
-void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
-    for (int ox = 0; ox < MCU_LATENT; ox++)
+void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out, int width) {
+    for (int ox = 0; ox < width; ox++)
         for (int oc = 0; oc < MCU_C1; oc++) {
             int32_t acc = mcu_conv2_bias[oc];
             for (int ky = 0; ky < 5; ky++) {
@@ -30,8 +30,8 @@ void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
         }
 }
 
-void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
-    for (int ox = 0; ox < MCU_LATENT; ox++)
+void mcu_conv3_row(const uint8_t *const rows[3], int8_t *out, int width, int stride) {
+    for (int ox = 0; ox < width; ox++)
         for (int oc = 0; oc < MCU_CHANNELS; oc++) {
             int32_t acc = mcu_conv3_bias[oc];
             for (int ky = 0; ky < 3; ky++) {
@@ -39,7 +39,7 @@ void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANN
                 for (int kx = 0; kx < 3; kx++)
                     for (int ic = 0; ic < MCU_C1; ic++) acc += px[MCU_C1 * kx + ic] * mcu_conv3_weight[oc][ic][ky][kx];
             }
-            latent[oc][oy][ox] = mcu_out_s8(acc, mcu_conv3_multiplier[oc], mcu_conv3_shift[oc],
+            out[oc * stride + ox] = mcu_out_s8(acc, mcu_conv3_multiplier[oc], mcu_conv3_shift[oc],
                                             mcu_conv3_out_zp[oc], MCU_CONV3_RELU);
         }
 }

@@ -70,22 +70,23 @@ DEFINE_DOT(dot1, K1, "304")     /* byte offsets 4 * K of the second pixel and ch
 DEFINE_DOT(dot2, K2, "800")
 DEFINE_DOT(dot3, K3, "288")
 
-/* the 2x2 block's outputs (channels oc, oc+1 of two neighbouring HWC pixels) as uint8 */
-static inline __attribute__((always_inline)) void store_2x2(uint8_t *o, int oc, const int32_t acc[4],
+/* the 2x2 block's outputs (channels oc, oc+1 of two neighbouring HWC pixels, at o and
+ * o2) as uint8 */
+static inline __attribute__((always_inline)) void store_2x2(uint8_t *o, uint8_t *o2, int oc, const int32_t acc[4],
                                                             const int32_t *mult, const int32_t *shift,
                                                             const int32_t *zp, int relu) {
     const mcu_requant_t qa = mcu_requant_params(mult[oc], shift[oc], zp[oc], relu);
     const mcu_requant_t qb = mcu_requant_params(mult[oc + 1], shift[oc + 1], zp[oc + 1], relu);
     o[oc] = mcu_requant_u8(acc[0], &qa);
-    o[MCU_C1 + oc] = mcu_requant_u8(acc[1], &qa);
+    o2[oc] = mcu_requant_u8(acc[1], &qa);
     o[oc + 1] = mcu_requant_u8(acc[2], &qb);
-    o[MCU_C1 + oc + 1] = mcu_requant_u8(acc[3], &qb);
+    o2[oc + 1] = mcu_requant_u8(acc[3], &qb);
 }
 
-void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
+void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out, int width) {
     const uint8_t *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3], *r4 = rows[4], *r5 = rows[5],
                   *r6 = rows[6];
-    for (int ox = 0; ox < MCU_A1; ox += 2) {
+    for (int ox = 0; ox < width; ox += 2) {        /* width = 4 x the latent width: even */
         for (int p = 0; p < 2; p++) {
             const int off = 6 * (ox + p);        /* padded pixel 2*x = image x 2*x-3, 3 bytes each */
             uint32_t *c = col + K1 * p;
@@ -105,26 +106,31 @@ void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
         for (int oc = 0; oc < MCU_C1; oc += 2) {
             int32_t acc[4] = {mcu_conv1_bias[oc], mcu_conv1_bias[oc], mcu_conv1_bias[oc + 1], mcu_conv1_bias[oc + 1]};
             dot1(mcu_conv1_wpairs[oc], acc);
-            store_2x2(o, oc, acc, mcu_conv1_multiplier, mcu_conv1_shift, mcu_conv1_out_zp, MCU_CONV1_RELU);
+            store_2x2(o, o + MCU_C1, oc, acc, mcu_conv1_multiplier, mcu_conv1_shift, mcu_conv1_out_zp, MCU_CONV1_RELU);
         }
     }
 }
 
-void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
-    for (int ox = 0; ox < MCU_LATENT; ox += 2) {
+/* An odd width's last pair has a second pixel past the row: it is computed from the
+ * row's slack and its outputs go to a dump, so the next layer's zero padding stays. */
+static uint8_t dump[MCU_C1];
+
+void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out, int width) {
+    for (int ox = 0; ox < width; ox += 2) {
         for (int p = 0; p < 2; p++)
             for (int ky = 0; ky < 5; ky++) widen(rows[ky] + MCU_C1 * 4 * (ox + p), 20, col + K2 * p + 40 * ky);
-        uint8_t *o = out + MCU_C1 * ox;
+        uint8_t *o = out + MCU_C1 * ox, *o2 = ox + 1 < width ? o + MCU_C1 : dump;
         for (int oc = 0; oc < MCU_C1; oc += 2) {
             int32_t acc[4] = {mcu_conv2_bias[oc], mcu_conv2_bias[oc], mcu_conv2_bias[oc + 1], mcu_conv2_bias[oc + 1]};
             dot2(mcu_conv2_wpairs[oc], acc);
-            store_2x2(o, oc, acc, mcu_conv2_multiplier, mcu_conv2_shift, mcu_conv2_out_zp, MCU_CONV2_RELU);
+            store_2x2(o, o2, oc, acc, mcu_conv2_multiplier, mcu_conv2_shift, mcu_conv2_out_zp, MCU_CONV2_RELU);
         }
     }
 }
 
-void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
-    for (int ox = 0; ox < MCU_LATENT; ox += 2) {
+void mcu_conv3_row(const uint8_t *const rows[3], int8_t *out, int width, int stride) {
+    for (int ox = 0; ox < width; ox += 2) {
+        const int pixels = ox + 1 < width ? 2 : 1;
         for (int p = 0; p < 2; p++)
             for (int ky = 0; ky < 3; ky++) widen(rows[ky] + MCU_C1 * (ox + p), 12, col + K3 * p + 24 * ky);
         for (int oc = 0; oc < MCU_CHANNELS; oc += 2) {
@@ -132,7 +138,8 @@ void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANN
             dot3(mcu_conv3_wpairs[oc], acc);
             for (int j = 0; j < 4; j++) {
                 int c = oc + (j >> 1);
-                latent[c][oy][ox + (j & 1)] = mcu_out_s8(acc[j], mcu_conv3_multiplier[c], mcu_conv3_shift[c],
+                if ((j & 1) >= pixels) continue;
+                out[c * stride + ox + (j & 1)] = mcu_out_s8(acc[j], mcu_conv3_multiplier[c], mcu_conv3_shift[c],
                                                          mcu_conv3_out_zp[c], MCU_CONV3_RELU);
             }
         }

@@ -101,12 +101,12 @@ static inline __attribute__((always_inline)) void dot(const int8_t *w, const int
     for (int oc = 0; oc < channels; oc += 4) dot4(w + oc * taps, taps, bias + oc, acc + oc);
 }
 
-void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
+void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out, int width) {
     lanes_t q;
     lanes_init(&q, MCU_C1, mcu_conv1_multiplier, mcu_conv1_shift, mcu_conv1_out_zp, MCU_CONV1_RELU);
     const int8x16_t flip = vdupq_n_s8(-128);
     int32_t acc[MCU_C1];
-    for (int ox = 0; ox < MCU_A1; ox++) {
+    for (int ox = 0; ox < width; ox++) {
         /* 7 rows x 21 bytes (7 padded pixels x RGB) side by side: two overlapping vectors a row;
          * bytes 147..159 are whatever was there, against zero weights */
         for (int ky = 0; ky < 7; ky++) {
@@ -119,26 +119,26 @@ void mcu_conv1_row(const uint8_t *const rows[7], uint8_t *out) {
     }
 }
 
-void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out) {
+void mcu_conv2_row(const uint8_t *const rows[5], uint8_t *out, int width) {
     lanes_t q;
     lanes_init(&q, MCU_C1, mcu_conv2_multiplier, mcu_conv2_shift, mcu_conv2_out_zp, MCU_CONV2_RELU);
     int32_t acc[MCU_C1];
-    for (int ox = 0; ox < MCU_LATENT; ox++) {
+    for (int ox = 0; ox < width; ox++) {
         gather(rows, 5, MCU_C1 * 4 * ox, 5 * MCU_C1);      /* 5 rows x 5 pixels x 16 channels */
         dot(&mcu_conv2_wmve[0][0], mcu_conv2_bias_mve, MCU_C1, sizeof mcu_conv2_wmve[0], acc);
         requant(acc, &q, MCU_C1 / 4, (int8_t *)out + MCU_C1 * ox);
     }
 }
 
-void mcu_conv3_row(const uint8_t *const rows[3], int oy, int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT]) {
+void mcu_conv3_row(const uint8_t *const rows[3], int8_t *out, int width, int stride) {
     lanes_t q;
     lanes_init(&q, MCU_CHANNELS, mcu_conv3_multiplier, mcu_conv3_shift, mcu_conv3_out_zp, MCU_CONV3_RELU);
     int32_t acc[MCU_CHANNELS];
     int8_t u[MCU_CHANNELS];
-    for (int ox = 0; ox < MCU_LATENT; ox++) {
+    for (int ox = 0; ox < width; ox++) {
         gather(rows, 3, MCU_C1 * ox, 3 * MCU_C1);          /* 3 rows x 3 pixels x 16 channels */
         dot(&mcu_conv3_wmve[0][0], mcu_conv3_bias_mve, MCU_CHANNELS, sizeof mcu_conv3_wmve[0], acc);
         requant(acc, &q, MCU_CHANNELS / 4, u);
-        for (int c = 0; c < MCU_CHANNELS; c++) latent[c][oy][ox] = (int8_t)((uint8_t)u[c] - 128);
+        for (int c = 0; c < MCU_CHANNELS; c++) out[c * stride + ox] = (int8_t)((uint8_t)u[c] - 128);
     }
 }

@@ -17,8 +17,8 @@
 #include "mcu_mve.h"
 #endif
 
-#define W MCU_IMAGE_SIZE
-#define MCUS (W / 16)                 /* 14 x 14 MCUs of 16x16 pixels */
+#define W (((MCU_MAX_WIDTH + 15) / 16) * 16)      /* the buffers' row length: the widest MCU row */
+static int frame_w, frame_h, mcus_x, mcus_y;    /* this frame: size, MCUs of 16x16 pixels */
 
 static const uint8_t zigzag[64] = {   /* zigzag index -> natural (row-major) index */
     0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48,
@@ -138,7 +138,7 @@ static void write_headers(void) {
         emit16(0xFFDB); emit16(67); emit((uint8_t)t);
         for (int i = 0; i < 64; i++) emit(qtable[t][zigzag[i]]);
     }
-    emit16(0xFFC0); emit16(17); emit(8); emit16(W); emit16(W); emit(3);    /* SOF0 */
+    emit16(0xFFC0); emit16(17); emit(8); emit16((uint16_t)frame_h); emit16((uint16_t)frame_w); emit(3);    /* SOF0 */
     emit(1); emit(0x22); emit(0);                    /* Y: 2x2 sampling, table 0 */
     emit(2); emit(0x11); emit(1);
     emit(3); emit(0x11); emit(1);
@@ -217,7 +217,7 @@ static __attribute__((noinline)) void code_block(const int32_t q[64], int t, int
 /* RGB row r of the band -> Y, and the 2x2 sums of Cb and Cr */
 static void convert_row(int r) {
     uint16_t *cb = cbuf[0][r >> 1], *cr = cbuf[1][r >> 1];
-    for (int x = 0; x < W; x++) {
+    for (int x = 0; x < 16 * mcus_x; x++) {
         int32_t R = row[3 * x], G = row[3 * x + 1], B = row[3 * x + 2];
         ybuf[r][x] = (uint8_t)((19595 * R + 38470 * G + 7471 * B + 32768) >> 16);
         int32_t u = (-11059 * R - 21709 * G + 32768 * B + (128 << 16) + 32767) >> 16;
@@ -270,7 +270,7 @@ static void convert_row(int r) {
     static const uint32_t y_even[4] = {0, 2, 4, 6}, y_odd[4] = {1, 3, 5, 7};
     const uint32x4_t off[2] = {vldrwq_u32(even), vldrwq_u32(odd)}, ypos[2] = {vldrwq_u32(y_even), vldrwq_u32(y_odd)};
     int16_t *cb = (int16_t *)cbuf[0][r >> 1], *cr = (int16_t *)cbuf[1][r >> 1];
-    for (int x = 0; x < W; x += 8) {
+    for (int x = 0; x < 16 * mcus_x; x += 8) {
         const uint8_t *p = row + 3 * x;
         int32x4_t u = vdupq_n_s32(0), v = vdupq_n_s32(0);
         for (int e = 0; e < 2; e++) {                   /* even pixels, then odd */
@@ -357,8 +357,13 @@ static __attribute__((noinline)) void transform_block(int m, int b, int32_t q[64
 #endif
 
 /* --- the frame ------------------------------------------------------------------------- */
-size_t mcu_jpeg_encode_rows(mcu_row_reader read_row, void *row_ctx, int quality, mcu_byte_sink sink,
-                            void *sink_ctx) {
+size_t mcu_jpeg_encode_rows(mcu_row_reader read_row, void *row_ctx, int width, int height, int quality,
+                            mcu_byte_sink sink, void *sink_ctx) {
+    if (width < 1 || height < 1 || width > MCU_MAX_WIDTH || height > 65535) return 0;
+    frame_w = width;
+    frame_h = height;
+    mcus_x = (width + 15) / 16;
+    mcus_y = (height + 15) / 16;
     if (!huff_ready) {
         for (int t = 0; t < 2; t++) {
             make_codes(dc_bits[t], dc_vals, dc_code[t], dc_size[t]);
@@ -376,12 +381,15 @@ size_t mcu_jpeg_encode_rows(mcu_row_reader read_row, void *row_ctx, int quality,
     write_headers();
     int32_t pred[3] = {0, 0, 0};
     int32_t q[64];
-    for (int band = 0; band < MCUS; band++) {
+    for (int band = 0; band < mcus_y; band++) {
         for (int r = 0; r < 16; r++) {
-            if (read_row(row_ctx, 16 * band + r, row)) return 0;
+            /* past the last row, the row buffer still holds it: repeated */
+            if (16 * band + r < height && read_row(row_ctx, 16 * band + r, row)) return 0;
+            for (int x = width; x < 16 * mcus_x; x++)      /* the last column, repeated */
+                for (int c = 0; c < 3; c++) row[3 * x + c] = row[3 * (width - 1) + c];
             convert_row(r);
         }
-        for (int m = 0; m < MCUS; m++)
+        for (int m = 0; m < mcus_x; m++)
             for (int b = 0; b < 6; b++) {            /* four luma blocks, then Cb, Cr */
                 transform_block(m, b, q);
                 code_block(q, b < 4 ? 0 : 1, &pred[b < 4 ? 0 : b - 3]);

@@ -119,8 +119,13 @@ static int cobs_decode(const uint8_t *in, size_t n, uint8_t *out, size_t *out_le
 
 static void command(mcu_control_t *ctl, uint8_t type, const uint8_t *p, size_t len) {
     switch (type) {
-    case MCU_CMD_SET_BUDGET:
-        if (len == 1 && p[0] >= 1 && p[0] <= 12) ctl->budget = p[0]; else ctl->rx_errors++;
+    case MCU_CMD_SET_BUDGET:     /* k, and (firmware 1.2) optionally the scale shift */
+        if ((len == 1 || (len == 2 && p[1] <= 2)) && p[0] >= 1 && p[0] <= 12) {
+            ctl->budget = p[0];
+            if (len == 2) ctl->scale_shift = p[1];
+        } else {
+            ctl->rx_errors++;
+        }
         break;
     case MCU_CMD_SET_FPS:
         if (len == 2) ctl->fps_x100 = (uint16_t)(p[0] | (p[1] << 8)); else ctl->rx_errors++;

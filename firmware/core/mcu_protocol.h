@@ -11,10 +11,13 @@
 #define MCU_PROTOCOL_VERSION 1      /* plain; 2 when the device has a key (mcu_link.h) */
 enum {
     MCU_PKT_HELLO = 0x01, MCU_PKT_FRAME_HEADER = 0x02, MCU_PKT_CHUNK = 0x03, MCU_PKT_FRAME_END = 0x04,
-    MCU_PKT_STATUS = 0x05, MCU_PKT_CHUNK_INTER = 0x06,
+    MCU_PKT_STATUS = 0x05, MCU_PKT_CHUNK_INTER = 0x06, MCU_PKT_DEVICE_ERROR = 0x09,
     MCU_CMD_REQUEST_HELLO = 0x80, MCU_CMD_SET_BUDGET = 0x81, MCU_CMD_SET_FPS = 0x82, MCU_CMD_REQUEST_STATUS = 0x83,
     MCU_CMD_ACK = 0x84
 };
+
+/* DEVICE_ERROR codes (then a line of text) */
+enum { MCU_DEVICE_ERROR_CAMERA_SIZE = 1, MCU_DEVICE_ERROR_CAMERA = 2 };
 
 void mcu_port_putc(uint8_t c);              /* provided by the port (UART) or the host test */
 
@@ -26,6 +29,7 @@ size_t mcu_send_packet(uint8_t type, const uint8_t *a, size_t alen, const uint8_
 
 typedef struct {
     uint8_t budget;          /* channels to send, 1..12 */
+    uint8_t scale_shift;     /* firmware 1.2: code the camera's picture at 1 / 2^scale_shift (0..2) */
     uint16_t fps_x100;       /* 0: as fast as possible */
     uint8_t status_requested;
     uint8_t hello_requested;

@@ -3,11 +3,12 @@
 
 #include "mcu_conv.h"
 
-#define PACKED ((MCU_SYMBOLS_PER_CHANNEL / 4) * 3)      /* 588 bytes: 4 symbols in 3 */
+#define PACKED (((MCU_MAX_SYMBOLS + 3) / 4) * 3)      /* 4 symbols in 3 bytes: 588 at 224x224 */
 
 typedef struct {
     uint32_t seq;
     uint8_t valid;
+    uint8_t lw, lh;                    /* the latent size it was coded at */
     uint8_t sym[PACKED];
 } slot_t;
 
@@ -21,22 +22,15 @@ void mcu_video_config(uint32_t age, uint32_t period) {
     refresh_period = period;
 }
 
-static void pack(const uint8_t *sym, uint8_t *out) {
-    for (int i = 0; i < MCU_SYMBOLS_PER_CHANNEL; i += 4, out += 3) {
-        uint32_t v = sym[i] | (uint32_t)sym[i + 1] << 6 | (uint32_t)sym[i + 2] << 12 | (uint32_t)sym[i + 3] << 18;
+/* n symbols; a last group of fewer than four is padded with zeros */
+static void pack(const uint8_t *sym, int n, uint8_t *out) {
+    for (int i = 0; i < n; i += 4, out += 3) {
+        uint32_t v = sym[i];
+        for (int j = 1; j < 4; j++)
+            if (i + j < n) v |= (uint32_t)sym[i + j] << (6 * j);
         out[0] = (uint8_t)v;
         out[1] = (uint8_t)(v >> 8);
         out[2] = (uint8_t)(v >> 16);
-    }
-}
-
-static void unpack(const uint8_t *in, uint8_t *sym) {
-    for (int i = 0; i < MCU_SYMBOLS_PER_CHANNEL; i += 4, in += 3) {
-        uint32_t v = in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16;
-        sym[i] = v & 63;
-        sym[i + 1] = (v >> 6) & 63;
-        sym[i + 2] = (v >> 12) & 63;
-        sym[i + 3] = (v >> 18) & 63;
     }
 }
 
@@ -51,25 +45,22 @@ static const slot_t *reference(uint32_t seq, int c, int *delta) {
     if (!MCU_HAVE_INTER || refresh_all) return 0;       /* a model without inter tables: intra only */
     if (refresh_period && (seq + (uint32_t)c * refresh_period / MCU_CHANNELS) % refresh_period == 0) return 0;
     const slot_t *r = &slots[c][acked_slot[c]];
-    if (!r->valid) return 0;
+    if (!r->valid || r->lw != mcu_geo.lw || r->lh != mcu_geo.lh) return 0;      /* none, or of another size */
     uint32_t d = seq - r->seq;
     if (d < 1 || d > max_age) return 0;
     *delta = (int)d;
     return r;
 }
 
-size_t mcu_code_channel_video(uint32_t seq, int c, const uint8_t sym[MCU_LATENT][MCU_LATENT], uint8_t *out,
-                              int *delta) {
+size_t mcu_code_channel_video(uint32_t seq, int c, const uint8_t *sym, uint8_t *out, int *delta) {
     size_t len = mcu_code_channel(c, sym, out);
     int d = 0;
     *delta = 0;
     const slot_t *r = reference(seq, c, &d);
     if (r) {
-        /* scratch (free while no convolution runs): the unpacked reference, then the chunk */
-        uint8_t *ref = (uint8_t *)mcu_scratch, *alt = ref + MCU_SYMBOLS_PER_CHANNEL;
-        unpack(r->sym, ref);
+        uint8_t *alt = (uint8_t *)mcu_scratch;    /* scratch (free while no convolution runs): the inter chunk */
 #if MCU_HAVE_INTER
-        size_t n = mcu_code_channel_inter(c, sym, (const uint8_t (*)[MCU_LATENT])ref, alt);
+        size_t n = mcu_code_channel_inter(c, sym, r->sym, alt);
 #else
         size_t n = len;
 #endif
@@ -80,10 +71,12 @@ size_t mcu_code_channel_video(uint32_t seq, int c, const uint8_t sym[MCU_LATENT]
         }
     }
     slot_t *cand = &slots[c][1 - acked_slot[c]];
-    if (!cand->valid || seq - cand->seq > max_age) {
+    if (!cand->valid || seq - cand->seq > max_age || cand->lw != mcu_geo.lw || cand->lh != mcu_geo.lh) {
         cand->seq = seq;
         cand->valid = 1;
-        pack(&sym[0][0], cand->sym);
+        cand->lw = (uint8_t)mcu_geo.lw;
+        cand->lh = (uint8_t)mcu_geo.lh;
+        pack(sym, mcu_geo.n, cand->sym);
     }
     return len;
 }

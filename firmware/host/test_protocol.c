@@ -55,6 +55,35 @@ int main(int argc, char **argv) {
                ctl.status_requested, ctl.hello_requested, (unsigned)ctl.rx_errors);
         fail = 1;
     }
+    /* a frame of another size (firmware 1.1): the 17-byte FRAME_HEADER, and DEVICE_ERROR */
+    static uint8_t sized_mcf[MCU_MAX_FRAME];
+    long n_sized = slurp(dir, "sized/traffic.mcf", sized_mcf, sizeof sized_mcf);
+    long n_sref = slurp(dir, "serial_device_sized.bin", ref, sizeof ref);
+    if (n_sized < 0 || n_sref < 0) return 1;
+    out_n = 0;
+    p[0] = 1; p[1] = 0x01; p[2] = 0x01; le32(p + 3, 0x0E91BF51u); p[7] = 1;
+    le32(p + 8, 380000); le32(p + 12, 1024); le32(p + 16, 90000);
+    mcu_send_packet(MCU_PKT_HELLO, p, 20, 0, 0);
+    le32(p, 9); le32(p + 4, 654321); p[8] = 12; p[9] = 36; p[10] = 44; p[11] = 2; p[12] = 3;
+    p[13] = 352 & 0xff; p[14] = 352 >> 8; p[15] = 288 & 0xff; p[16] = 288 >> 8;
+    mcu_send_packet(MCU_PKT_FRAME_HEADER, p, 17, 0, 0);
+    off = 18 + 4 * (size_t)sized_mcf[13];          /* version 3: 18-byte header, 4-byte entries */
+    for (int c = 0; c < 2; c++) {
+        size_t len = sized_mcf[18 + 4 * c + 1] | ((size_t)sized_mcf[18 + 4 * c + 2] << 8);
+        le32(p, 9); p[4] = (uint8_t)c;
+        mcu_send_packet(MCU_PKT_CHUNK, p, 5, sized_mcf + off, len);
+        off += len;
+    }
+    le32(p, 9); le32(p + 4, 4343);
+    mcu_send_packet(MCU_PKT_FRAME_END, p, 8, 0, 0);
+    static const char err[] = "camera picture 800x600 is outside what this firmware codes: each side 8 or more, "
+                              "at most 640x480 (build it with MCU_MAX_WIDTH / MCU_MAX_HEIGHT)";
+    uint8_t code = MCU_DEVICE_ERROR_CAMERA_SIZE;
+    mcu_send_packet(MCU_PKT_DEVICE_ERROR, &code, 1, (const uint8_t *)err, sizeof err - 1);
+    if ((long)out_n != n_sref || memcmp(out, ref, out_n)) {
+        printf("FAIL sized device stream differs (%zu vs %ld bytes)\n", out_n, n_sref);
+        fail = 1;
+    }
     printf("%s: serial protocol vectors\n", fail ? "FAIL" : "OK");
     return fail;
 }

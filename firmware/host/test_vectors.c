@@ -25,32 +25,45 @@ static int compare(const char *what, const char *name, const uint8_t *a, const u
 }
 
 int main(int argc, char **argv) {
-    /* usage: test_vectors DIR [NAME...]; names default to the manifest's three vectors,
-     * each encoded with its index as the sequence number */
+    /* usage: test_vectors DIR [NAME[@WxH]...]; names default to the manifest's three
+     * 224x224 vectors, each encoded with its index as the sequence number; @WxH: a
+     * picture of that size (test/vectors/sized, bitstream version 3) */
     const char *dir = argc > 1 ? argv[1] : "../test/vectors";
     static const char *defaults[] = {"astronaut", "road", "extremes"};
     const char **names = argc > 2 ? (const char **)argv + 2 : defaults;
     int n_names = argc > 2 ? argc - 2 : 3;
-    static uint8_t rgb[224 * 224 * 3], ref[MCU_MAX_FRAME], frame[MCU_MAX_FRAME];
-    static int8_t latent[12][28][28];
-    static uint8_t sym[12][28][28];
+    static uint8_t rgb[MCU_MAX_WIDTH * MCU_MAX_HEIGHT * 3], ref[MCU_MAX_FRAME], frame[MCU_MAX_FRAME];
+    static int8_t latent[MCU_CHANNELS * MCU_MAX_SYMBOLS];
+    static uint8_t sym[MCU_CHANNELS * MCU_MAX_SYMBOLS];
     int failures = 0;
     for (int v = 0; v < n_names; v++) {
-        const char *name = names[v];
-        if (read_file(dir, name, "rgb", rgb, sizeof rgb) != (long)sizeof rgb) {
+        char name[256];
+        int w = 224, h = 224;
+        snprintf(name, sizeof name, "%s", names[v]);
+        char *at = strchr(name, '@');
+        if (at) {
+            if (sscanf(at + 1, "%dx%d", &w, &h) != 2) { printf("FAIL %s: bad size\n", names[v]); return 1; }
+            *at = 0;
+        }
+        if (mcu_set_geometry(w, h, 0) != MCU_OK) {
+            printf("FAIL %s: %dx%d is outside this build's maximum %dx%d\n", name, w, h, MCU_MAX_WIDTH, MCU_MAX_HEIGHT);
+            return 1;
+        }
+        long bytes = (long)w * h * 3, n = (long)MCU_CHANNELS * mcu_geo.n;
+        if (read_file(dir, name, "rgb", rgb, sizeof rgb) != bytes) {
             printf("FAIL %s: short input\n", name);
             return 1;
         }
         mcu_encode_latent(rgb, latent);
         read_file(dir, name, "latent", ref, sizeof ref);
-        failures += compare("latent", name, (uint8_t *)latent, ref, sizeof latent);
+        failures += compare("latent", name, (uint8_t *)latent, ref, n);
         mcu_quantize(latent, 12, sym);
         read_file(dir, name, "sym", ref, sizeof ref);
-        failures += compare("symbols", name, (uint8_t *)sym, ref, sizeof sym);
+        failures += compare("symbols", name, sym, ref, n);
         long n_ref = read_file(dir, name, "mcf", ref, sizeof ref);
-        size_t n = mcu_encode_frame(rgb, 12, (uint32_t)v, frame);
-        if ((long)n != n_ref) {
-            printf("FAIL %s frame length %zu != %ld\n", name, n, n_ref);
+        size_t len = mcu_encode_frame(rgb, 12, (uint32_t)v, frame);
+        if ((long)len != n_ref) {
+            printf("FAIL %s frame length %zu != %ld\n", name, len, n_ref);
             failures++;
         } else {
             failures += compare("frame", name, frame, ref, n_ref);

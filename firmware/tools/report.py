@@ -16,7 +16,12 @@ consecutive frames of a fixed camera (traffic.mp4) and of a moving one (pan.mp4)
 it all into energy per frame (CPU + radio) with the model of docs/firmware.md.
 
 Frames: the two photographs of test/vectors and four frames of data/clips/traffic.mp4,
-224x224.  Needs the project's .venv (numpy, OpenCV, onnxruntime) for the quality match."""
+224x224, on images built for a 224x224 camera (BUILD/224x224).  `sizes`: every target built
+for a camera of 224x224, 320x240 and 640x480 (MCU_MAX_WIDTH x MCU_MAX_HEIGHT; BUILD/<size>)
+and run on the clip's four frames at that size: instructions per frame and per pixel, RAM
+(static + stack peak, video mode's references included), flash, and the firmware's JPEG
+at the same size (at the quality that matches k = 6 at 224x224).  Needs the project's
+.venv (numpy, OpenCV, onnxruntime) for the quality match."""
 import argparse
 import hashlib
 import json
@@ -49,6 +54,9 @@ VIDEO_FRAMES = 20          # consecutive frames of each clip, for video mode
 CLIPS = {"fixed": "data/clips/traffic.mp4", "moving": "data/clips/pan.mp4"}
 VIDEO_TARGETS = ("m7", "m33", "stm32f405", "m55")    # the M3's video mode is checked in the QEMU tests, not timed
 KS = (6, 12)
+SIZES = ((224, 224), (320, 240), (640, 480))
+# acceptance of issue 30 (RAM in bytes, static + stack peak, video references included)
+SIZE_RAM_LIMITS = {(224, 224): 48 * 1024, (320, 240): 64 * 1024, (640, 480): 160 * 1024}
 
 # Energy model (docs/firmware.md, "Energy per frame"): CPU energy per cycle (cycles from
 # the M55's beat model, one per instruction elsewhere) and radio energy per bit at the PHY
@@ -276,6 +284,85 @@ def energy_rows(m_cycles, m_bytes, j_cycles, j_bytes):
     return row
 
 
+def build_size(build, size):
+    """make the firmware and JPEG images of every target for a camera of this size (its
+    own build folder); {target: error text} for those that do not link (the part's RAM)."""
+    w, h = size
+    folder = Path(build) / f"{w}x{h}"
+    failed = {}
+    for name in TARGETS:
+        r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), f"BUILD={folder.resolve()}", f"MAX={w}x{h}",
+                            str(folder.resolve() / name / "firmware.elf"), str(folder.resolve() / name / "jpeg.elf")],
+                           capture_output=True, text=True)
+        if r.returncode:
+            err = [line for line in (r.stdout + r.stderr).splitlines() if "RAM" in line or "overflow" in line]
+            failed[name] = (err[0] if err else (r.stdout + r.stderr)[-300:]).split("ld: ")[-1]
+    return folder, failed
+
+
+def run_size(name, folder, size, camera, n, quality):
+    """One target built for a camera of this size, on n frames of it: instructions per frame
+    and per pixel, RAM, flash, and the firmware's JPEG at the same size."""
+    machine = TARGETS[name][0]
+    w, h = size
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(camera, Path(tmp) / "camera.rgb")
+        Path(tmp, "camera.cfg").write_bytes(w.to_bytes(2, "little") + h.to_bytes(2, "little"))
+        rep = qemu(machine, folder / name / "firmware.elf", tmp)
+        frames = []
+        from mcucoder_ros.link.frames import FrameAssembler
+        asm = FrameAssembler()
+        for pkt in sp_packets(Path(tmp, "uart.bin").read_bytes()):
+            frames += asm.on_packet(pkt)
+        Path(tmp, "jpeg.cfg").write_bytes(bytes([quality]))
+        jrep = qemu(machine, folder / name / "jpeg.elf", tmp)
+        jpeg_files = [Path(tmp, f"q{quality:03d}_f{i:03d}.jpg").read_bytes() for i in range(n)]
+    if len(frames) != n or any(f.frame.size != (w, h) for f in frames):
+        raise SystemExit(f"{name} at {w}x{h}: {len(frames)} of {n} frames came out, or of another size")
+    static, flash = sizes(folder / name / "firmware.elf")
+    ram = static + rep["stack_peak_bytes"]
+    pixels = w * h
+    return {"fits": True, "ram_bytes": ram, "static_ram_bytes": static, "stack_peak_bytes": rep["stack_peak_bytes"],
+            "ram_limit_bytes": SIZE_RAM_LIMITS.get(size), "flash_bytes": flash,
+            "instructions_per_frame": rep["instructions_per_frame"],
+            "instructions_per_pixel": round(rep["instructions_per_frame"] / pixels, 2),
+            "stages": {s: rep[f"instructions_{s}"] for s in STAGES},
+            "bitstream_version": frames[0].frame.version,
+            "jpeg": {"quality": quality, "instructions_per_frame": jrep[f"jpeg_q{quality:03d}_instructions_per_frame"],
+                     "instructions_per_pixel": round(jrep[f"jpeg_q{quality:03d}_instructions_per_frame"] / pixels, 2),
+                     "bytes_per_frame": jrep[f"jpeg_q{quality:03d}_bytes"] / n,
+                     "sha256": hashlib.sha256(b"".join(jpeg_files)).hexdigest()}}
+
+
+def size_report(build, pool, quality):
+    """`sizes` of report.json: every target at every size of SIZES."""
+    from mcucoder_ros.codec.images import resize_to
+    from mcucoder_ros.evaluation import iter_video
+    video = [f for _, f in iter_video(ROOT / "data/clips/traffic.mp4", max(CLIP_FRAMES) + 1)]
+    out, jobs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in SIZES:
+            folder, failed = build_size(build, size)
+            cam = Path(tmp, f"{size[0]}x{size[1]}.rgb")
+            cam.write_bytes(np.stack([resize_to(video[i], size) for i in CLIP_FRAMES]).tobytes())
+            key = f"{size[0]}x{size[1]}"
+            out[key] = {}
+            for name in TARGETS:
+                if name in failed:
+                    out[key][name] = {"fits": False, "why": failed[name]}
+                else:
+                    jobs[key, name] = pool.submit(run_size, name, folder, size, cam, len(CLIP_FRAMES), quality)
+        for (key, name), job in jobs.items():
+            out[key][name] = job.result()
+    base = out["224x224"]
+    for key, per in out.items():
+        for name, r in per.items():
+            if r["fits"] and base.get(name, {}).get("fits"):
+                r["instructions_per_pixel_over_224"] = round(
+                    r["instructions_per_pixel"] / base[name]["instructions_per_pixel"] - 1, 4)
+    return out
+
+
 def energy(t, match):
     cpi = t.get("cycles")
     out = {"cycles_per_frame": {}}
@@ -312,6 +399,9 @@ def main():
         clip_match[c] = quality_match(fr)
     # QEMU is one thread per run: run the targets side by side, one per core
     pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
+    print(f"sizes {', '.join(f'{w}x{h}' for w, h in SIZES)}: every target built for each camera size ...", flush=True)
+    size_rep = size_report(a.build, pool, match["k6"]["jpeg_quality"])
+    a.build = str(Path(a.build) / "224x224")       # the analysis below: images for a 224x224 camera
     with tempfile.TemporaryDirectory() as tmp:
         still = Path(tmp, "frames.rgb")
         still.write_bytes(np.stack(rgb).tobytes())
@@ -333,6 +423,7 @@ def main():
         pool.shutdown()
     for t in report.values():
         t["energy"] = energy(t, match)
+    report["sizes"] = size_rep
     report = {"frames": "test/vectors astronaut + road, data/clips/traffic.mp4 frames "
                         + ", ".join(map(str, CLIP_FRAMES)) + " (224x224)", "quality_match": match,
               "video_frames": {c: f"{CLIPS[c]}, frames 0-{VIDEO_FRAMES - 1} (224x224)" for c in CLIPS},
@@ -344,10 +435,27 @@ def main():
     print(f"wrote {Path(a.build, 'report.json')}")
     ok = all(report[n]["ram_bytes"] <= RAM_BUDGET and report[n]["flash_bytes"] <= FLASH_BUDGET
              and report[n]["sealed"]["ram_bytes"] <= RAM_BUDGET for n in TARGETS)
+    ok = ok and all(r["ram_bytes"] <= RAM_BUDGET for r in report["sizes"]["224x224"].values())
     sys.exit(0 if ok else 1)
 
 
+def size_summary(sizes):
+    print("per camera size (images built for that size; the clip's frames 0, 20, 40, 60 at that size):")
+    print(f"{'size':9s} {'target':10s} {'RAM':>18s} {'flash':>9s} {'instr/frame':>14s} {'instr/pixel':>12s} "
+          f"{'vs 224':>7s} {'JPEG instr/pixel':>17s}")
+    for key, per in sizes.items():
+        for name, r in per.items():
+            if not r["fits"]:
+                print(f"{key:9s} {name:10s} does not fit: {r['why']}")
+                continue
+            print(f"{key:9s} {name:10s} {r['ram_bytes']:>9,d} B ({r['ram_bytes'] / 1024:5.1f} KB) "
+                  f"{r['flash_bytes']:>9,d} {r['instructions_per_frame']:>14,d} {r['instructions_per_pixel']:>12.1f} "
+                  f"{100 * r.get('instructions_per_pixel_over_224', 0):>+6.2f}% "
+                  f"{r['jpeg']['instructions_per_pixel']:>17.1f}")
+
+
 def summary(report, match):
+    size_summary(report["sizes"])
     print(f"{'target':10s} {'RAM (static+stack)':>20s} {'flash':>10s} {'instructions/frame':>20s}  "
           + "  ".join(f"{s:>6s}" for s in STAGES) + "  (M)   JPEG k6/k12 (M)")
     for name in TARGETS:

@@ -11,13 +11,20 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ..codec.entropy import MAX_CHUNK_BYTES_ANY
+
 PROTOCOL_VERSION = 1                    # the unsealed protocol; 2 is the sealed one (link/sealed.py)
 PROTOCOL_VERSIONS = (1, 2)
-MAX_PAYLOAD = 1232                      # a channel chunk (<= 1184 B), its header and the seal (21 B)
+SEAL_OVERHEAD = 21                      # a sealed packet's type, counter and tag (link/sealed.py)
+# a channel chunk of the largest picture (1920x1088: 48,968 B; 1,184 at 224x224), its
+# header (CHUNK_INTER: 6 B) and the seal
+MAX_PAYLOAD = MAX_CHUNK_BYTES_ANY + 6 + SEAL_OVERHEAD
 MAX_ENCODED = MAX_PAYLOAD + 5 + (MAX_PAYLOAD + 5) // 254 + 2
 
 # device -> host
 HELLO, FRAME_HEADER, CHUNK, FRAME_END, STATUS, CHUNK_INTER = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+DEVICE_ERROR = 0x09                     # code u8, then a line of text (UTF-8)
+DEVICE_ERRORS = {1: "camera size", 2: "camera"}
 # host -> device
 REQUEST_HELLO, SET_BUDGET, SET_FPS, REQUEST_STATUS, ACK = 0x80, 0x81, 0x82, 0x83, 0x84
 TARGETS = {0: "host", 1: "cortex-m7 (mps2-an500)", 2: "cortex-m33 (mps2-an505)", 3: "cortex-m3 (mps2-an385)",
@@ -25,6 +32,9 @@ TARGETS = {0: "host", 1: "cortex-m7 (mps2-an500)", 2: "cortex-m33 (mps2-an505)",
 
 HELLO_FMT = struct.Struct("<BHIBIII")          # protocol, fw version, model id, target, ram static, stack, flash
 FRAME_HEADER_FMT = struct.Struct("<IIBBBBB")   # seq, capture time us, num ch, h, w, k, bitstream version
+FRAME_HEADER_SIZED_FMT = struct.Struct("<IIBBBBBHH")   # ... and the picture's width, height (not 224x224)
+FRAME_HEADER_SCALED_FMT = struct.Struct("<IIBBBBBHHB")  # ... and the scale shift (bitstream v4)
+FIRMWARE_SCALES = 0x0102        # firmware 1.2 and later take SET_BUDGET's scale byte (HELLO's firmware version)
 CHUNK_HEAD_FMT = struct.Struct("<IB")          # seq, channel (chunk bytes follow)
 CHUNK_INTER_HEAD_FMT = struct.Struct("<IBB")   # seq, channel, reference delta (video mode; chunk bytes follow)
 ACK_FMT = struct.Struct("<IHB")                # seq, channels decoded (bit c: channel c), flags (bit 0: refresh)
@@ -187,6 +197,47 @@ def parse_fixed(fmt: struct.Struct, p: bytes, name: str) -> tuple:
     return fmt.unpack(p)
 
 
+@dataclass
+class FrameHeader:
+    sequence: int
+    capture_us: int
+    num_channels: int
+    latent_height: int
+    latent_width: int
+    k: int
+    version: int
+    width: int = 224            # the camera's picture size: 224x224 in the 13-byte form
+    height: int = 224
+    scale_shift: int = 0        # coded at 1 / 2^scale_shift of it (18-byte form, version 4)
+
+    @classmethod
+    def parse(cls, p: bytes) -> FrameHeader:
+        """13 bytes (224x224, bitstream version 1 or 2, as every device sent before), 17
+        (the picture's width and height follow: any other size, version 3) or 18 (and the
+        scale shift: coded at 1/2 or 1/4 of that size, version 4)."""
+        for fmt in (FRAME_HEADER_FMT, FRAME_HEADER_SIZED_FMT, FRAME_HEADER_SCALED_FMT):
+            if len(p) == fmt.size:
+                return cls(*fmt.unpack(p))
+        raise ProtocolError(f"FRAME_HEADER of {len(p)} bytes, expected {FRAME_HEADER_FMT.size}, "
+                            f"{FRAME_HEADER_SIZED_FMT.size} or {FRAME_HEADER_SCALED_FMT.size}")
+
+    def pack(self) -> bytes:
+        head = (self.sequence, self.capture_us, self.num_channels, self.latent_height, self.latent_width, self.k,
+                self.version)
+        if self.scale_shift:
+            return FRAME_HEADER_SCALED_FMT.pack(*head, self.width, self.height, self.scale_shift)
+        if (self.width, self.height) == (224, 224) and self.version in (1, 2):
+            return FRAME_HEADER_FMT.pack(*head)
+        return FRAME_HEADER_SIZED_FMT.pack(*head, self.width, self.height)
+
+
+def parse_device_error(p: bytes) -> tuple[int, str]:
+    """DEVICE_ERROR -> (code, text)."""
+    if len(p) < 1:
+        raise ProtocolError("empty DEVICE_ERROR")
+    return p[0], p[1:].decode("utf-8", "replace")
+
+
 def parse_chunk(p: bytes) -> tuple[int, int, bytes]:
     if len(p) < CHUNK_HEAD_FMT.size + 4:
         raise ProtocolError(f"CHUNK of {len(p)} bytes is too short")
@@ -215,8 +266,13 @@ def ack(sequence: int, channels, refresh: bool = False) -> bytes:
     return encode_packet(ACK, ack_payload(sequence, channels, refresh))
 
 
-def set_budget(k: int) -> bytes:
-    return encode_packet(SET_BUDGET, bytes([k]))
+def budget_payload(k: int, scale_shift: int | None = None) -> bytes:
+    """SET_BUDGET: k, and for a device of firmware 1.2 or later the scale shift (0..2)."""
+    return bytes([k]) if scale_shift is None else bytes([k, scale_shift])
+
+
+def set_budget(k: int, scale_shift: int | None = None) -> bytes:
+    return encode_packet(SET_BUDGET, budget_payload(k, scale_shift))
 
 
 def fps_payload(fps: float) -> bytes:

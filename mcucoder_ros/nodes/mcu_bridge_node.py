@@ -153,6 +153,9 @@ class McuBridgeNode(McuNode):
         for df in self.assembler.on_packet(pkt):
             if self.link.error is None:
                 self._publish(df)
+        if pkt.type == sp.DEVICE_ERROR and self.assembler.device_error:
+            # e.g. a camera picture above the firmware's compiled maximum: the device codes nothing
+            self.get_logger().error(self.assembler.device_error)
         if pkt.type == sp.HELLO and self.assembler.hello_error:
             self.get_logger().error(self.assembler.hello_error)
         elif pkt.type == sp.HELLO and self.assembler.hello is not had_hello:
@@ -236,8 +239,9 @@ class McuBridgeNode(McuNode):
         if self.assembler.last_status is not None and len(self.assembler.last_status) == 10:
             vals.update(zip(("device_rejected_bad_tag", "device_rejected_replay", "device_rejected_unsealed",
                              "device_rejected_malformed"), self.assembler.last_status[6:]))
-        level = 0 if self.ser is not None and h and not self.link.error else 1 if not self.link.error else 2
-        msg = self.link.error or self.assembler.hello_error or (
+        error = self.link.error or self.assembler.device_error
+        level = 0 if self.ser is not None and h and not error else 1 if not error else 2
+        msg = error or self.assembler.hello_error or (
             ("streaming, sealed" if self.link.confirmed else "waiting for the device's SESSION_OK")
             if h and self.link.sealed else "streaming" if h else "waiting for device HELLO")
         return level, msg, vals

@@ -49,7 +49,8 @@ int main(void) {
     port_init();
     uint8_t qualities[16];
     int n_q = semihost_read_file("jpeg.cfg", qualities, sizeof qualities);
-    int n_frames = camera_open();
+    int w = 0, h = 0;
+    int n_frames = camera_open(&w, &h);
     if (n_q <= 0 || n_frames <= 0) {
         console_write("jpeg: needs jpeg.cfg and camera.rgb\n");
         return 1;
@@ -64,7 +65,7 @@ int main(void) {
             if (fd < 0 || camera_start(f)) return 1;
             excluded = 0;
             uint32_t t0 = port_ticks();
-            size_t len = mcu_jpeg_encode_rows(timed_row, 0, qualities[i], to_file, &fd);
+            size_t len = mcu_jpeg_encode_rows(timed_row, 0, w, h, qualities[i], to_file, &fd);
             ticks += port_ticks() - t0 - excluded;
             semihost_close(fd);
             if (!len) return 1;

@@ -7,12 +7,15 @@
 #include "mcu_video.h"
 #include "port.h"
 
-#define FIRMWARE_VERSION 0x0100u
+/* 1.1: any camera size up to MCU_MAX_WIDTH x MCU_MAX_HEIGHT (bitstream v3, FRAME_HEADER
+ * with the picture's size); 1.2: scales, the picture coded at 1, 1/2 or 1/4 of the
+ * camera's size as SET_BUDGET's second byte asks (bitstream v4, FRAME_HEADER with the scale) */
+#define FIRMWARE_VERSION 0x0102u
 
 /* No frame buffer: the encoder pulls camera rows into its own ring (mcu_codec.c). The
- * symbols overwrite the latent in place. */
-static int8_t latent[MCU_CHANNELS][MCU_LATENT][MCU_LATENT];
-static uint8_t (*const sym)[MCU_LATENT][MCU_LATENT] = (uint8_t (*)[MCU_LATENT][MCU_LATENT])latent;
+ * symbols overwrite the latent in place: 12 channels of mcu_geo.n symbols. */
+static int8_t latent[MCU_CHANNELS * MCU_MAX_SYMBOLS + 4];
+static uint8_t *const sym = (uint8_t *)latent;
 static uint8_t chunk[MCU_MAX_CHUNK];
 static void on_ack(uint32_t seq, uint16_t channels, uint8_t flags) {
     mcu_video_ack(seq, channels);
@@ -105,6 +108,41 @@ static void put_u32(char *buf, uint32_t v) {   /* decimal, for the report line *
     *buf = 0;
 }
 
+static char *append(char *p, const char *s) {
+    while (*s) *p++ = *s++;
+    *p = 0;
+    return p;
+}
+
+static char *append_size(char *p, int w, int h) {
+    put_u32(p, (uint32_t)w);
+    while (*p) p++;
+    *p++ = 'x';
+    put_u32(p, (uint32_t)h);
+    while (*p) p++;
+    return p;
+}
+
+/* A camera this build cannot code: say so to the host (DEVICE_ERROR) and on the console,
+ * keep answering the host for a while (its last writes), then stop. */
+static int refuse_camera(int w, int h) {
+    char msg[160], *p = msg;
+    p = append(p, "camera picture ");
+    p = append_size(p, w, h);
+    p = append(p, " is outside what this firmware codes: each side 8 or more, at most ");
+    p = append_size(p, MCU_MAX_WIDTH, MCU_MAX_HEIGHT);
+    p = append(p, " (build it with MCU_MAX_WIDTH / MCU_MAX_HEIGHT)");
+    uint8_t code = MCU_DEVICE_ERROR_CAMERA_SIZE;
+    wait_for_session();
+    send(MCU_PKT_DEVICE_ERROR, &code, 1, (const uint8_t *)msg, (size_t)(p - msg));
+    console_write("camera: ");
+    console_write(msg);
+    console_write("\n");
+    uint32_t t_end = port_ticks();
+    while (port_ticks() - t_end < TIMER_HZ / 2) poll_commands();
+    return 1;
+}
+
 static void report(const char *key, uint32_t v) {
     char num[12];
     put_u32(num, v);
@@ -124,7 +162,8 @@ int main(void) {
     mcu_link_init(&link, keyed ? key : 0, port_key_store, have_rng ? seed : 0, counted, boot, id);
     for (int i = 0; i < 32; i++) key[i] = seed[i] = 0;
     mcu_protocol_set_link(&link);
-    int n_frames = camera_open();
+    int cam_w = 0, cam_h = 0;
+    int n_frames = camera_open(&cam_w, &cam_h);
     send_hello();
 #ifdef MCU_SELF_SESSION
     /* measurement build (make report): a session with a fixed host nonce of zeros, as if
@@ -138,6 +177,7 @@ int main(void) {
         console_write("camera: cannot read camera.rgb\n");
         return 1;
     }
+    if (mcu_set_geometry(cam_w, cam_h, 0) != MCU_OK) return refuse_camera(cam_w, cam_h);
     uint32_t encode_ticks_total = 0;
     mcu_set_clock(port_ticks);
     for (int seq = 0; seq < n_frames; seq++) {
@@ -146,6 +186,10 @@ int main(void) {
         wait_for_session();
         uint32_t t_capture = port_ticks();
         int k = ctl.budget;
+        /* the scale asked for, from this frame on; one whose picture would be under 8
+         * pixels a side is not taken (the frame stays at the last scale) */
+        if (ctl.scale_shift != mcu_geo.shift && mcu_set_geometry(cam_w, cam_h, ctl.scale_shift) != MCU_OK)
+            ctl.scale_shift = (uint8_t)mcu_geo.shift;
         /* camera rows are read as the encoder needs them; their wait is not encode time */
         uint32_t t0 = port_ticks(), camera0 = mcu_stage_ticks[MCU_STAGE_CAMERA];
         if (camera_start(seq) || mcu_encode_latent_rows(camera_read_row, 0, latent)) {
@@ -154,15 +198,22 @@ int main(void) {
         }
         mcu_quantize(latent, k, sym);
         uint32_t ticks = port_ticks() - t0 - (mcu_stage_ticks[MCU_STAGE_CAMERA] - camera0);
-        uint8_t h[13];
+        /* 224x224: the 13 bytes of before (version 1, or 2 when chunks may come as
+         * CHUNK_INTER); any other size: version 3 and the picture's width and height;
+         * scaled: version 4, the camera's width and height and the scale shift */
+        uint8_t h[18];
+        int version = mcu_bitstream_version();
         le32(h, (uint32_t)seq); le32(h + 4, t_capture / (TIMER_HZ / 1000000)); h[8] = MCU_CHANNELS;
-        h[9] = MCU_LATENT; h[10] = MCU_LATENT; h[11] = (uint8_t)k;
-        h[12] = mcu_video_active() ? 2 : 1;      /* 2: chunks may come as CHUNK_INTER */
-        send(MCU_PKT_FRAME_HEADER, h, sizeof h, 0, 0);
+        h[9] = (uint8_t)mcu_geo.lh; h[10] = (uint8_t)mcu_geo.lw; h[11] = (uint8_t)k;
+        h[12] = (uint8_t)(version == 1 && mcu_video_active() ? 2 : version);
+        h[13] = (uint8_t)mcu_geo.width; h[14] = (uint8_t)(mcu_geo.width >> 8);
+        h[15] = (uint8_t)mcu_geo.height; h[16] = (uint8_t)(mcu_geo.height >> 8);
+        h[17] = (uint8_t)mcu_geo.shift;
+        send(MCU_PKT_FRAME_HEADER, h, version == 1 ? 13 : version == 3 ? 17 : 18, 0, 0);
         for (int c = 0; c < k; c++) {
             uint32_t tc = port_ticks();
             int delta;
-            size_t len = mcu_code_channel_video((uint32_t)seq, c, sym[c], chunk, &delta);
+            size_t len = mcu_code_channel_video((uint32_t)seq, c, sym + c * mcu_geo.n, chunk, &delta);
             ticks += port_ticks() - tc;
             uint8_t ch[6];
             le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c; ch[5] = (uint8_t)delta;

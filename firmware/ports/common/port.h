@@ -13,10 +13,12 @@
 void port_init(void);
 int port_uart_getc(void);                      /* -1 when nothing was received */
 uint32_t port_ticks(void);                     /* free-running timer, counts up */
-int camera_open(void);                         /* returns number of frames, < 0 on error */
+/* The camera's configuration: its picture size (*width x *height); returns the number of
+ * frames, < 0 on error. */
+int camera_open(int *width, int *height);
 int camera_start(int index);                   /* begin frame `index`; 0 on success */
-/* Row y (0..223, in order) of the current frame: 224 RGB pixels, 672 bytes, into dst
- * (an mcu_row_reader, see mcu_codec.h); 0 on success. */
+/* Row y (0..height-1, in order) of the current frame: width RGB pixels, 3 bytes each,
+ * into dst (an mcu_row_reader, see mcu_codec.h); 0 on success. */
 int camera_read_row(void *ctx, int y, uint8_t *dst);
 void console_write(const char *s);             /* debug/report text (semihosting) */
 void port_exit(int code);                      /* end of run (QEMU: semihosting exit) */

@@ -1,6 +1,7 @@
-/* Arm semihosting, for the QEMU ports: the camera is a file of 224x224 RGB frames in
- * QEMU's working directory (camera.rgb), read row by row; the console and exit code
- * go to the host.  A board replaces this file with its camera driver. */
+/* Arm semihosting, for the QEMU ports: the camera is a file of RGB frames in QEMU's
+ * working directory (camera.rgb), read row by row, of the size camera.cfg states
+ * (width u16 LE, height u16 LE; 224x224 without it); the console and exit code go to
+ * the host.  A board replaces this file with its camera driver. */
 #include "port.h"
 
 static int semihost(int op, void *arg) {
@@ -21,19 +22,26 @@ static int semihost(int op, void *arg) {
 
 int semihost_read_file(const char *name, uint8_t *buf, int cap);
 
-static int camera_fd = -1, clip_frames = 1;
-#define FRAME_BYTES (224 * 224 * 3)
+static int camera_fd = -1, clip_frames = 1, cam_width = 224, cam_height = 224;
+#define FRAME_BYTES ((uint32_t)cam_width * (uint32_t)cam_height * 3u)
 
 /* The frames in camera.rgb; with frames.cfg (u32 LE), that many frames, the clip looped
  * (long runs such as the link soak). */
-int camera_open(void) {
+int camera_open(int *width, int *height) {
+    uint8_t cfg[4];
+    if (semihost_read_file("camera.cfg", cfg, 4) == 4) {
+        cam_width = cfg[0] | cfg[1] << 8;
+        cam_height = cfg[2] | cfg[3] << 8;
+    }
+    *width = cam_width;
+    *height = cam_height;
     static const char name[] = "camera.rgb";   /* in QEMU's working directory */
     uint32_t args[3] = {(uint32_t)name, 1 /* "rb" */, sizeof name - 1};
     camera_fd = semihost(SYS_OPEN, args);
     if (camera_fd < 0) return -1;
     uint32_t a[1] = {(uint32_t)camera_fd};
     int len = semihost(SYS_FLEN, a);
-    if (len < FRAME_BYTES) return -1;
+    if (!cam_width || !cam_height || (uint32_t)len < FRAME_BYTES) return -1;
     clip_frames = len / FRAME_BYTES;
     uint8_t n[4];
     if (semihost_read_file("frames.cfg", n, 4) == 4)
@@ -50,7 +58,7 @@ int camera_start(int index) {
 int camera_read_row(void *ctx, int y, uint8_t *dst) {
     (void)ctx;
     (void)y;                       /* rows come in order: the file position follows them */
-    uint32_t rd[3] = {(uint32_t)camera_fd, (uint32_t)dst, 224 * 3};
+    uint32_t rd[3] = {(uint32_t)camera_fd, (uint32_t)dst, (uint32_t)cam_width * 3u};
     return semihost(SYS_READ, rd) == 0 ? 0 : -1;    /* returns bytes NOT read */
 }
 
