@@ -315,3 +315,63 @@ def test_qemu_video_mode_chunks_identical_to_host_with_acks_over_the_uart(encode
             inter += 1
     assert inter >= 30, f"only {inter} inter chunks in {n} frames"
     assert all(df.frame.size == (video[0].shape[1], video[0].shape[0]) for df in got)
+
+
+def run_scaled(target, n, shift, size=None):
+    """n frames at the clip's own size (or size), SET_BUDGET 12 with the scale shift sent
+    after HELLO; returns the frames, the camera's frames, the assembler and the firmware's
+    own report (stack peak included) once it has ended."""
+    from mcucoder_ros.qemu import QemuCamera
+    w, h = size or (0, 0)
+    cam = QemuCamera(target, str(CLIP), max_frames=n, width=w, height=h)
+    url = cam.start()
+    frames = []
+    try:
+        s = connect(url)
+        parser, asm, sent = sp.StreamParser(), FrameAssembler(), False
+        t0 = time.monotonic()
+        while len(frames) < n and time.monotonic() - t0 < 180:
+            for pkt in parser.feed(s.read(65536)):
+                frames += asm.on_packet(pkt)
+            if asm.hello and not sent:
+                s.write(sp.set_budget(12, shift))
+                sent = True
+        t0 = time.monotonic()
+        try:
+            while not cam.finished() and time.monotonic() - t0 < 30:
+                s.read(65536)
+        except serial.SerialException:      # the firmware ended: QEMU closed the socket
+            pass
+        s.close()
+        t0 = time.monotonic()
+        while not cam.finished() and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        report = cam.report()
+    finally:
+        cam.stop()
+    return frames, camera_frames(n, size), asm, report
+
+
+@pytest.mark.parametrize("target", ["m7", "m33", "stm32f405", "m3", "m55"])
+def test_qemu_scaled_chunks_identical_to_host_and_no_more_ram(encoder, target):
+    """Issue 31: the camera's picture coded at 1/2 and 1/4 of its size (box decimation as
+    the rows stream in), chosen by SET_BUDGET's scale byte (firmware 1.2): every chunk as
+    the host encoder's (geometry.decimate, bitstream v4 with the camera's size), from the
+    frame after the command on; no more RAM than at scale 1 (the same image, and a stack
+    peak no deeper)."""
+    _, _, _, plain = run_scaled(target, 2, 0, size=(228, 172))
+    assert plain["frames"] == 2
+    for shift, size in ((1, None), (2, None), (1, (228, 172)), (2, (228, 172))):
+        got, video, asm, report = run_scaled(target, 3, shift, size)
+        assert asm.hello.firmware_version >= sp.FIRMWARE_SCALES and len(got) == 3 and asm.errors["protocol"] == 0
+        shifts = [df.frame.scale_shift for df in got]
+        assert shifts[-2:] == [shift, shift] and set(shifts) <= {0, shift}, shifts
+        for df, rgb in zip(got, video):
+            f = df.frame
+            ref = encoder.encode(rgb, 12, f.sequence, scale_shift=f.scale_shift)
+            assert f.size == (rgb.shape[1], rgb.shape[0]) and f.version == ref.version
+            assert f.version == (4 if f.scale_shift else 3)
+            assert f.chunks == ref.chunks, f"frame {f.sequence} at 1/{1 << f.scale_shift} differs from the host"
+        if size:
+            assert report["static_ram_bytes"] == plain["static_ram_bytes"], (report, plain)
+            assert report["stack_peak_bytes"] <= plain["stack_peak_bytes"], (report, plain)

@@ -114,3 +114,19 @@ def test_parser_never_raises_and_stays_bounded(chunks):
 @given(st.binary(min_size=0, max_size=sp.MAX_PAYLOAD), st.integers(0, 255))
 def test_round_trip_any_payload(payload, ptype):
     assert sp.StreamParser().feed(sp.encode_packet(ptype, payload)) == [sp.Packet(ptype, payload)]
+
+
+def test_scaled_frame_header_and_budget_with_scale():
+    """Firmware 1.2: SET_BUDGET's optional scale byte, and the 18-byte FRAME_HEADER of a
+    scaled frame (version 4: the camera's size, the latent of the coded picture)."""
+    assert sp.set_budget(5) == sp.encode_packet(sp.SET_BUDGET, b"\x05")
+    assert sp.StreamParser().feed(sp.set_budget(5, 2))[0].payload == b"\x05\x02"
+    fh = sp.FrameHeader(3, 30, 12, 9, 11, 4, 4, 352, 288, 2)     # 352x288 at 1/4: 88x72, latent 9x11
+    assert len(fh.pack()) == 18 and sp.FrameHeader.parse(fh.pack()) == fh
+    asm = FrameAssembler()
+    asm.on_packet(sp.Packet(sp.HELLO, sp.Hello(**dict(DEVICE_FIELDS["hello"], firmware_version=0x0102)).pack()))
+    asm.on_packet(sp.Packet(sp.FRAME_HEADER, fh.pack()))
+    assert asm.errors["protocol"] == 0 and asm.pending.scale_shift == 2
+    bad = sp.FrameHeader(4, 30, 12, 36, 44, 4, 4, 352, 288, 2)   # latent of the camera's size, not the coded one
+    asm.on_packet(sp.Packet(sp.FRAME_HEADER, bad.pack()))
+    assert asm.errors["protocol"] == 1

@@ -51,6 +51,9 @@ class McuBridgeNode(McuNode):
             raise ValueError("parameter 'port' is required (a tty, a pty or socket://host:port)")
         self.pub = self.create_publisher(LatentChannels, "latent", self.qos())
         self.create_subscription(UInt8, "channel_budget", self._on_budget, 10)
+        # the picture's scale (denominator 1, 2 or 4), for a device that codes scales (firmware 1.2)
+        self.create_subscription(UInt8, "picture_scale", self._on_scale, 10)
+        self.scale_shift = 0
         if self.p["video_mode"]:
             self.create_subscription(ReceiverReport, "reference_ack", self._on_ack, 10)
         key = sealed.read_key_file(self.p["link_key_file"]) if self.p["link_key_file"] else None
@@ -144,7 +147,7 @@ class McuBridgeNode(McuNode):
                 if self.p["fps"]:
                     self._command(sp.SET_FPS, sp.fps_payload(self.p["fps"]))
                 if self.budget is not None:
-                    self._command(sp.SET_BUDGET, bytes([self.budget]))
+                    self._command(sp.SET_BUDGET, self._budget_payload())
             for pkt in passed:
                 self._on_device_packet(pkt)
 
@@ -214,10 +217,33 @@ class McuBridgeNode(McuNode):
             self.get_logger().warning(f"write failed: {e}", throttle_duration_sec=5.0)
 
     # -- ROS side ---------------------------------------------------------------------
+    def _scales(self) -> bool:
+        """The device takes SET_BUDGET's scale byte (its HELLO says firmware 1.2 or later)."""
+        h = self.assembler.hello
+        return h is not None and h.firmware_version >= sp.FIRMWARE_SCALES
+
+    def _budget_payload(self) -> bytes:
+        """k, and the scale shift for a device that codes scales (older ones keep scale 1)."""
+        return sp.budget_payload(self.budget, self.scale_shift if self._scales() else None)
+
     def _on_budget(self, msg: UInt8):
         if 1 <= msg.data <= LATENT_CHANNELS:
             self.budget = int(msg.data)
-            self._command(sp.SET_BUDGET, bytes([self.budget]))
+            self._command(sp.SET_BUDGET, self._budget_payload())
+
+    def _on_scale(self, msg: UInt8):
+        """picture_scale: the denominator (1, 2 or 4); applied with the next budget command,
+        sent at once when a budget is known (the device applies it from its next frame)."""
+        shift = {1: 0, 2: 1, 4: 2}.get(int(msg.data))
+        if shift is None:
+            self.count("bad_picture_scale")
+            self.get_logger().warning(f"picture_scale {msg.data}: expected 1, 2 or 4", throttle_duration_sec=5.0)
+            return
+        if shift and not self._scales():
+            self.count("scale_unsupported")
+        self.scale_shift = shift
+        if self.budget is not None and self._scales():
+            self._command(sp.SET_BUDGET, self._budget_payload())
 
     def _on_ack(self, r: ReceiverReport):
         self._command(sp.ACK, sp.ack_payload(r.sequence, list(r.channels_decoded), r.refresh_request))
