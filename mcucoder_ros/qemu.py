@@ -55,12 +55,13 @@ def free_port() -> int:
 class QemuCamera:
     def __init__(self, target: str, video: str, max_frames: int | None = None, firmware: str | None = None,
                  link_key: bytes | None = None, stream_frames: int | None = None, rng: bool = True,
-                 device_id: bytes | None = None, storage: str | None = None, width: int = 0, height: int = 0,
-                 scale: float = 0.0):
+                 device_id: bytes | None = None, storage: str | None = None, width: int = 0,
+                 height: int = 0, scale: float = 0.0):
         """The camera streams the video's frames at their own size; `width` / `height`
         (one of them: the aspect is kept) or `scale` resize them first, as image_proc's
         resize does.  The firmware refuses a size above its compiled maximum (it says so
-        in a DEVICE_ERROR packet and on its console).  `rng`: emulate the part's random generator (a fresh seed per launch, below);
+        in a DEVICE_ERROR packet and on its console).  `rng`: emulate the part's random
+        generator (a fresh seed per launch, below);
         False: a part without one, whose nonces rest on its boot counter.  `device_id`:
         the part's serial number (16 bytes; random by default).  `storage`: a folder that
         stands for the device's flash across launches (link.key, boot.count, device.id);

@@ -171,39 +171,47 @@ def test_bridge_publishes_the_pictures_size_and_reports_a_device_error(ros, enco
         os.close(slave)
 
 
+def _budget_sent_to(ros, firmware_version, budget_pub, scale_pub):
+    """A device of this firmware version on a pty; picture_scale 2, then channel_budget 7:
+    the payload of the last SET_BUDGET the bridge wrote to it."""
+    from std_msgs.msg import UInt8
+
+    from mcucoder_ros.link.vectors import DEVICE_FIELDS as F
+    master, slave = os.openpty()
+    bridge = make_bridge(ros, os.ttyname(slave), wait_for_subscriber=False)
+    parser, got = sp.StreamParser(), []
+
+    def read():
+        try:
+            got.extend(p for p in parser.feed(os.read(master, 4096)) if p.type == sp.SET_BUDGET)
+        except BlockingIOError:
+            pass
+        return got
+    try:
+        assert ros.spin_until(lambda: bridge.ser is not None, 10)
+        hello = sp.Hello(**dict(F["hello"], firmware_version=firmware_version)).pack()
+        write_all(master, sp.encode_packet(sp.HELLO, hello))
+        assert ros.spin_until(lambda: bridge.assembler.hello is not None, 10)
+        ros.spin_until(lambda: budget_pub.get_subscription_count() and scale_pub.get_subscription_count(), 5)
+        scale_pub.publish(UInt8(data=2))
+        ros.spin_for(0.3)
+        budget_pub.publish(UInt8(data=7))
+        os.set_blocking(master, False)
+        assert ros.spin_until(read, 10)
+        ros.spin_for(0.3)
+        read()
+        return got[-1].payload
+    finally:
+        bridge.destroy_node()
+        os.close(master)
+        os.close(slave)
+
+
 def test_bridge_sends_the_picture_scale_only_to_a_device_that_codes_scales(ros):
     """picture_scale (the denominator) goes out as SET_BUDGET's second byte to a device of
     firmware 1.2 or later; a device of before gets the 1-byte SET_BUDGET (scale 1) only."""
     from std_msgs.msg import UInt8
-
-    from mcucoder_ros.link.vectors import DEVICE_FIELDS as F
     budget_pub = ros.node.create_publisher(UInt8, "/bridge_test/channel_budget", 10)
     scale_pub = ros.node.create_publisher(UInt8, "/bridge_test/picture_scale", 10)
-    for version, expect in ((0x0102, b"\x07\x01"), (0x0100, b"\x07")):
-        master, slave = os.openpty()
-        bridge = make_bridge(ros, os.ttyname(slave), wait_for_subscriber=False)
-        try:
-            assert ros.spin_until(lambda: bridge.ser is not None, 10)
-            write_all(master, sp.encode_packet(sp.HELLO, sp.Hello(**dict(F["hello"], firmware_version=version)).pack()))
-            assert ros.spin_until(lambda: bridge.assembler.hello is not None, 10)
-            ros.spin_until(lambda: budget_pub.get_subscription_count() and scale_pub.get_subscription_count(), 5)
-            scale_pub.publish(UInt8(data=2))
-            ros.spin_for(0.3)
-            budget_pub.publish(UInt8(data=7))
-            parser, got = sp.StreamParser(), []
-
-            def read():
-                try:
-                    got.extend(p for p in parser.feed(os.read(master, 4096)) if p.type == sp.SET_BUDGET)
-                except BlockingIOError:
-                    pass
-                return got
-            os.set_blocking(master, False)
-            assert ros.spin_until(read, 10)
-            ros.spin_for(0.3)
-            read()
-            assert got[-1].payload == expect, (version, got)
-        finally:
-            bridge.destroy_node()
-            os.close(master)
-            os.close(slave)
+    assert _budget_sent_to(ros, 0x0102, budget_pub, scale_pub) == b"\x07\x01"
+    assert _budget_sent_to(ros, 0x0100, budget_pub, scale_pub) == b"\x07"

@@ -355,7 +355,7 @@ def size_report(build, pool, quality):
         for (key, name), job in jobs.items():
             out[key][name] = job.result()
     base = out["224x224"]
-    for key, per in out.items():
+    for per in out.values():
         for name, r in per.items():
             if r["fits"] and base.get(name, {}).get("fits"):
                 r["instructions_per_pixel_over_224"] = round(
