@@ -33,10 +33,14 @@ class Strategy:
     k: int = LATENT_CHANNELS
     link_monitor: bool = True
     video: bool = False
+    ladder: bool = False       # the resolution ladder: the picture size changes too (ours: (scale, k); jpeg: renditions)
 
 
-def frame_bits(sizes, inter: bool = False):
-    """Bits of a frame with these chunk sizes (inter: a version 2 chunk table)."""
+def frame_bits(sizes, inter: bool = False, sized: bool = False):
+    """Bits of a frame with these chunk sizes (inter: a version 2 chunk table; sized: a
+    version 3 or 4 frame, any size other than 224x224)."""
+    if sized:
+        return (bitstream.HEADER_V3.size + sum(bitstream.CHUNK_ENTRY_V2.size + s for s in sizes)) * 8
     entry = bitstream.CHUNK_ENTRY_V2.size if inter else ENTRY
     return (HEADER + sum(entry + s for s in sizes)) * 8
 
@@ -49,16 +53,32 @@ STRATEGIES = {
     "fixed_k6": Strategy("fixed_k6", "fixed", k=6),
     "jpeg_ladder": Strategy("jpeg_ladder", "jpeg"),
 }
+DEFAULT_STRATEGIES = tuple(STRATEGIES)
+# the resolution ladder (evaluate-abr --size WxH): ours picks (scale, k); the JPEG baseline
+# changes size and quality along a rendition ladder, as a DASH ladder would
+LADDER_STRATEGIES = {
+    "ours_ladder": Strategy("ours_ladder", "ours", ladder=True),
+    "ours_ladder_no_link_quality": Strategy("ours_ladder_no_link_quality", "ours", link_monitor=False, ladder=True),
+    "jpeg_size_ladder": Strategy("jpeg_size_ladder", "jpeg", ladder=True),
+}
+STRATEGIES.update(LADDER_STRATEGIES)
 
 
-def abr_metrics(strategy, recs, trace, T, interval) -> dict:
+def abr_metrics(strategy, recs, trace, T, interval, scales=None) -> dict:
+    """scales: per record, the picture scale shown (1, 2, 4), for ladder strategies."""
     delivered = sorted(r.delivered for r in recs if r.delivered <= T + 1.0)
     gaps = np.diff([0.0] + delivered) if delivered else np.array([T])
     sent = sum(r.bits for r in recs if r.delivered <= T)
     levels = [r.level for r in recs]
     sent_levels = [v for v in levels if v > 0]     # a frame not sent is no change of the quality shown
     shown = [r.ms_ssim for r in recs if r.delivered <= T + 1.0]
+    extra = {}
+    if scales is not None:
+        sent_scales = [s for s, r in zip(scales, recs) if r.level > 0]
+        extra = {"scale_switches": int(sum(a != b for a, b in zip(sent_scales, sent_scales[1:]))),
+                 "scale_share": {str(s): sent_scales.count(s) / max(1, len(sent_scales)) for s in (1, 2, 4)}}
     return {
+        **extra,
         "on_time_ratio": sum(r.on_time for r in recs) / len(recs),
         "stall_count": int(np.sum(gaps > 2 * interval)),
         "mean_ms_ssim": float(np.mean(shown)) if shown else 0.0,
@@ -67,5 +87,6 @@ def abr_metrics(strategy, recs, trace, T, interval) -> dict:
         "switches_per_s": sum(a != b for a, b in zip(sent_levels, sent_levels[1:])) / max(T, 1e-9),
         "frames": len(recs), "frames_delivered": len(delivered),
         "series": {"t": [r.t for r in recs], "level": levels, "sent_bps": [r.bits / interval for r in recs],
-                   "ms_ssim": [r.ms_ssim for r in recs], "on_time": [r.on_time for r in recs]},
+                   "ms_ssim": [r.ms_ssim for r in recs], "on_time": [r.on_time for r in recs],
+                   **({"scale": list(scales)} if scales is not None else {})},
     }

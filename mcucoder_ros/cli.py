@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--size", choices=["native", "224x224"], default="native")
     h.add_argument("--debian-root", default="data/debian")
     h.set_defaults(func=_app("model_tools", "heldout"))
+    t = sub.add_parser("ladder-table", help="measure the resolution ladder's table (MS-SSIM and bpp per scale and k, "
+                       "at the camera's size) on held-out photos and write it into the model's export.json")
+    t.add_argument("paths", nargs="*", default=["heldout/native"],
+                   help="photos at their own sizes (default: heldout/native, from `mcucoder heldout`)")
+    _model_args(t)
+    t.set_defaults(func=_app("model_tools", "ladder_table"))
     e = sub.add_parser("export", help="quantise a checkpoint and write a model folder (needs torch)")
     e.add_argument("checkpoint", help="weights.pt / checkpoint.pt from `mcucoder train`")
     e.add_argument("data", nargs="+", help="training photos (calibration and entropy tables)")
@@ -89,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame size: 224x224 (default, the paper's protocol: every frame resized, cv2.INTER_AREA), "
                         "native (each photo or video at its own size; larger than 1920x1088: scaled down to fit), or "
                         "WxH; JPEG codes the same frames at the same size")
+    v.add_argument("--scales", action="store_true",
+                   help="the resolution ladder: RD of each picture scale (1, 1/2, 1/4) at the camera's size, their "
+                        "upper hull and its BD-rate against the camera's size alone (frames at their own size)")
     _model_args(v)
     v.set_defaults(func=_app("codec_tools", "evaluate"))
 

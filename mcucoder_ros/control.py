@@ -501,6 +501,138 @@ class BitrateController:
         return goal
 
 
+@dataclass
+class LadderDecision(Decision):
+    scale_shift: int = 0            # the picture scale requested upstream (0: the camera's size)
+    rung: str = ""                  # the rung the ladder aims at, e.g. "1/2 k=6"
+
+
+class LadderController(BitrateController):
+    """The resolution ladder (docs/bitrate-control.md, "The resolution ladder"): the
+    channels of each frame are chosen as BitrateController chooses them, with the chunk
+    sizes of the frame's own scale; the scale requested upstream is the one of the rung
+    of most expected quality (the model's ladder table, at the camera's size) whose
+    frame fits the rate the level rule plans with.  Chunk sizes of a scale not seen for
+    a while are predicted from the seen one by the table's ratio of bytes per channel.
+    The scale changes at most once per scale_dwell_s, to a scale the goal held for that
+    long; at once only where the present scale cannot carry even min_channels."""
+
+    def __init__(self, table: dict, cfg: ControllerConfig | None = None,
+                 estimator: DeliveryRateEstimator | None = None, scale_dwell_s: float = 2.0,
+                 shifts: tuple[int, ...] | None = None, scale_margin: float = 0.02):
+        super().__init__(cfg or ControllerConfig(), estimator or DeliveryRateEstimator())
+        self.scale_dwell_s = scale_dwell_s
+        self.scale_margin = scale_margin
+        tshifts = [int(math.log2(sc)) for sc in table["scales"]]
+        self.shifts = tuple(s for s in tshifts if shifts is None or s in shifts)
+        self.quality = {s: list(q) for s, q in zip(tshifts, table["ms_ssim"])}
+        # bytes per channel relative to scale 0's, from the table (its bpp are per camera pixel)
+        per_channel = {}
+        for s, b in zip(tshifts, table["bpp"]):
+            per_channel[s] = [max(1e-6, b[0])] + [max(1e-6, b[c] - b[c - 1]) for c in range(1, len(b))]
+        self.ratio = {s: [per_channel[s][c] / per_channel[0][c] for c in range(LATENT_CHANNELS)]
+                      for s in self.shifts}
+        self._est = {s: None for s in self.shifts}          # smoothed chunk sizes per scale (None: not seen)
+        self._seen_at = {s: -math.inf for s in self.shifts}
+        self._seen_by = {s: 0 for s in self.shifts}
+        self.scale = 0                      # requested upstream
+        self.frame_scale = 0                # of the last frame decided on
+        self._scale_switch = -math.inf
+        self._goal_scale, self._goal_scale_since = 0, math.inf
+        self.goal_rung = ""
+
+    def estimates(self, shift: int) -> list[float]:
+        """Chunk sizes expected at a scale: its own smoothed sizes if seen in the last
+        10 s, else the most recently seen scale's, times the table's ratio."""
+        own = self._est.get(shift)
+        if own is not None and self.estimator.last_sent is not None and \
+                self._seen_at[shift] >= self._seen_at[self.frame_scale] - 10.0:
+            return list(own)
+        src = max(self._seen_at, key=self._seen_at.get)
+        base = self._est.get(src)
+        if base is None:
+            return [PRIOR_CHUNK_BYTES * self.ratio[shift][c] for c in range(LATENT_CHANNELS)]
+        return [base[c] * self.ratio[shift][c] / self.ratio[src][c] for c in range(LATENT_CHANNELS)]
+
+    def best_rung(self, per_frame_bytes: float) -> tuple[int, int]:
+        """(scale shift, k) of the most expected quality whose frame fits per_frame_bytes,
+        a smaller picture only where it is expected better by scale_margin (the table is
+        an average over photos; on other content the larger picture may be worth more,
+        and perception nodes want the pixels); the cheapest rung when none fits."""
+        best = {}           # per scale: (quality, k) of its best fitting rung
+        cheapest = None
+        for s in self.shifts:
+            by_k = self.frame_bytes_by_k(self.estimates(s))
+            for k in range(self.cfg.min_channels, self.cfg.max_channels + 1):
+                q = self.quality[s][k - 1]
+                if cheapest is None or by_k[k] < cheapest[0]:
+                    cheapest = (by_k[k], s, k)
+                if by_k[k] <= per_frame_bytes and (s not in best or q > best[s][0]):
+                    best[s] = (q, k)
+        if not best:
+            return cheapest[1], cheapest[2]
+        top = max(q for q, _ in best.values())
+        s = min(s for s, (q, _) in best.items() if q >= top - self.scale_margin)
+        return s, best[s][1]
+
+    def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0,
+               share_bps: float | None = None, scale_shift: int = 0) -> LadderDecision:
+        s_f = scale_shift if scale_shift in self._est else 0
+        if s_f != self.frame_scale and self._est.get(s_f) is None:
+            # the first frame at this scale: start from the predicted sizes, at the k the
+            # ladder planned for it (not one channel at a time from the old scale's k)
+            self._est[s_f] = self.estimates(s_f)
+            self._seen_by[s_f] = 0
+        elif self._est.get(s_f) is None:
+            self._est[s_f] = [PRIOR_CHUNK_BYTES * self.ratio[s_f][c] for c in range(LATENT_CHANNELS)]
+        if s_f != self.frame_scale:
+            goal_k = self._goal_k(s_f, now)
+            if goal_k:
+                self.k = goal_k
+                self._last_switch = now
+        self.frame_scale = s_f
+        self.chunk_est, self._seen = self._est[s_f], self._seen_by[s_f]
+        dec = super().decide(chunk_lengths, stamp_s, now, age_s, share_bps)
+        self._est[s_f], self._seen_by[s_f], self._seen_at[s_f] = self.chunk_est, self._seen, now
+        self._choose_scale(dec, now)
+        # while the source moves to another scale, the next frames' k is unknown: ask for all
+        budget = dec.budget if self.scale == s_f else self.cfg.max_channels
+        return LadderDecision(dec.channels, budget, dec.available_bps, dec.target_bps, dec.source,
+                              self.scale, self.goal_rung)
+
+    def _rate_bytes(self, avail: float) -> float:
+        return self.cfg.up_margin * self.cfg.headroom * avail * self.interval / 8.0
+
+    def _goal_k(self, shift: int, now: float) -> int:
+        avail, _ = self.available(now)
+        if not math.isfinite(avail) or avail <= 0:
+            return 0
+        s, k = self.best_rung(self._rate_bytes(avail))
+        if s == shift:
+            return k
+        by_k = self.frame_bytes_by_k(self.estimates(shift))
+        return max([k for k in range(1, len(by_k)) if by_k[k] <= self._rate_bytes(avail)],
+                   default=self.cfg.min_channels)
+
+    def _choose_scale(self, dec: Decision, now: float) -> None:
+        avail = dec.available_bps
+        if not math.isfinite(avail) or avail <= 0 or "probe" in dec.source or "startup" in dec.source:
+            return          # no rate to plan with (outage, probing, startup): keep the scale
+        per_frame = self._rate_bytes(avail)
+        s_goal, k_goal = self.best_rung(per_frame)
+        self.goal_rung = f"1/{1 << s_goal} k={k_goal}" if s_goal else f"k={k_goal}"
+        if s_goal != self._goal_scale:
+            self._goal_scale, self._goal_scale_since = s_goal, now
+        if s_goal == self.scale:
+            return
+        cur_min = self.frame_bytes_by_k(self.estimates(self.scale))[self.cfg.min_channels]
+        forced = s_goal > self.scale and cur_min > per_frame / self.cfg.up_margin
+        settled = now - self._goal_scale_since >= self.scale_dwell_s - 1e-9 and \
+            now - self._scale_switch >= self.scale_dwell_s - 1e-9
+        if forced or settled:
+            self.scale, self._scale_switch = s_goal, now
+
+
 def channel_gains(quality_by_k: dict) -> list[float]:
     """Quality each channel adds, from a model's MS-SSIM at some k (export.json's
     val_ms_ssim): gain[c] = q(c + 1) - q(c), with q(0) = 0 and q interpolated linearly

@@ -147,7 +147,13 @@ def main(argv=None):
                         "instead of in simulated time")
     e.add_argument("--duration", type=float, default=None, help="--live: seconds per strategy (default: the trace's)")
     e.add_argument("--strategies", nargs="+", default=None,
-                   choices=["ours", "ours_no_link_quality", "ours_video", "fixed_k12", "fixed_k6", "jpeg_ladder"])
+                   choices=["ours", "ours_no_link_quality", "ours_video", "fixed_k12", "fixed_k6", "jpeg_ladder",
+                            "ours_ladder", "ours_ladder_no_link_quality", "jpeg_size_ladder"],
+                   help="default: all (with --size other than 224x224, the resolution ladder's three too)")
+    e.add_argument("--size", default="224x224", metavar="WxH",
+                   help="the camera's size (the clip resized to it, cv2.INTER_AREA); other than 224x224 adds the "
+                        "resolution ladder: ours_ladder picks (scale, k), jpeg_size_ladder changes size and quality; "
+                        "MS-SSIM at the camera's size (simulated only)")
     e.add_argument("--cameras", type=int, default=1,
                    help="several cameras on the one link (2 or more): per camera on time, k and MS-SSIM, link use, "
                         "for each --sharing strategy")

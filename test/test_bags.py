@@ -145,7 +145,7 @@ def test_bag_without_latents_or_with_unknown_model(tmp_path):
     st = Status(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="c"), sequence=1, channels=3, channel_budget=4,
                 available_bps=1.0, target_bps=1.0, sent_bps=1.0, estimate_source="x", source_fps=15.0,
                 receiver_fps=15.0, forward_fps=15.0, frames_skipped=0,
-                delivery_estimate_bps=1.0, queue_delay_s=0.0, chunk_loss=0.0)
+                delivery_estimate_bps=1.0, queue_delay_s=0.0, chunk_loss=0.0, frame_scale=1, picture_scale=1)
     w.write("/x/bitrate_status", 1, ts.serialize_cdr(st, "mcucoder_ros/msg/BitrateStatus"))
     w.close()
     with pytest.raises(BagError, match="holds no mcucoder_ros/msg/LatentChannels"):

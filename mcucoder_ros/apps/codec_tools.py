@@ -15,6 +15,8 @@ def evaluate(a):
     from ..evaluation import evaluate_inter, h264_curve, parse_eval_size, plot, write_json
     size = parse_eval_size(getattr(a, "size", "224x224"))
     enc, dec = _load_codec(a)
+    if getattr(a, "scales", False):
+        return _evaluate_scales(a, enc, dec)
     res = evaluate_rd(a.paths, enc, dec, max_frames=a.max_frames, size=size)
     if size == "native":       # what the pipeline showed before: squashed to 224x224 and scaled back
         from ..evaluation import squashed_baseline
@@ -31,6 +33,28 @@ def evaluate(a):
     if a.plot:
         plot(res, a.plot)
     _print_rd(res)
+    print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))
+
+
+def _evaluate_scales(a, enc, dec):
+    from ..evaluation import collect_frames, write_json
+    from ..ladder import evaluate_scales, plot_scales
+    res = evaluate_scales(collect_frames(a.paths, a.max_frames, "native"), enc, dec)
+    write_json(res, a.json)
+    if a.plot:
+        plot_scales(res, a.plot)
+    t = res["table"]
+    print(f"{res['photos']} frames at their own sizes ({', '.join(res['frame_sizes'][:6])}...); bpp from real "
+          "bytes over the camera's pixels, MS-SSIM at the camera's size (bicubic up)")
+    print("  scale " + " ".join(f"  k={k:<2d}       " for k in (1, 2, 4, 8, 12)))
+    for sc, b, q in zip(t["scales"], t["bpp"], t["ms_ssim"]):
+        print(f"  1/{sc:<3d} " + " ".join(f"{b[k - 1]:.3f} {q[k - 1]:.3f}  " for k in (1, 2, 4, 8, 12)))
+    f = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
+    print(f"ladder hull vs the camera's size alone, BD-rate (MS-SSIM): {f(res['bd_rate_hull_vs_full'])} overall, "
+          f"{f(res['bd_rate_hull_vs_full_below_0.1bpp'])} below 0.1 bpp")
+    lo = res["lowest_rate_640x480_10fps_bps"]
+    print("lowest rate of a 640x480 camera at 10 frames/s (k = 1): " +
+          ", ".join(f"{k}: {v / 1000:.1f} kbit/s" for k, v in lo.items()))
     print(f"wrote {a.json}" + (f" and {a.plot}" if a.plot else ""))
 
 

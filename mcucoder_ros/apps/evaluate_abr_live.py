@@ -29,7 +29,7 @@ import numpy as np
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # DDS stays on this machine
 
-from ..abr import STRATEGIES, Record, abr_metrics  # noqa: E402
+from ..abr import DEFAULT_STRATEGIES, STRATEGIES, Record, abr_metrics  # noqa: E402
 from ..codec.geometry import IMAGE_SIZE  # noqa: E402
 from ..codec.metrics import ms_ssim  # noqa: E402
 from ..control import JPEG_LADDER, JpegLadder  # noqa: E402
@@ -320,7 +320,7 @@ def evaluate_live(trace_path, clip, fps=10.0, max_frames=30, strategies=None, du
                                      "points": [p.__dict__ for p in trace.points]},
            "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "clip": str(clip), "frames_in_bank": len(frames),
            "strategies": {}}
-    names = list(strategies or STRATEGIES)
+    names = list(strategies or DEFAULT_STRATEGIES)
     for name in tqdm(names, desc=f"live runs ({duration or trace.duration:.0f} s each)", unit="strategy",
                      disable=not progress):
         out["strategies"][name] = run_strategy(name, trace_path, frames, fps, duration)

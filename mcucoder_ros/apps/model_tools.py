@@ -32,6 +32,21 @@ def heldout(a):
     print(f"wrote {len(written)} held-out photos ({'own size' if a.size == 'native' else '224x224'}) to {a.out}")
 
 
+def ladder_table(a):
+    from ..codec.model import DecoderModel, EncoderModel, default_model_dir
+    from ..evaluation import collect_frames
+    from ..ladder import hull, measure, rungs_of, write_table
+    model_dir = a.model or default_model_dir()
+    enc, dec = EncoderModel.load(model_dir), DecoderModel.load(model_dir, a.decoder, threads=a.threads)
+    photos = collect_frames(a.paths, None, "native")
+    table = measure(photos, enc, dec)
+    path = write_table(table, model_dir)
+    print(f"{len(photos)} photos at their own sizes; the ladder's rungs (upper hull):")
+    for r in hull(rungs_of(table)):
+        print(f"  {r.label:12s} {r.bpp:.4f} bpp  MS-SSIM {r.ms_ssim:.4f}")
+    print(f"wrote the table into {path}")
+
+
 def export(a):
     try:
         from ..training.export import export as export_model

@@ -2,7 +2,9 @@
 
 Subscribes `latent`, `link_quality`, `delivery_report` and `receiver_report`;
 publishes `latent_gated` (the first k chunks, byte for byte), `bitrate_status` and the
-upstream `channel_budget`.  Frames the receiver could not show (its reported max_fps
+upstream `channel_budget`, and with the resolution ladder (one camera, a model with a
+ladder table) `picture_scale`: the size the source should code at (1, 2 or 4: the
+camera's size, 1/2 or 1/4 of it; docs/bitrate-control.md).  Frames the receiver could not show (its reported max_fps
 is below the source rate) are skipped whole, before any link time is spent on them.
 Video mode: the receiver's reports go upstream unchanged on `reference_ack`, the
 acknowledgements the camera side predicts from (encoder_node, or the MCU through
@@ -17,7 +19,9 @@ from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
 from ..codec.model import model_channel_gains
-from ..control import BitrateController, CameraSpec, ControllerConfig, FrameRateGate, SharedLinkController
+from ..control import (BitrateController, CameraSpec, ControllerConfig, FrameRateGate, LadderController,
+                       SharedLinkController)
+from ..ladder import load_table
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
 
@@ -50,8 +54,11 @@ class BitrateControllerNode(McuNode):
         "sharing": ParamSpec("shared", "several cameras: shared (by weight and what a channel buys), equal, or "
                              "independent (each camera plans as if it had the link alone)",
                              choices=["shared", "equal", "independent"], read_only=True),
-        "model_dir": ParamSpec("", "model whose per-channel MS-SSIM gains steer the split (empty: the shipped "
-                               "model)", read_only=True),
+        "model_dir": ParamSpec("", "model whose per-channel MS-SSIM gains steer the split and whose ladder "
+                               "table ranks the scales (empty: the shipped model)", read_only=True),
+        "ladder": ParamSpec(True, "resolution ladder (one camera): ask the source for 1/2 or 1/4 of the camera's "
+                            "size on picture_scale where that shows more at the rate; false: channels only",
+                            read_only=True),
         **WAIT_PARAM,
         **QOS_PARAMS,
     }
@@ -70,7 +77,12 @@ class BitrateControllerNode(McuNode):
             self.total_pub = self.create_publisher(BitrateStatus, "bitrate_status", 10)
         else:           # one camera: today's topics, the link its own
             self.shared = None
-            self.lanes = {"": _Lane(self, "", BitrateController(self._config()))}
+            table = load_table(self.p["model_dir"] or None) if self.p["ladder"] else None
+            if self.p["ladder"] and table is None:
+                self.get_logger().warning("the model has no ladder table (export.json 'ladder'; `mcucoder "
+                                          "ladder-table`): channels only")
+            ctrl = LadderController(table, self._config()) if table else BitrateController(self._config())
+            self.lanes = {"": _Lane(self, "", ctrl)}
         self.ctrl = next(iter(self.lanes.values())).ctrl       # the (first) camera's controller
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
         self.counters["frames_skipped"] = 0
@@ -137,6 +149,13 @@ class BitrateControllerNode(McuNode):
         return 0, "running", values
 
 
+def msg_scale(msg: LatentChannels) -> int:
+    """The frame's scale shift (0 for frames of message versions without the field, or a
+    bad value: the bitstream check downstream rejects those)."""
+    s = int(getattr(msg, "scale_shift", 0))
+    return s if s in (1, 2) and msg.bitstream_version == 4 else 0
+
+
 def _per_camera(values, names, default, what):
     vals = [v for v in values if v]                         # [0]: not given
     if not vals:
@@ -161,6 +180,9 @@ class _Lane:
         self.pub = node.create_publisher(LatentChannels, f"{pre}latent_gated", node.qos())
         self.status_pub = node.create_publisher(BitrateStatus, f"{pre}bitrate_status", 10)
         self.budget_pub = node.create_publisher(UInt8, f"{pre}channel_budget", 10)
+        self.ladder = isinstance(ctrl, LadderController)
+        self.scale_pub = node.create_publisher(UInt8, f"{pre}picture_scale", 10) if self.ladder else None
+        self.last_scale = 1
         self.report_sub = node.create_subscription(DeliveryReport, f"{pre}delivery_report", self._on_report, 10)
         self.fps_gate = FrameRateGate(margin=node.p["receiver_fps_margin"])
         node.create_subscription(ReceiverReport, f"{pre}receiver_report", self._on_receiver, 10)
@@ -190,6 +212,8 @@ class _Lane:
         self.ctrl.expect_reports = node.count_publishers(self.report_sub.topic_name) > 0
         if node.shared is not None:
             return node.shared.decide(self.name, lengths, stamp, now, age_s=age)
+        if self.ladder:
+            return self.ctrl.decide(lengths, stamp, now, age_s=age, scale_shift=msg_scale(self._msg))
         return self.ctrl.decide(lengths, stamp, now, age_s=age)
 
     def _note_sent(self, bits: int):
@@ -211,7 +235,9 @@ class _Lane:
             # not a prefix: gate what we can by index, sizes unknown for the rest
             node.count("non_prefix_frames")
         lengths = list(msg.chunk_lengths)[:len(idx)]
+        self._msg = msg
         d = self._decide(lengths, stamp, time.monotonic(), node._ros_now() - stamp)
+        self._publish_scale(d)
         self.last_channels = d.channels
         if d.channels == 0:
             # the link is out, or even min_channels would arrive after the deadline and
@@ -240,6 +266,18 @@ class _Lane:
         node.count("frames")
         node.count("channels_dropped", len(idx) - len(out.channel_indices))
 
+    def _publish_scale(self, d):
+        """The ladder's scale request, as the denominator (1, 2, 4), when it changes and
+        every 10 frames (a source that starts late learns it)."""
+        if self.scale_pub is None:
+            return
+        scale = 1 << getattr(d, "scale_shift", 0)
+        if scale != self.last_scale or self.frames % 10 == 0:
+            self.scale_pub.publish(UInt8(data=scale))
+            if scale != self.last_scale:
+                self.node.count("scale_changes")
+        self.last_scale = scale
+
     def _publish_status(self, msg: LatentChannels, d):
         """d: the decision, or None for a frame skipped for the receiver (channels = 0)."""
         node, now = self.node, time.monotonic()
@@ -260,6 +298,7 @@ class _Lane:
         st.source_fps, st.receiver_fps = float(g.source_fps), float(g.receiver_fps)
         st.forward_fps = float(g.forward_fps(now))
         st.frames_skipped = int(sum(self.skipped))             # this camera's (one camera: the node's)
+        st.frame_scale, st.picture_scale = 1 << msg_scale(msg), self.last_scale
         st.header = msg.header
         self.status_pub.publish(st)
         if node.shared is not None:

@@ -6,6 +6,9 @@ or a video file / image folder / camera device (OpenCV).  Frames are coded at th
 size, or resized with the aspect kept (`width`, `height`, `scale`, as image_proc's
 resize).  Runs the exact INT8 encoder, quantisation and rANS coding of the first
 `channel_budget` channels and publishes `latent` (LatentChannels, with the size).
+`picture_scale` (1, 2 or 4, from the bitrate controller's resolution ladder): frames are
+coded at 1/2 or 1/4 of that size (integer box decimation, as the firmware does; bitstream
+v4), and the decoder shows them back at the full size.
 
 `video_mode`: channels are coded against references the receiver acknowledged
 (`reference_ack`, forwarded by the bitrate controller from the decoder), bitstream v2;
@@ -18,7 +21,8 @@ import time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import UInt8
 
-from ..codec.geometry import LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_size
+from ..codec.geometry import (LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_size,
+                              scales_for)
 from ..codec.images import ImageError, fit_size, resize_to
 from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
@@ -79,6 +83,8 @@ class EncoderNode(McuNode):
         self.encode_ms = 0.0
         self.pub = self.create_publisher(LatentChannels, "latent", self.qos())
         self.create_subscription(UInt8, "channel_budget", self._on_budget, 10)
+        self.scale_shift = 0
+        self.create_subscription(UInt8, "picture_scale", self._on_scale, 10)
         self.references = None
         if self.p["video_mode"]:
             if self.model.inter_coders is None:
@@ -122,6 +128,14 @@ class EncoderNode(McuNode):
             self.budget = int(msg.data)
         else:
             self.count("invalid_budgets")
+
+    def _on_scale(self, msg: UInt8):
+        shift = {1: 0, 2: 1, 4: 2}.get(int(msg.data))
+        if shift is None:
+            self.count("invalid_scales")
+            self.get_logger().warning(f"picture_scale {msg.data} ignored (1, 2 or 4)", throttle_duration_sec=5.0)
+            return
+        self.scale_shift = shift
 
     def _on_ack(self, r: ReceiverReport):
         self.references.acknowledge(r.sequence, list(r.channels_decoded))
@@ -202,7 +216,8 @@ class EncoderNode(McuNode):
             self.count("bad_images")
             self.get_logger().warning(f"frame skipped: {e}", throttle_duration_sec=5.0)
             return
-        frame = self.model.encode(rgb, self.budget, self.seq, references=self.references)
+        shift = self.scale_shift if self.scale_shift in scales_for(rgb.shape[1], rgb.shape[0]) else 0
+        frame = self.model.encode(rgb, self.budget, self.seq, references=self.references, scale_shift=shift)
         self.encode_ms = (time.perf_counter() - t0) * 1000
         self.pub.publish(frame_to_msg(frame, stamp, frame_id))
         self.seq += 1
@@ -212,7 +227,8 @@ class EncoderNode(McuNode):
 
     def diagnostics(self):
         return 0, "finished" if self.finished else "running", {
-            "fps": self.rate.rate, "encode_ms": self.encode_ms, "channel_budget": self.budget}
+            "fps": self.rate.rate, "encode_ms": self.encode_ms, "channel_budget": self.budget,
+            "picture_scale": 1 << self.scale_shift}
 
 
 def main(args=None):
