@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--size", choices=["native", "224x224"], default="native")
     h.add_argument("--debian-root", default="data/debian")
     h.set_defaults(func=_app("model_tools", "heldout"))
+    pc = sub.add_parser("pan-clip", help="write a synthetic moving-camera clip: a window panning across a photo "
+                        "(MJPG AVI), e.g. a held-out photo at a camera's size")
+    pc.add_argument("photo")
+    pc.add_argument("--out", required=True, help="output .avi")
+    pc.add_argument("--size", default="640x480", metavar="WxH")
+    pc.add_argument("--frames", type=int, default=60)
+    pc.add_argument("--fps", type=float, default=15.0)
+    pc.set_defaults(func=_app("model_tools", "pan_clip"))
     t = sub.add_parser("ladder-table", help="measure the resolution ladder's table (MS-SSIM and bpp per scale and k, "
                        "at the camera's size) on held-out photos and write it into the model's export.json")
     t.add_argument("paths", nargs="*", default=["heldout/native"],

@@ -77,21 +77,25 @@ def default_clip() -> Path:
     return resources.data_path("clips/traffic.mp4")
 
 
-def pan_frames(image: np.ndarray, frames: int, speed: float = 3.0, window: float = 0.6) -> list[np.ndarray]:
-    """A synthetic moving-camera clip: a square window (`window` of the photo's short
-    side) panning diagonally across a still photo by `speed` output pixels per frame,
-    each view resized to 224x224 (INTER_AREA).  Camera motion with real image content,
-    for inter-frame coding where few real moving-camera clips exist offline; name it
-    synthetic wherever it is used."""
-    from .codec.images import resize_224
+def pan_frames(image: np.ndarray, frames: int, speed: float = 3.0, window: float = 0.6,
+               size: tuple[int, int] = (224, 224)) -> list[np.ndarray]:
+    """A synthetic moving-camera clip: a window of the output's aspect (`window` of the
+    photo's short side high) panning diagonally across a still photo by `speed` output
+    pixels per frame, each view resized to `size` (width, height; INTER_AREA).  Camera
+    motion with real image content, for inter-frame coding and rate control where few
+    real moving-camera clips exist offline; name it synthetic wherever it is used."""
+    import cv2
+    out_w, out_h = size
     h, w = image.shape[:2]
     side = int(min(h, w) * window)
-    step = speed * side / 224.0
-    span_x, span_y = w - side, h - side
+    win_w = min(w, int(side * out_w / out_h))
+    step = speed * side / out_h
+    span_x, span_y = w - win_w, h - side
     out = []
     for i in range(frames):
         # bounce inside the photo so any number of frames fits
         x = int(abs((i * step) % (2 * span_x) - span_x)) if span_x else 0
         y = int(abs((i * step * 0.5) % (2 * span_y) - span_y)) if span_y else 0
-        out.append(resize_224(np.ascontiguousarray(image[y:y + side, x:x + side])))
+        view = np.ascontiguousarray(image[y:y + side, x:x + win_w])
+        out.append(cv2.resize(view, (out_w, out_h), interpolation=cv2.INTER_AREA))
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def train(a):
@@ -30,6 +31,23 @@ def heldout(a):
     if not written:
         sys.exit("no held-out photos found (pip install mvtb-data scikit-image, or the [train] extra)")
     print(f"wrote {len(written)} held-out photos ({'own size' if a.size == 'native' else '224x224'}) to {a.out}")
+
+
+def pan_clip(a):
+    import cv2
+
+    from ..codec.geometry import parse_size
+    from ..codec.images import load_rgb
+    from ..sources import pan_frames
+    size = parse_size(a.size)
+    frames = pan_frames(load_rgb(a.photo), a.frames, size=size)
+    w = cv2.VideoWriter(str(a.out), cv2.VideoWriter_fourcc(*"MJPG"), a.fps, size)
+    if not w.isOpened():
+        sys.exit(f"cannot write {a.out} (an .avi path is needed for MJPG)")
+    for f in frames:
+        w.write(f[..., ::-1])
+    w.release()
+    print(f"wrote {a.out}: {a.frames} frames at {size[0]}x{size[1]}, a synthetic pan across {Path(a.photo).name}")
 
 
 def ladder_table(a):
