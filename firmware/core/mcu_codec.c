@@ -245,7 +245,20 @@ static uint8_t ref_rows[2][MCU_MAX_LW];
 
 static void unpack_row(const uint8_t *packed, int y, uint8_t *row) {
     const int lw = mcu_geo.lw;
-    for (int x = 0, i = y * lw; x < lw; x++, i++) {
+    int i = y * lw, x = 0;
+    for (; x < lw && (i & 3); x++, i++) {              /* up to a whole group of four */
+        const uint8_t *q = packed + 3 * (i >> 2);
+        uint32_t v = q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
+        row[x] = (uint8_t)((v >> (6 * (i & 3))) & 63);
+    }
+    for (const uint8_t *q = packed + 3 * (i >> 2); x + 4 <= lw; x += 4, i += 4, q += 3) {
+        uint32_t v = q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
+        row[x] = (uint8_t)(v & 63);
+        row[x + 1] = (uint8_t)((v >> 6) & 63);
+        row[x + 2] = (uint8_t)((v >> 12) & 63);
+        row[x + 3] = (uint8_t)(v >> 18);
+    }
+    for (; x < lw; x++, i++) {
         const uint8_t *q = packed + 3 * (i >> 2);
         uint32_t v = q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
         row[x] = (uint8_t)((v >> (6 * (i & 3))) & 63);
@@ -261,6 +274,9 @@ static size_t code_channel(const uint16_t freq[8][64], const uint8_t *sym, const
     size_t n = 0;
     const int lw = mcu_geo.lw;
     int px = lw - 1;                   /* column of symbol i */
+#if MCU_HAVE_INTER
+    uint8_t *ref_row = ref_rows[0], *ref_up = ref_rows[1];      /* video mode: rows y and y - 1 */
+#endif
     for (int i = mcu_geo.n - 1; i >= 0; i--, px = px ? px - 1 : lw - 1) {
         int a = px ? sym[i - 1] : edge;
         int b = i >= lw ? sym[i - lw] : edge;
@@ -273,14 +289,20 @@ static size_t code_channel(const uint16_t freq[8][64], const uint8_t *sym, const
             ctx = activity_bucket((a > c ? a - c : c - a) + (b > c ? b - c : c - b));
         } else {
 #if MCU_HAVE_INTER
-            if (px == lw - 1) {              /* a new row y (coded last to first): its and the one above */
+            if (px == lw - 1) {              /* a new row y (coded last to first): the one above it */
                 int y = i / lw;
-                unpack_row(ref, y, ref_rows[0]);
-                if (y) unpack_row(ref, y - 1, ref_rows[1]);
+                if (i == mcu_geo.n - 1) {
+                    unpack_row(ref, y, ref_row);
+                } else {                     /* the row above the last one is this one */
+                    uint8_t *t = ref_row;
+                    ref_row = ref_up;
+                    ref_up = t;
+                }
+                if (y) unpack_row(ref, y - 1, ref_up);
             }
-            int ar = px ? ref_rows[0][px - 1] : edge;
-            int br = i >= lw ? ref_rows[1][px] : edge;
-            r = (sym[i] - ref_rows[0][px]) & 63;
+            int ar = px ? ref_row[px - 1] : edge;
+            int br = i >= lw ? ref_up[px] : edge;
+            r = (sym[i] - ref_row[px]) & 63;
             ctx = temporal_bucket((a > ar ? a - ar : ar - a) + (b > br ? b - br : br - b));
 #else
             r = ctx = 0;

@@ -24,10 +24,16 @@ void mcu_video_config(uint32_t age, uint32_t period) {
 
 /* n symbols; a last group of fewer than four is padded with zeros */
 static void pack(const uint8_t *sym, int n, uint8_t *out) {
-    for (int i = 0; i < n; i += 4, out += 3) {
-        uint32_t v = sym[i];
-        for (int j = 1; j < 4; j++)
-            if (i + j < n) v |= (uint32_t)sym[i + j] << (6 * j);
+    int i = 0;
+    for (; i + 4 <= n; i += 4, out += 3) {
+        uint32_t v = sym[i] | (uint32_t)sym[i + 1] << 6 | (uint32_t)sym[i + 2] << 12 | (uint32_t)sym[i + 3] << 18;
+        out[0] = (uint8_t)v;
+        out[1] = (uint8_t)(v >> 8);
+        out[2] = (uint8_t)(v >> 16);
+    }
+    if (i < n) {
+        uint32_t v = 0;
+        for (int j = 0; i + j < n; j++) v |= (uint32_t)sym[i + j] << (6 * j);
         out[0] = (uint8_t)v;
         out[1] = (uint8_t)(v >> 8);
         out[2] = (uint8_t)(v >> 16);
