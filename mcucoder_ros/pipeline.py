@@ -71,15 +71,19 @@ def source_overrides(source: str, input_spec: str, loop: bool = False) -> dict[s
 def size_overrides(source: str, width: int = 0, height: int = 0, scale: float = 0.0) -> dict[str, dict]:
     """Per-node parameters for the coded picture size: host sources code frames at their
     own size unless width / height / scale ask for another (aspect kept when only one
-    side is given, as image_proc's resize).  The firmware (serial, qemu-*) codes 224x224
-    frames for now: a size asked of it is an error."""
+    side is given, as image_proc's resize).  A qemu-* source takes the size itself (its
+    emulated camera streams at it: QemuCamera's width / height / scale); a real device
+    (serial) codes the size of its own camera configuration: a size asked of it here is
+    an error."""
     if not (width or height or scale):
         return {}
     if width < 0 or height < 0 or scale < 0:
         raise ValueError(f"width, height and scale must not be negative (got {width}, {height}, {scale})")
+    if source.startswith("qemu-"):
+        return {}
     if source in SERIAL_SOURCES:
-        raise ValueError(f"source {source}: the camera firmware codes 224x224 frames (for now); width, height and "
-                         "scale apply to host sources (video, images, camera, image_topic)")
+        raise ValueError(f"source {source}: the device codes the picture size of its own camera configuration; "
+                         "width, height and scale apply to host and qemu-* sources")
     return {"encoder_node": {"width": int(width), "height": int(height), "scale": float(scale)}}
 
 

@@ -201,7 +201,7 @@ def _every_frame_then_clean_exit(ros, launch, stamps, while_running=None, size=(
         assert launch.proc.poll() is None, f"the launch ended by itself:\n{launch.output()[-3000:]}"
         if not (len(stamps) == CLIP_FRAMES and len(set(stamps)) == CLIP_FRAMES):
             pytest.fail(where_frames_went())
-        assert {s[2:] for s in stamps} == {size}       # the clip's own size (the firmware's 224x224 under QEMU)
+        assert {s[2:] for s in stamps} == {size}       # the clip's own size
         if while_running:
             while_running()
     finally:
@@ -257,7 +257,7 @@ def test_launch_qemu_m7_every_frame_and_clean_ctrl_c(ros, workspace):
     stamps = _image_counter(ros, "/mcucoder/image_decoded")
     launch = workspace.start("launch_qemu", "ros2", "launch", "mcucoder_ros", "pipeline.launch.py",
                              "source:=qemu-m7", f"input:={CLIP}")
-    _every_frame_then_clean_exit(ros, launch, stamps, size=(224, 224))
+    _every_frame_then_clean_exit(ros, launch, stamps, size=(352, 288))     # the clip's own size
     out = launch.output()
     assert "cortex-m7" in out and f"firmware (m7): frames {CLIP_FRAMES}" in out, out[-3000:]
 

@@ -110,11 +110,25 @@ def test_runner_keeps_the_aspect_when_resizing(ros):
     assert "resized to 320xH (aspect kept)" in out
 
 
-def test_firmware_sources_refuse_a_size_clearly():
-    proc = start("mcucoder-ros", "pipeline", "--source", "qemu-m7", "--input", CLIP, "--width", "320")
+def test_a_real_device_refuses_a_host_size_clearly():
+    """A serial device codes its own camera's size: --width asked of it is a clear error."""
+    proc = start("mcucoder-ros", "pipeline", "--source", "serial", "--input", "/dev/null", "--width", "320")
     proc.wait(60)
     out = stop(proc)
-    assert proc.returncode != 0 and "codes 224x224 frames" in out, out
+    assert proc.returncode != 0 and "its own camera configuration" in out, out
+
+
+def test_qemu_source_streams_the_size_asked(ros):
+    """qemu-m7 with --width 320: the emulated camera streams 320x262 (aspect kept), and
+    image_decoded has that size."""
+    got = _collect(ros)
+    proc = start("mcucoder-ros", "pipeline", "--source", "qemu-m7", "--input", CLIP, "--width", "320",
+                 "--max-frames", "6", "--duration", "25")
+    try:
+        assert ros.spin_until(lambda: len(got) >= 3 or proc.poll() is not None, timeout=90), "no frames"
+    finally:
+        out = stop(proc)
+    assert got and {(m.width, m.height) for m in got} == {(320, 262)}, out[-2000:]
 
 
 def test_compressed_image_topic_and_an_unknown_encoding(ros, tmp_path):

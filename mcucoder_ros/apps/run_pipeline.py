@@ -87,7 +87,7 @@ def run(a) -> None:
     if cams:
         run_cameras(a, cams)
         return
-    # checked before anything starts (the firmware codes 224x224 only, for now)
+    # checked before anything starts
     sized = size_overrides(a.source, getattr(a, "width", 0), getattr(a, "height", 0), getattr(a, "scale", 0.0))
     qemu = None
     port = a.input
@@ -100,7 +100,9 @@ def run(a) -> None:
         link_key = read_key_file(a.link_key)        # a clear error here rather than in the node
     if a.source.startswith("qemu-"):
         from ..qemu import QemuCamera
-        qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames, link_key=link_key)
+        qemu = QemuCamera(a.source[len("qemu-"):], a.input, max_frames=a.max_frames, link_key=link_key,
+                          width=getattr(a, "width", 0) or 0, height=getattr(a, "height", 0) or 0,
+                          scale=getattr(a, "scale", 0.0) or 0.0)
         port = qemu.start()
     if a.serial_trace:
         if not port.startswith("socket://"):
