@@ -33,7 +33,7 @@ class Strategy:
     k: int = LATENT_CHANNELS
     link_monitor: bool = True
     video: bool = False
-    ladder: bool = False       # the resolution ladder: the picture size changes too (ours: (scale, k); jpeg: renditions)
+    ladder: bool = False       # the resolution ladder: (scale, k) for ours, renditions for jpeg
 
 
 def frame_bits(sizes, inter: bool = False, sized: bool = False):

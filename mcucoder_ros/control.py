@@ -532,9 +532,9 @@ class LadderController(BitrateController):
             per_channel[s] = [max(1e-6, b[0])] + [max(1e-6, b[c] - b[c - 1]) for c in range(1, len(b))]
         self.ratio = {s: [per_channel[s][c] / per_channel[0][c] for c in range(LATENT_CHANNELS)]
                       for s in self.shifts}
-        self._est = {s: None for s in self.shifts}          # smoothed chunk sizes per scale (None: not seen)
-        self._seen_at = {s: -math.inf for s in self.shifts}
-        self._seen_by = {s: 0 for s in self.shifts}
+        self._est = dict.fromkeys(self.shifts)          # smoothed chunk sizes per scale (None: not seen)
+        self._seen_at = dict.fromkeys(self.shifts, -math.inf)
+        self._seen_by = dict.fromkeys(self.shifts, 0)
         self.scale = 0                      # requested upstream
         self.frame_scale = 0                # of the last frame decided on
         self._scale_switch = -math.inf

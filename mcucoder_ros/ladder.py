@@ -36,7 +36,7 @@ class Rung:
 def measure(photos, encoder, decoder, shifts=SCALE_SHIFTS, progress=True) -> dict:
     """Per scale and k: mean bpp (real bytes over the camera's pixels) and mean MS-SSIM
     at the camera's size, over `photos` [(name, rgb)] coded at their own sizes."""
-    from tqdm import tqdm       # evaluation only: the nodes import this module for load_table
+    from tqdm import tqdm  # evaluation only: the nodes import this module for load_table
 
     from .codec.metrics import ms_ssim
     acc = {s: {k: [] for k in range(1, LATENT_CHANNELS + 1)} for s in shifts}
@@ -97,8 +97,8 @@ def write_table(table: dict, model_dir) -> Path:
 
 def _bd_rate(anchor: list[Rung], test: list[Rung]) -> float | None:
     """BD-rate (MS-SSIM, pchip) of `test` against `anchor`, in %; None without overlap."""
-    from .evaluation import _bd, _monotone
     from .codec.metrics import ms_ssim_db
+    from .evaluation import _bd, _monotone
     ar, ad = _monotone([r.bpp for r in anchor], [ms_ssim_db(r.ms_ssim) for r in anchor])
     tr, td = _monotone([r.bpp for r in test], [ms_ssim_db(r.ms_ssim) for r in test])
     if len(ar) < 2 or len(tr) < 2:

@@ -109,9 +109,10 @@ def test_v4_fuzzed_headers_raise_clear_errors(data, w, h, shift):
 
 
 def test_message_round_trip_keeps_the_scale(encoder):
+    from builtin_interfaces.msg import Time
+
     from mcucoder_ros.msg import LatentChannels
     from mcucoder_ros.nodes.common import frame_to_msg, gate, message_bytes, msg_to_frame
-    from builtin_interfaces.msg import Time
 
     frame = encoder.encode(_photo(320, 240), 6, sequence=3, scale_shift=2)
     m = frame_to_msg(frame, Time(), "cam")

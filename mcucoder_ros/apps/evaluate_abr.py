@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..abr import DEFAULT_STRATEGIES, HEADER, LADDER_STRATEGIES, STRATEGIES, Record, Strategy, abr_metrics, frame_bits
+from ..abr import DEFAULT_STRATEGIES, LADDER_STRATEGIES, STRATEGIES, Record, Strategy, abr_metrics, frame_bits
 from ..codec import bitstream
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, decimate, scales_for
 from ..codec.images import upscale
@@ -29,8 +29,8 @@ from ..codec.inter import ReferenceState
 from ..codec.jpeg import jpeg_roundtrip
 from ..codec.metrics import ms_ssim
 from ..control import JPEG_LADDER, BitrateController, ControllerConfig, JpegLadder, LadderController
-from ..ladder import load_table
 from ..evaluation import collect_frames, write_json
+from ..ladder import load_table
 from ..link_emulation import LinkEmulator, Trace, TracePoint
 
 
@@ -365,9 +365,9 @@ def _print(res: dict, live: bool) -> None:
 
 
 def main(a) -> None:
+    from ..codec.geometry import parse_size
     from ..codec.model import DecoderModel, EncoderModel
     from ..sources import default_clip
-    from ..codec.geometry import parse_size
     clip = a.input or default_clip()
     size = parse_size(getattr(a, "size", "224x224"))
     if a.live and size != (IMAGE_SIZE, IMAGE_SIZE):

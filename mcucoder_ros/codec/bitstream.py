@@ -49,8 +49,18 @@ import struct
 from dataclasses import dataclass, field
 
 from .entropy import MAX_CHUNK_BYTES_ANY, max_chunk_bytes
-from .geometry import (IMAGE_SIZE, LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_scale,
-                       check_size, coded_size, latent_shape)
+from .geometry import (
+    IMAGE_SIZE,
+    LATENT_CHANNELS,
+    MAX_LONG_SIDE,
+    MAX_SHORT_SIDE,
+    MIN_SIDE,
+    SizeError,
+    check_scale,
+    check_size,
+    coded_size,
+    latent_shape,
+)
 
 MAGIC = b"MC"
 VERSION = 1              # 224x224, intra only

@@ -10,6 +10,7 @@ The resolution ladder: a camera picture may be coded at 1/2 or 1/4 of its size
 firmware's), and the receiver scales the decoded picture back to the camera's size.
 """
 import numpy as np
+
 IMAGE_SIZE = 224          # the paper's frame size; bitstream v1 and v2 frames are 224x224
 LATENT_CHANNELS = 12      # importance-sorted channels
 LATENT_SIZE = 28          # each channel is 28x28 at 224x224

@@ -19,8 +19,14 @@ from std_msgs.msg import UInt8
 
 from ..codec.geometry import LATENT_CHANNELS
 from ..codec.model import model_channel_gains
-from ..control import (BitrateController, CameraSpec, ControllerConfig, FrameRateGate, LadderController,
-                       SharedLinkController)
+from ..control import (
+    BitrateController,
+    CameraSpec,
+    ControllerConfig,
+    FrameRateGate,
+    LadderController,
+    SharedLinkController,
+)
 from ..ladder import load_table
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s

@@ -21,8 +21,7 @@ import time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import UInt8
 
-from ..codec.geometry import (LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_size,
-                              scales_for)
+from ..codec.geometry import LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_size, scales_for
 from ..codec.images import ImageError, fit_size, resize_to
 from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
