@@ -47,7 +47,7 @@ def make_observer(trace, record):
 
         def on_gated(m):
             record["gated"][stamp_to_s(m.header.stamp)] = (m.sequence, message_bytes(m), len(m.channel_indices),
-                                                           time.monotonic() - t0)
+                                                           time.monotonic() - t0, 1 << m.scale_shift)
 
         def on_status(m):
             record["status"][m.sequence] = (m.channels, m.available_bps, m.sent_bps)
@@ -96,10 +96,11 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
         return [len(c) for c in encoder.encode(rgb, 12).chunks]
 
     rows = []
-    for stamp, (seq, nbytes, k, t) in sorted(record["gated"].items(), key=lambda kv: kv[1][0]):
+    for stamp, (seq, nbytes, k, t, scale) in sorted(record["gated"].items(), key=lambda kv: kv[1][0]):
         dec = record["decoded"].get(stamp)
         st = record["status"].get(seq, (k, float("nan"), float("nan")))
-        row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "bytes": nbytes, "bpp": nbytes * 8 / pixels,
+        row = {"sequence": seq, "stamp": stamp, "t": t, "k": k, "scale": scale, "bytes": nbytes,
+               "bpp": nbytes * 8 / pixels,
                "available_bps": st[1], "sent_bps": st[2], "decoded": dec is not None}
         if seq < len(sources):     # what every channel would cost (the camera codes only k + 1 of them)
             row["channel_bytes"] = channel_bytes(sources[seq])
@@ -118,7 +119,8 @@ def run_demo(clip=None, out="out/demo", trace_csv=None, params=None) -> dict:
             continue
         pair = np.hstack([sources[r["sequence"]], dec[0]])
         pair = cv2.resize(pair, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)[..., ::-1].copy()
-        label = (f"k={r['k']}  sent {r['bytes'] * 8 * DEMO_FPS / 1000:.0f} kbit/s  "
+        at = f" at 1/{r['scale']}" if r["scale"] > 1 else ""      # the resolution ladder's scale
+        label = (f"k={r['k']}{at}  sent {r['bytes'] * 8 * DEMO_FPS / 1000:.0f} kbit/s  "
                  f"link {r['available_bps'] / 1000:.0f} kbit/s")
         cv2.putText(pair, "source", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
         cv2.putText(pair, "decoded", (zoom * width + 8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
@@ -191,7 +193,7 @@ def _plot(rows, path):
     import matplotlib.pyplot as plt
 
     t = [r["t"] for r in rows]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1]})
     a1.step(t, [r["available_bps"] / 1000 for r in rows], where="post", label="available bandwidth")
     # bits sent over the last second (frames skipped send nothing, so a per-frame rate
     # would overstate what the link carried when frames are skipped)
@@ -205,8 +207,14 @@ def _plot(rows, path):
     ax.step(t, [r["k"] for r in rows], "k--", where="post", alpha=0.5)
     a2.set_ylabel("MS-SSIM (green)")
     ax.set_ylabel("channels k (dashed)")
-    a2.set_xlabel("time (s)")
     a2.grid(alpha=0.3)
+    # the resolution ladder: the picture coded at 1, 1/2 or 1/4 of the camera's size
+    a3.step(t, [r.get("scale", 1).bit_length() - 1 for r in rows], color="tab:purple", where="post")
+    a3.set_yticks([0, 1, 2], ["1", "1/2", "1/4"])
+    a3.set_ylim(2.4, -0.4)
+    a3.set_ylabel("picture scale")
+    a3.set_xlabel("time (s)")
+    a3.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -281,9 +281,9 @@ def plot(res: dict, path: str) -> None:
         b.plot(s["t"], s["ms_ssim"], "g.", ms=2)
         if "scale" in s:        # the resolution ladder: the picture scale over time
             c = b.twinx()
-            c.step(s["t"], s["scale"], where="post", color="tab:purple", lw=0.8)
-            c.set_yticks([1, 2, 4], ["1", "1/2", "1/4"], fontsize=7)
-            c.set_ylim(4.5, 0.5)
+            c.step(s["t"], [int(v).bit_length() - 1 for v in s["scale"]], where="post", color="tab:purple", lw=0.8)
+            c.set_yticks([0, 1, 2], ["1", "1/2", "1/4"], fontsize=7)
+            c.set_ylim(2.3, -0.3)
             c.set_ylabel("scale", fontsize=7, color="tab:purple")
         late = [t for t, ok in zip(s["t"], s["on_time"]) if not ok]
         b.plot(late, [0.55] * len(late), "r|", ms=6, label="late")
