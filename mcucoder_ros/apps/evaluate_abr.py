@@ -181,7 +181,7 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
                 coded = bank.encoder.code(bank.symbols[fi], budget, i, references=refs)
                 sizes, inter = [len(c) for c in coded.chunks], coded.version == 2
             else:
-                sizes = bank.sizes(fi, scale)
+                sizes = bank.sizes(fi, scale) if scale else bank.sizes(fi)
             scales.append(1 << scale)
             if strategy.kind == "ours":
                 if strategy.link_monitor:
@@ -205,17 +205,18 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
             else:
                 level = strategy.k
                 frame_scale = 0
-            bits = frame_bits(sizes[:level], inter, bank.sized)
+            sized = getattr(bank, "sized", False)      # a bank of another size than 224x224
+            bits = frame_bits(sizes[:level], inter, sized)
             if strategy.kind == "ours":
                 ctrl.on_sent(i, bits, t)
-            entry = frame_bits([0], inter, bank.sized) // 8 - frame_bits([], inter, bank.sized) // 8
-            first = frame_bits(sizes[:1], inter, bank.sized) // 8 + entry * (level - 1) if level > 1 else 0
+            entry = frame_bits([0], inter, sized) // 8 - frame_bits([], inter, sized) // 8
+            first = frame_bits(sizes[:1], inter, sized) // 8 + entry * (level - 1) if level > 1 else 0
             d = link.send(t, bits // 8, level, first)
             if d.first_end == d.first_end:     # a progress report once the first chunk crossed
                 pending.append((d.first_end + (d.delivered - d.end),
                                 (i, first * 8, d.start, d.first_end, t, False, level, int(0 in d.kept), True)))
             # inter coding is lossless, so a received channel set shows its intra picture
-            ms = bank.quality(fi, d.kept, frame_scale)
+            ms = bank.quality(fi, d.kept, frame_scale) if frame_scale else bank.quality(fi, d.kept)
             key = ("mc", fi, tuple(d.kept), frame_scale)
             if strategy.ladder:
                 level += 16 * frame_scale          # a change of either is a switch
