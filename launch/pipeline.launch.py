@@ -65,8 +65,9 @@ def _arg(context, name: str) -> str:
     return LaunchConfiguration(name).perform(context)
 
 
-def _qemu(source: str, input_spec: str, name: str):
-    """The real firmware as a camera under QEMU, UART0 on a loopback socket: (actions, port)."""
+def _qemu(source: str, input_spec: str, name: str, size=(0, 0, 0.0)):
+    """The real firmware as a camera under QEMU, UART0 on a loopback socket: (actions, port).
+    size: (width, height, scale) its emulated camera streams at (0: the video's own)."""
     from mcucoder_ros.qemu import firmware_elf, free_port
     target = source[len("qemu-"):]
     if not shutil.which("qemu-system-arm"):
@@ -75,7 +76,8 @@ def _qemu(source: str, input_spec: str, name: str):
     tcp = free_port()
     exe = os.path.join(resources.package_prefix(), "lib", "mcucoder_ros", "qemu_camera")
     qemu = ExecuteProcess(cmd=[exe, "--target", target, "--input", input_spec, "--port", str(tcp),
-                               "--firmware", str(elf)], name=name, output="screen")
+                               "--firmware", str(elf), "--width", str(int(size[0])), "--height", str(int(size[1])),
+                               "--scale", str(float(size[2]))], name=name, output="screen")
     return [qemu, RegisterEventHandler(OnProcessExit(
         target_action=qemu, on_exit=_end_launch_if_died(name, clean_exit_ends_nothing=True)))], \
         f"socket://127.0.0.1:{tcp}"
@@ -98,7 +100,7 @@ def _cameras(context, cameras_file, model_dir, trace, params, ns):
         port = cam.input
         if cam.source in QEMU_SOURCES:
             more, port = _qemu(cam.source, cam.input or str(resources.data_path("clips/traffic.mp4")),
-                               f"qemu_{cam.name}")
+                               f"qemu_{cam.name}", (cam.width, cam.height, cam.scale))
             actions += more
         name = nodes_for(cam.source)[0][0]
         ov = cam.overrides(name, port)
@@ -144,7 +146,8 @@ def _actions(context):
     actions = []
     port = input_spec
     if source in QEMU_SOURCES:       # the real firmware as the camera, UART0 on a loopback socket
-        actions, port = _qemu(source, input_spec, f"qemu_{source[len('qemu-'):]}")
+        size = (int(_arg(context, "width") or 0), int(_arg(context, "height") or 0), float(_arg(context, "scale") or 0))
+        actions, port = _qemu(source, input_spec, f"qemu_{source[len('qemu-'):]}", size)
     overrides = source_overrides(source, port, _arg(context, "loop").lower() == "true")
     try:
         sized = size_overrides(source, int(_arg(context, "width") or 0), int(_arg(context, "height") or 0),

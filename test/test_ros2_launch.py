@@ -213,15 +213,21 @@ def _every_frame_then_clean_exit(ros, launch, stamps, while_running=None, size=(
     assert out.count("process has finished cleanly") >= 3, out[-3000:]
 
 
-def test_launch_video_every_frame_params_and_clean_ctrl_c(ros, workspace):
-    # every frame decoded in order, as for a replay: a 2-core host without AVX-512 decodes
-    # the clip's own 352x288 slower than its 15 frames/s, and would skip some live
+def _every_frame_params(workspace):
+    """The shipped pipeline.yaml with every frame decoded in order, as for a replay: a
+    2-core host without AVX-512 decodes the clip's own 352x288 slower than its 15
+    frames/s, and would skip or drop some live."""
     shipped = workspace.ws / "install" / "mcucoder_ros" / "share" / "mcucoder_ros" / "config" / "pipeline.yaml"
     params = workspace.tmp / "every_frame.yaml"
     text = shipped.read_text()
     assert "follow_receiver_fps: true" in text and "output_depth: 10" in text
     params.write_text(text.replace("follow_receiver_fps: true", "follow_receiver_fps: false")
                       .replace("output_depth: 10", "output_depth: 10\n    drop_stale: false"))
+    return params
+
+
+def test_launch_video_every_frame_params_and_clean_ctrl_c(ros, workspace):
+    params = _every_frame_params(workspace)
     stamps = _image_counter(ros, "/mcucoder/image_decoded")
     launch = workspace.start("launch_video", "ros2", "launch", "mcucoder_ros", "pipeline.launch.py", "source:=video",
                              f"input:={CLIP}", f"params:={params}")
@@ -256,7 +262,7 @@ def test_launch_qemu_m7_every_frame_and_clean_ctrl_c(ros, workspace):
         pytest.skip("needs qemu-system-arm and gcc-arm-none-eabi (apt); .ci/run installs them")
     stamps = _image_counter(ros, "/mcucoder/image_decoded")
     launch = workspace.start("launch_qemu", "ros2", "launch", "mcucoder_ros", "pipeline.launch.py",
-                             "source:=qemu-m7", f"input:={CLIP}")
+                             "source:=qemu-m7", f"input:={CLIP}", f"params:={_every_frame_params(workspace)}")
     _every_frame_then_clean_exit(ros, launch, stamps, size=(352, 288))     # the clip's own size
     out = launch.output()
     assert "cortex-m7" in out and f"firmware (m7): frames {CLIP_FRAMES}" in out, out[-3000:]

@@ -369,7 +369,7 @@ def test_firmware_seals_its_link_and_refuses_forged_and_replayed_packets(target,
         bad_tag, replay, unsealed, malformed = status[6:]
         assert (bad_tag, replay, unsealed) == (2, 1, 1), status
         # every frame authentic and whole: the host encoder's chunks at k = 12
-        video = [f for _, f in collect_frames([str(CLIP)], n)]
+        video = [f for _, f in collect_frames([str(CLIP)], n, "native")]     # the clip at its own size
         assert [len(df.frame.chunks) for df in h.frames] == [12] * n
         for df, rgb in zip(h.frames, video):
             assert df.frame.chunks == encoder.encode(rgb, 12).chunks

@@ -276,8 +276,10 @@ def test_camera_options_carry_a_size():
     assert (cam.width, cam.height) == (320, 0)
     assert cam.overrides("encoder_node")["width"] == 320 and cam.overrides("encoder_node")["frame_id"] == "front"
     assert "width" not in parse_camera_option("rear=video:clips/pan.mp4").overrides("encoder_node")
-    with pytest.raises(ValueError, match="224x224"):
-        parse_camera_option("mcu=qemu-m7:clips/traffic.mp4,width=320")
+    qemu = parse_camera_option("mcu=qemu-m7:clips/traffic.mp4,width=320")    # its emulated camera takes it
+    assert qemu.width == 320 and "width" not in qemu.overrides("mcu_bridge_node")
+    with pytest.raises(ValueError, match="its own camera configuration"):
+        parse_camera_option("dev=serial:/dev/ttyACM0,width=320")
     with pytest.raises(ValueError, match="negative"):
         size_overrides("video", -1, 0, 0)
 

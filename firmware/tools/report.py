@@ -401,6 +401,7 @@ def main():
     pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
     print(f"sizes {', '.join(f'{w}x{h}' for w, h in SIZES)}: every target built for each camera size ...", flush=True)
     size_rep = size_report(a.build, pool, match["k6"]["jpeg_quality"])
+    out_dir = Path(a.build)                         # report.json goes here, beside the per-size folders
     a.build = str(Path(a.build) / "224x224")       # the analysis below: images for a 224x224 camera
     with tempfile.TemporaryDirectory() as tmp:
         still = Path(tmp, "frames.rgb")
@@ -430,9 +431,9 @@ def main():
               "energy_model": {"cpu_nj_per_cycle": CPU_NJ_PER_CYCLE, "radio_nj_per_bit": RADIOS_NJ_PER_BIT,
                                "cycles": "M55: tools/cycles.py beat model; other targets: one cycle per instruction",
                                "see": "docs/firmware.md"}, **report}
-    Path(a.build, "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     summary(report, match)
-    print(f"wrote {Path(a.build, 'report.json')}")
+    print(f"wrote {out_dir / 'report.json'}")
     ok = all(report[n]["ram_bytes"] <= RAM_BUDGET and report[n]["flash_bytes"] <= FLASH_BUDGET
              and report[n]["sealed"]["ram_bytes"] <= RAM_BUDGET for n in TARGETS)
     ok = ok and all(r["ram_bytes"] <= RAM_BUDGET for r in report["sizes"]["224x224"].values())

@@ -48,7 +48,8 @@ def run_cameras(a, cams) -> None:
         for cam in cams:
             if cam.source.startswith("qemu-"):
                 from ..qemu import QemuCamera
-                q = QemuCamera(cam.source[len("qemu-"):], cam.input, max_frames=a.max_frames)
+                q = QemuCamera(cam.source[len("qemu-"):], cam.input, max_frames=a.max_frames, width=cam.width,
+                               height=cam.height, scale=cam.scale)
                 qemus.append(q)
                 cam = dataclasses.replace(cam, input=q.start())
             run_cams.append(cam)

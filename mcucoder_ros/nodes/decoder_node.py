@@ -206,6 +206,14 @@ class DecoderNode(McuNode):
             self._wake.set()
             if self._worker.is_alive() and threading.current_thread() is not self._worker:
                 self._worker.join(timeout=5.0)
+            # the last pictures reach reliable subscribers (rviz, a recorder) before the
+            # publisher goes: at most a second
+            from rclpy.duration import Duration
+            for lane in self.lanes:
+                try:
+                    lane.pub.wait_for_all_acked(Duration(seconds=1.0))
+                except Exception:   # noqa: BLE001 - shutting down: never fail here
+                    pass
         return super().destroy_node()
 
     def diagnostics(self):
