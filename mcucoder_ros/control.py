@@ -31,6 +31,9 @@ Pure logic (no ROS).  Documented in docs/bitrate-control.md.
     time lifts the estimate to at least its rate (docs/bitrate-control.md)
   * the budget sent upstream is k + 1: one channel of look-ahead, so that rising
     decisions use real chunk sizes
+  * the resolution ladder (LadderController): the picture scale requested upstream
+    (1, 1/2, 1/4) is that of the rung of most expected quality (the model's ladder
+    table) that fits the planned rate, with a 2-s hysteresis
 """
 from __future__ import annotations
 
