@@ -373,6 +373,19 @@ def run_node(cls, args=None):
             executor.spin_once(timeout_sec=0.1)
     finally:
         node.get_logger().info(f"stopping: {node.summary()}")
+        # a node whose work is done must not hang its launch (ros2 launch escalates 5 s
+        # after SIGINT): if destroying it, the executor or DDS do not let go within 4.5 s
+        # (seen once at full load), say so and leave
+        done = threading.Event()
+
+        def watchdog():
+            if not done.wait(4.5):
+                import sys
+                sys.stderr.write(f"{name}: shutdown did not finish within 4.5 s; exiting anyway\n")
+                sys.stderr.flush()
+                os._exit(0)
+        threading.Thread(target=watchdog, daemon=True).start()
         node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+        done.set()
