@@ -156,8 +156,7 @@ def latent_topics(path, topics: dict | None = None) -> list[str]:
 # recorded with them still decode (the first: any size, bitstream versions 1 to 3; the
 # older two: 224x224, versions 1 and 2; the fields added later are absent, and
 # bitstream.from_message reads width and height 0 as 224x224 and no scale_shift as 0).
-LEGACY_LATENT_DEFINITIONS = (
-    """std_msgs/Header header
+_LATENT_V1_FIELDS = """std_msgs/Header header
 uint32 sequence
 uint32 model_id
 uint8 bitstream_version
@@ -166,31 +165,11 @@ uint8 latent_height
 uint8 latent_width
 uint8[] channel_indices
 uint16[] chunk_lengths
-uint8[] payload
-uint8[] reference_deltas
-uint16 width
-uint16 height""",
-    """std_msgs/Header header
-uint32 sequence
-uint32 model_id
-uint8 bitstream_version
-uint8 num_channels
-uint8 latent_height
-uint8 latent_width
-uint8[] channel_indices
-uint16[] chunk_lengths
-uint8[] payload
-uint8[] reference_deltas""",
-    """std_msgs/Header header
-uint32 sequence
-uint32 model_id
-uint8 bitstream_version
-uint8 num_channels
-uint8 latent_height
-uint8 latent_width
-uint8[] channel_indices
-uint16[] chunk_lengths
-uint8[] payload""",
+uint8[] payload"""
+LEGACY_LATENT_DEFINITIONS = (       # each adds fields to the one after it
+    _LATENT_V1_FIELDS + "\nuint8[] reference_deltas\nuint16 width\nuint16 height",
+    _LATENT_V1_FIELDS + "\nuint8[] reference_deltas",
+    _LATENT_V1_FIELDS,
 )
 _legacy_stores: list = []
 
