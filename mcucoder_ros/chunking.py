@@ -13,26 +13,32 @@ Library code (no rclpy; the message classes are passed in or come with the messa
     rest was lost).  For each frame it gives a delivery report: bytes, link start and
     end, chunks sent and received, from the parts' arrival times (receiver's clock):
 
-        each part's time on the link: its arrival minus when the link could start it, the
-            later of the previous part's arrival and its own send time (DDS's source
-            timestamp, sender's clock) + the train's smallest one-way delay (so the
-            clocks' offset cancels): the bottleneck as a FIFO server
-        rate       = bytes of parts 1..n-1 / their time on the link
+        a part is timed when it was ready (its send time, DDS's source timestamp on the
+            sender's clock, + the smallest one-way delay of the last 10 s, so the clocks'
+            offset cancels) `WAIT_S` before the part ahead of it came out, and that part
+            itself came out `WAIT_S` late: the bottleneck was busy with it (a FIFO
+            server) or its token bucket empty (a shaper), so the part left one service
+            time after it, whatever the bottleneck is
+        rate       = bytes of those parts / their arrival spacing
         link_end   = arrival of the last part
-        link_start = link_end - the frame's bytes / rate
+        link_start = arrival of the first part (its one-way delay: the queue in front)
+        rate_bps   = the rate (NaN when the frame was no train to time)
 
-    which is what a link emulator reports: bits / (link_end - link_start) is the rate the
-    link carried the frame at (a packet train: the bottleneck spaces the parts; a sender
-    that paused between two parts does not make the link look slower).  Without send
-    times the parts' arrival spacing alone is used.  A train that crossed faster than the
-    clocks resolve (`MIN_TRAIN_S`) gives a rate of its bytes over that time: a lower
-    bound, the link is not the limit.  A frame of one part has no train of its own: the
-    last train's rate stands in.  Scheduling on a busy computer only ever makes a train
-    look slower, never faster: a train slower than the best of the last five is believed
-    (within 2 s) only when its frame also queued (its last part's one-way delay above the 10-s
-    minimum by `QUEUE_TRUST_S`), as a link slower than the stream makes it queue.  Bytes are the
-    bitstream bytes the controller counts (`frame_bytes`), so the rate is in its units:
-    what the link carries of the stream, its headers (DDS, UDP, IP) excluded.
+    The rate is that of the parts queued one behind the other (a packet train: the
+    bottleneck spaces them; a sender that paused between two parts does not make the link
+    look slower).  The first parts of a train are left out: a shaper with a token bucket
+    (tbf, a cellular or Wi-Fi scheduler) lets the first bytes after an idle spell through
+    at once, and counting them made a 200 kbit/s link look like 1 Mbit/s.  A train too
+    short to have two parts queued one behind the other (often two parts, always one)
+    gives no rate: its report says NaN.
+    Without send times the parts' arrival spacing alone is used.  A train that crossed
+    faster than the clocks resolve (`MIN_TRAIN_S`) gives a rate of its bytes over that
+    time: a lower bound, the link is not the limit.  A late receive thread on a busy
+    computer moves one arrival, which shortens one spacing and lengthens the next: the
+    rate over the whole run of timed parts keeps only the ends' error.  Bytes are the
+    bitstream bytes, and `part_overhead` per part (the network receiver: PART_OVERHEAD_BYTES),
+    the units of a controller that counts the same per part (packet_overhead_bytes): so a
+    frame of many small parts is not planned as if its headers were free.
 """
 from __future__ import annotations
 
@@ -45,10 +51,13 @@ from .codec.bitstream import CHUNK_ENTRY, HEADER
 
 HEADER_BYTES, CHUNK_ENTRY_BYTES = HEADER.size, CHUNK_ENTRY.size   # a frame whose parts did not all come
 MIN_TRAIN_S = 0.002         # a train's time on the link is taken as at least this (clock and scheduling jitter)
-QUEUE_TRUST_S = 0.05        # a train slower than the recent ones is believed when its frame queued this long
-SAMPLE_WINDOW_S = 2.0       # ... the best of the last five trains within this
+WAIT_S = 0.001              # a part waited behind the one before it by at least this (else: no rate sample)
 DELAY_WINDOW_S = 10.0       # sliding minimum of the one-way delay (propagation and the clocks' offset)
 PART_BYTES = 1200           # payload per part: one datagram on a 1500-byte MTU with DDS's ~200 bytes
+# a part's bytes on the wire beside its chunks: the LatentChunk fields (~75), RTPS (Fast DDS:
+# header, timestamp, destination, DATA), UDP, IP and Ethernet headers; measured 255 per part
+# (tbf's byte and packet counters, Fast DDS over UDPv4, two-namespace benchmark)
+PART_OVERHEAD_BYTES = 250
 # per-chunk fields of LatentChannels; every other field is copied into each part as it is
 _PER_CHUNK = ("channel_indices", "chunk_lengths", "payload", "reference_deltas")
 
@@ -74,6 +83,18 @@ def part_groups(chunk_lengths, part_bytes: int = PART_BYTES) -> list[list[int]]:
     if cur:
         groups.append(cur)
     return groups
+
+
+def parts_by_k(chunk_lengths, part_bytes: int = PART_BYTES) -> list[int]:
+    """How many parts a frame of the first k chunks goes in, for k = 0, 1, ... (as
+    part_groups packs them; a frame of no chunks is one part)."""
+    out, parts, size = [1], 0, 0
+    for i, n in enumerate(chunk_lengths):
+        if i <= 1 or size + n > part_bytes:     # chunk 0 alone; a new part when this one is full
+            parts, size = parts + 1, 0
+        size += n
+        out.append(parts)
+    return out
 
 
 def split_frame(m, chunk_type, frame_bytes: int, part_bytes: int = PART_BYTES) -> list:
@@ -126,6 +147,7 @@ class Report:
     channels_received: int
     partial: bool
     stamp: object = None          # the frame's capture stamp, as it came
+    rate_bps: float = math.nan    # the rate timed on this frame's parts (NaN: too short a train)
 
 
 @dataclass
@@ -141,12 +163,11 @@ class _Frame:
 class Reassembler:
     """Parts in, whole frames and delivery reports out (see the module text)."""
 
-    def __init__(self, timeout_s: float = 0.5):
+    def __init__(self, timeout_s: float = 0.5, part_overhead: float = 0.0):
         self.timeout_s = timeout_s
+        self.part_overhead = part_overhead  # counted per timed part: the rate is then the wire's
         self.frames: dict[int, _Frame] = {}
-        self.rate = math.nan            # the last train's rate, bytes/s (frames of one part use it)
-        self.last_end = -math.inf       # link end of the last frame reported
-        self._samples: deque = deque(maxlen=5)   # (time, rate) of the last trains timed and believed
+        self.rate = math.nan            # the last train's rate, bytes/s (for diagnostics)
         self._delays: deque = deque()   # (arrival, one-way delay of part 0) for a sliding minimum
         self.finished: set = set()      # sequences already given out (late duplicates are ignored)
         self.stats = {"parts": 0, "frames": 0, "frames_incomplete": 0, "parts_lost": 0, "parts_late": 0}
@@ -176,26 +197,18 @@ class Reassembler:
                 out.append((None, rep))
         return out
 
-    def _recent_max(self, now: float) -> float:
-        """The best train of the last five within SAMPLE_WINDOW_S (inf: none)."""
-        recent = [r for t, r in self._samples if now - t <= SAMPLE_WINDOW_S]
-        return max(recent) if recent else math.inf
-
-    def _queued(self, f: _Frame, used: list[int], t_end: float) -> float | None:
-        """How much longer than the shortest one-way delay seen lately the frame's last
-        part took (None without send times): the queue in front of the link."""
-        s_last = f.sent.get(used[-1])
+    def _note_delay(self, f: _Frame, used: list[int]) -> None:
+        """The sliding minimum of part 0's one-way delay (propagation and the clocks' offset)."""
         s0 = f.sent.get(used[0])
-        if s_last is None or s0 is None:
-            return None
+        if s0 is None:
+            return
         now = f.arrivals[used[0]]
-        d = f.arrivals[used[0]] - s0
+        d = now - s0
         while self._delays and self._delays[-1][1] >= d:
             self._delays.pop()
         self._delays.append((now, d))
         while now - self._delays[0][0] > DELAY_WINDOW_S:
             self._delays.popleft()
-        return (t_end - s_last) - self._delays[0][1]
 
     def expire(self, now: float) -> list:
         """Frames whose missing parts are overdue: finished with what arrived."""
@@ -228,43 +241,44 @@ class Reassembler:
         if 0 in sizes:
             sizes[0] += max(0, header)
         t0, t_end = f.arrivals[used[0]], f.arrivals[used[-1]]
-        rate = self.rate
-        if len(used) >= 2:
-            busy = _train_time(f, used)
-            rate = sum(sizes[i] for i in used[1:]) / max(MIN_TRAIN_S, busy)
-            queued = self._queued(f, used, t_end)
-            best = self._recent_max(t_end)
-            if queued is not None and queued < QUEUE_TRUST_S and rate < best:
-                # no queue grew, so the link was not the limit: a slow train is the two computers'
-                # scheduling (it only ever lengthens times); the recent best train stands
-                rate = best
-            elif not partial and busy >= MIN_TRAIN_S:      # (a train too quick to time is a lower bound only)
-                self._samples.append((t_end, rate))
+        self._note_delay(f, used)
+        base = self._delays[0][1] if self._delays else math.inf
+        timed, busy = _train_time(f, used, base, self.part_overhead) if len(used) >= 2 else (0, 0.0)
+        sample = math.nan
+        if timed:
+            rate = timed / max(MIN_TRAIN_S, busy)
             if not partial:
                 self.rate = rate
+            sample = rate * 8
         nbytes = f.frame_bytes if complete else sum(sizes.values())
         start = t0
-        if math.isfinite(rate) and rate > 0:
-            # the frame's time on the link at that rate, not before the link finished the last frame
-            start = max(t_end - nbytes / rate, min(t0, self.last_end))
-        if not partial:
-            self.last_end = max(self.last_end, t_end)
         received = sum(len(f.parts[i].part.channel_indices) for i in used)
         return Report(seq, int(nbytes), start, t_end, _chunks_of(f), received, partial,
-                      f.parts[got[0]].part.header.stamp)
+                      f.parts[got[0]].part.header.stamp, sample)
 
 
-def _train_time(f: _Frame, used: list[int]) -> float:
-    """Time the link spent on parts used[1:] (see the module text)."""
+def _train_time(f: _Frame, used: list[int], base_delay: float = math.inf,
+                part_overhead: float = 0.0) -> tuple[float, float]:
+    """(bytes, seconds) of the parts of used[1:] that waited behind a part that waited too,
+    and their arrival spacing: the link's time for them (see the module text).
+    base_delay: the smallest one-way delay seen lately (arrival - send time, so with the
+    clocks' offset in it), when it is below this train's own.  part_overhead: header bytes
+    counted with each part's chunks."""
     arr = [f.arrivals[i] for i in used]
     sent = [f.sent.get(i) for i in used]
+    size = [sum(f.parts[i].part.chunk_lengths) for i in used]
     if any(s is None for s in sent):
-        return arr[-1] - arr[0]
-    d_min = min(a - s for a, s in zip(arr, sent))
-    busy = 0.0
+        return sum(size[1:]), arr[-1] - arr[0]
+    d_min = min(base_delay, min(a - s for a, s in zip(arr, sent)))
+    timed, busy = 0, 0.0
     for j in range(1, len(used)):
-        busy += max(0.0, arr[j] - max(arr[j - 1], sent[j] + d_min))
-    return busy
+        # part j was ready before part j-1 came out, and part j-1 itself came out late (the
+        # bottleneck was busy, or its token bucket empty): j left one service time after it
+        behind = arr[j - 1] - (sent[j] + d_min) >= WAIT_S
+        if behind and arr[j - 1] - sent[j - 1] - d_min >= WAIT_S:
+            timed += size[j] + part_overhead
+            busy += max(0.0, arr[j] - arr[j - 1])
+    return timed, busy
 
 
 def _chunks_of(f: _Frame) -> int:

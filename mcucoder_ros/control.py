@@ -41,9 +41,11 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from .chunking import PART_BYTES, parts_by_k
 from .codec.bitstream import CHUNK_ENTRY, HEADER
 from .codec.geometry import LATENT_CHANNELS
 
+BACK_TO_BACK_S = 0.005      # two frames this close on the link were queued one behind the other
 PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (before any frame is seen)
 
 
@@ -58,6 +60,8 @@ class EstimatorConfig:
     overdue_margin_s: float = 0.03  # a report later than predicted by this bounds the rate
     stall_after_s: float = 0.25     # a report overdue by this much = the link stalled
     report_timeout_s: float = 2.0   # a frame without a report after this is forgotten
+    untimed_growth: float = 1.03    # estimate x this per frame that crossed untimed, whole, with no queue
+    probe_growth: float = 2.0       # ... and per such probe frame (liveness after an outage)
 
 
 class DeliveryRateEstimator:
@@ -69,11 +73,17 @@ class DeliveryRateEstimator:
       * rate: each frame leaves as one burst, so bits / (link_end - link_start) is the
         rate of the link while it carried the frame, whatever share of the link we
         use: every frame is a probe (a packet train), no need to overshoot to find
-        out that the link grew.  Samples below the estimate weigh 0.7, above it 0.3
+        out that the link grew.  Samples below the estimate weigh 0.7, above it 0.3.
+        Over a real network the receiver times the train itself (`rate_bps`,
+        docs/ros.md); a frame too short to time gives no sample, and one that crossed
+        whole with no queue lets the estimate grow by `untimed_growth` (a probe:
+        `probe_growth`), so a link that grew, or came back after an outage, is found
+        with small frames too
       * queueing delay: link_start - sent, minus its minimum over `base_window_s` (that
         minimum holds the propagation and the clocks' offset, as GCC's and BBR's
         minimum filters do).  Growing past `overuse_queue_s` over consecutive reports
         means the estimate is above the link: it drops to 0.9 x the delivered rate
+        (over the last frames the link carried back to back, not over idle time)
       * stall: a frame whose report is overdue by `stall_after_s` (predicted from the
         estimate and the report delay) means nothing is crossing: `stalled` until
         the next report.  The frame that straddled the stall is no rate sample; the
@@ -90,6 +100,9 @@ class DeliveryRateEstimator:
         self.queue_s = 0.0
         self.report_delay_s = math.nan  # link end -> report here (sender clock), its delay_quantile
         self.report_delay_median_s = math.nan   # ... and its median
+        # reports timed by the receiver itself (rate_bps not 0: a network receiver): their
+        # link_end is the frame's arrival where it is shown, no link delay comes after it
+        self.at_receiver = False
         self._report_delays: deque = deque(maxlen=50)
         self.stalled = False            # a report overdue by stall_after_s: nothing crosses
         self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
@@ -118,9 +131,13 @@ class DeliveryRateEstimator:
             self.next_is_probe = False
 
     def on_report(self, sequence: int, bits: float, link_start: float, link_end: float,
-                  channels_sent: int, channels_received: int, now: float, partial: bool = False) -> None:
-        """A delivery report (partial: a progress report, the frame's first chunk crossed)."""
+                  channels_sent: int, channels_received: int, now: float, partial: bool = False,
+                  rate_bps: float = 0.0) -> None:
+        """A delivery report (partial: a progress report, the frame's first chunk crossed).
+        rate_bps: the rate the receiver timed on the frame's packets (NaN: none, the frame
+        gives no rate sample; 0: bits / (link_end - link_start), a link emulator's report)."""
         cfg = self.cfg
+        self.at_receiver = self.at_receiver or rate_bps != 0     # (NaN != 0 too)
         sent = None
         if partial:
             sent = self.inflight.get(sequence, (0.0, None))[1]
@@ -155,11 +172,35 @@ class DeliveryRateEstimator:
         self.bound_bps = math.inf
         probe = not partial and sequence in self.probes
         self.probes.discard(sequence)
-        if busy <= 0:
+        if busy <= 0 and rate_bps == 0:     # (a frame of one packet over a network: rate_bps NaN)
             return
-        sample = bits / busy
         if not partial:
             self._delivered.append((bits, link_start, link_end))
+        if not math.isnan(rate_bps):
+            self._sample(rate_bps if rate_bps > 0 else bits / busy, sequence, was_overdue, probe)
+        elif not partial and math.isfinite(self.bps) and not was_overdue \
+                and channels_received == channels_sent and self.queue_s < 0.5 * cfg.overuse_queue_s:
+            # the receiver could not time this frame (too short a train), but it crossed
+            # whole, on time and without a queue: the link kept up, so the estimate grows
+            # (fast after a probe, slowly otherwise) until a timed frame or a queue says how far
+            self.bps *= cfg.probe_growth if probe else cfg.untimed_growth
+        if not partial and self.queue_s > cfg.overuse_queue_s and self.queue_s > self._prev_queue \
+                and len(self._delivered) >= 2:
+            # the delivered rate over the last stretch the link spent on our frames back to
+            # back (queued): over idle time between frames it would be our sending rate
+            run = [self._delivered[-1]]
+            for prev in reversed(list(self._delivered)[:-1]):
+                if run[0][1] > prev[2] + BACK_TO_BACK_S:
+                    break
+                run.insert(0, prev)
+            bits_sum = sum(b for b, _, _ in run)
+            span = run[-1][2] - run[0][1]
+            if span > 0:
+                self.bps = min(self.bps, cfg.overuse_factor * bits_sum / span)
+        self._prev_queue = self.queue_s
+
+    def _sample(self, sample: float, sequence, was_overdue: bool, probe: bool) -> None:
+        cfg = self.cfg
         if math.isnan(self.bps) or (self._restart_after is not None and sequence != self._restart_after):
             self.bps, self._restart_after = sample, None
         elif was_overdue:
@@ -173,13 +214,6 @@ class DeliveryRateEstimator:
             # a probe crossed in time: the link carries at least its rate, whatever the
             # estimate fell to before (never kept below what the probes show)
             self.bps = max(self.bps, sample)
-        if not partial and self.queue_s > cfg.overuse_queue_s and self.queue_s > self._prev_queue \
-                and len(self._delivered) >= 2:
-            bits_sum = sum(b for b, _, _ in self._delivered)
-            span = self._delivered[-1][2] - self._delivered[0][1]
-            if span > 0:
-                self.bps = min(self.bps, cfg.overuse_factor * bits_sum / span)
-        self._prev_queue = self.queue_s
 
     def tick(self, now: float) -> None:
         """Forget frames whose reports never came; bound the rate by a report overdue."""
@@ -229,6 +263,10 @@ class ControllerConfig:
     up_dwell_s: float = 0.0         # k rises to the sustainable level's last step only after this long there
     up_margin: float = 0.95         # ... a level is sustainable when it fits this share of the planned rate
     dither_dwell_s: float = 1.0     # between two levels, at least this long at each (no quality pumping)
+    # a link that carries frames as packets (the network sender's parts): each costs this many
+    # bytes of headers beside its payload of at most packet_payload_bytes (0: not counted)
+    packet_overhead_bytes: float = 0.0
+    packet_payload_bytes: int = 0
 
 
 @dataclass
@@ -276,18 +314,22 @@ class BitrateController:
             self.link_delay_s = rtt_s / 2
 
     def on_delivery_report(self, sequence: int, bits: float, link_start: float, link_end: float,
-                           channels_sent: int, channels_received: int, now: float, partial: bool = False) -> None:
+                           channels_sent: int, channels_received: int, now: float, partial: bool = False,
+                           rate_bps: float = 0.0) -> None:
         self.estimator.on_report(sequence, bits, link_start, link_end, channels_sent, channels_received, now,
-                                 partial)
+                                 partial, rate_bps)
 
     def on_sent(self, sequence: int, bits: float, now: float) -> None:
         self.estimator.on_sent(sequence, bits, now)
 
     @property
     def delay_s(self) -> float:
-        """One-way link delay: LinkQuality's RTT / 2, else link end -> delivery report."""
+        """One-way link delay: LinkQuality's RTT / 2, else link end -> delivery report (none
+        where the receiver times the frames itself: its link end is the arrival)."""
         if math.isfinite(self.link_delay_s):
             return self.link_delay_s
+        if self.estimator.at_receiver:
+            return 0.0
         d = self.estimator.report_delay_s
         return d if math.isfinite(d) else 0.0
 
@@ -297,6 +339,8 @@ class BitrateController:
         else the median of link end -> delivery report."""
         if math.isfinite(self.link_delay_s):
             return self.link_delay_s
+        if self.estimator.at_receiver:
+            return 0.0
         d = self.estimator.report_delay_median_s
         return d if math.isfinite(d) else 0.0
 
@@ -315,8 +359,14 @@ class BitrateController:
 
     # -- per frame ---------------------------------------------------------------------
     @staticmethod
-    def frame_bytes(chunk_bytes) -> float:
+    def stream_bytes(chunk_bytes) -> float:
+        """A frame's bytes in the bitstream: header, chunk table, chunks."""
         return HEADER.size + sum(CHUNK_ENTRY.size + b for b in chunk_bytes)
+
+    def frame_bytes(self, chunk_bytes) -> float:
+        """What a frame of these chunks costs the link: its bitstream bytes, and the headers
+        of the packets it goes in (packet_overhead_bytes each) where those are counted."""
+        return self.frame_bytes_by_k(chunk_bytes)[-1]
 
     def _due(self) -> float:
         return self.interval + max(0.0, self.cfg.deadline_slack_s - self.cfg.deadline_margin_s)
@@ -365,12 +415,14 @@ class BitrateController:
             self.estimator.planned_free_at = max(now, self.estimator.planned_free_at) + 8.0 * sent / avail
         return Decision(min(self.k, present), min(cfg.max_channels, self.k + 1), avail, math.nan, source + "+probe")
 
-    @staticmethod
-    def frame_bytes_by_k(chunk_bytes) -> list[float]:
+    def frame_bytes_by_k(self, chunk_bytes) -> list[float]:
         """frame_bytes(chunk_bytes[:k]) for k = 0, 1, ..."""
         out = [float(HEADER.size)]
         for b in chunk_bytes:
             out.append(out[-1] + CHUNK_ENTRY.size + b)
+        if self.cfg.packet_overhead_bytes:
+            parts = parts_by_k(chunk_bytes, self.cfg.packet_payload_bytes or PART_BYTES)
+            out = [b + self.cfg.packet_overhead_bytes * n for b, n in zip(out, parts)]
         return out
 
     def decide(self, chunk_lengths: list[int], stamp_s: float, now: float, age_s: float = 0.0,
@@ -677,7 +729,7 @@ def allocate(budget_bps: float, cameras: list[dict]) -> dict[str, float]:
     bitrate allocator (minimums first, the rest by priority), with the priority being
     what a channel buys, not a fixed share."""
     shares = {c["name"]: 0.0 for c in cameras}
-    min_cost = {c["name"]: BitrateController.frame_bytes(c["sizes"][:c["min_channels"]]) * 8 * c["fps"]
+    min_cost = {c["name"]: BitrateController.stream_bytes(c["sizes"][:c["min_channels"]]) * 8 * c["fps"]
                 for c in cameras}
     if sum(min_cost.values()) > budget_bps:
         return _share_the_minimums(budget_bps, cameras, min_cost)

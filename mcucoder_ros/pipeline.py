@@ -38,6 +38,12 @@ DECODER_REMAP_WITH_LINK = {"latent_gated": "latent_link"}
 NETWORK_SENDER = ("network_sender_node", "mcucoder_ros.nodes.network_sender_node:NetworkSenderNode")
 NETWORK_RECEIVER = ("network_receiver_node", "mcucoder_ros.nodes.network_receiver_node:NetworkReceiverNode")
 SPLITS = ("robot", "base")
+# Frames are due one interval + this after capture on the robot half (the controller's
+# deadline_slack_s; 0.05 on one machine).  Over a network a frame that uses the link well
+# takes most of an interval on it, after the camera side's own time (capture to decision,
+# 30-70 ms on a 2-core host): at 0.05 s the deadline, not the link, limited k, and the
+# link was used at 0.6 where it was the limit (docs/ros.md).
+NETWORK_DEADLINE_SLACK_S = 0.1
 
 
 def split_nodes(source: str, side: str):

@@ -83,6 +83,9 @@ def main(argv=None):
     p.add_argument("--network-reliability", choices=["best_effort", "reliable"], default=None,
                    help="--split: QoS of latent_chunks, the topic that crosses the network (default: the node's)")
     p.add_argument("--fps", type=float, default=None, help="--split robot: frames/s of a file or camera source")
+    p.add_argument("--deadline-slack", type=float, default=None, metavar="S",
+                   help="--split robot: frames are due one interval + S after capture (default 0.1 over a network; "
+                   "the controller's deadline_slack_s)")
     p.add_argument("--clock-offset", type=float, default=0.0,
                    help="--split base: add this to the link times of the delivery reports (a clock that disagrees)")
     p.add_argument("--record", default=None, metavar="FILE",
@@ -171,6 +174,9 @@ def main(argv=None):
     th.add_argument("--clock-offset", nargs="+", type=float, default=[0.0],
                     help="offsets added to the base's report times, one run each (e.g. 0 2 -2)")
     th.add_argument("--fps", type=float, default=10.0)
+    th.add_argument("--deadline-slack", type=float, default=P.NETWORK_DEADLINE_SLACK_S,
+                    help="the robot half's deadline: frames due one interval + this after capture; on time is judged "
+                    "by it (the 50-ms figure is reported beside)")
     th.add_argument("--width", type=int, default=224)
     th.add_argument("--height", type=int, default=224)
     th.add_argument("--input", default=None, help="video (default: the bundled clip)")

@@ -20,7 +20,7 @@ def cam(name, weight=1.0, min_channels=1, max_channels=12, fps=10.0, sizes=SIZES
 
 def k_of(share, fps=10.0, sizes=SIZES):
     """The largest k whose frames fit the share."""
-    return max(k for k in range(0, 13) if BitrateController.frame_bytes(sizes[:k]) * 8 * fps <= share + 1e-6)
+    return max(k for k in range(0, 13) if BitrateController.stream_bytes(sizes[:k]) * 8 * fps <= share + 1e-6)
 
 
 def test_gains_fall_with_the_channel_index():
@@ -46,7 +46,7 @@ def test_a_cheaper_channel_buys_more():
 
 
 def test_minimums_first_and_by_weight_when_the_link_is_short():
-    one = BitrateController.frame_bytes(SIZES[:2]) * 8 * 10          # 2 channels at 10 frames/s
+    one = BitrateController.stream_bytes(SIZES[:2]) * 8 * 10          # 2 channels at 10 frames/s
     # too short for every minimum at 10 frames/s: each camera keeps its minimum k at a
     # frame rate by its weight; none goes dark
     s = allocate(2.5 * one, [cam("a", min_channels=2, weight=1), cam("b", min_channels=2, weight=5),
@@ -72,7 +72,7 @@ def run_cameras(ctrl, names, bw, seconds, t0=0.0, fps=10.0, offsets=None):
         ctrl.on_link_quality(bw, t)
         d = ctrl.decide(n, SIZES, t, t)
         if d.channels:
-            ctrl.on_sent(n, j, BitrateController.frame_bytes(SIZES[:d.channels]) * 8, t)
+            ctrl.on_sent(n, j, BitrateController.stream_bytes(SIZES[:d.channels]) * 8, t)
         out[n].append(d)
     return out
 
@@ -81,7 +81,7 @@ def test_shared_controller_fits_the_link_and_follows_weights():
     ctrl = SharedLinkController([CameraSpec("front", weight=3.0), CameraSpec("left"), CameraSpec("right")], GAINS)
     bw = 450_000
     out = run_cameras(ctrl, ["front", "left", "right"], bw, 10)
-    bits = {n: sum(BitrateController.frame_bytes(SIZES[:d.channels]) * 8 for d in ds[20:]) / (len(ds[20:]) / 10)
+    bits = {n: sum(BitrateController.stream_bytes(SIZES[:d.channels]) * 8 for d in ds[20:]) / (len(ds[20:]) / 10)
             for n, ds in out.items()}
     assert sum(bits.values()) <= bw                                     # together within the link
     assert sum(bits.values()) >= 0.75 * bw

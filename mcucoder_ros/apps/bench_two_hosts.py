@@ -31,6 +31,7 @@ import numpy as np
 from ..abr import STRATEGIES, Record, abr_metrics
 from ..link_emulation import Trace, TracePoint
 from ..netns import TraceFollower, TwoHosts, available, dds_environment
+from ..pipeline import NETWORK_DEADLINE_SLACK_S
 
 DEMO_STEPS = [(0.0, 2_000_000.0), (4.0, 200_000.0), (12.0, 400_000.0)]   # the demo's steps, longer segments
 ON_TIME_SLACK_S = 0.05
@@ -50,6 +51,7 @@ def _cli() -> list[str]:
 
 
 def run_once(trace: Trace, *, reliability: str = "best_effort", clock_offset: float = 0.0, fps: float = 10.0,
+             deadline_slack: float = NETWORK_DEADLINE_SLACK_S,
              width: int = 224, height: int = 224, clip: str | None = None, domain_id: int = 87,
              workdir: str = "out/two_hosts", queue_s: float = 0.5, tag: str = "run", params: str | None = None) -> dict:
     """One run of the trace through two namespaces; returns its figures."""
@@ -72,7 +74,8 @@ def run_once(trace: Trace, *, reliability: str = "best_effort", clock_offset: fl
             procs["robot"] = subprocess.Popen(
                 hosts.exec_prefix("robot") + _cli() + [
                     "pipeline", "--split", "robot", "--source", "video", "--input", clip, "--loop",
-                    "--width", str(width), "--height", str(height), "--fps", str(fps), "--record", rec["robot"]]
+                    "--width", str(width), "--height", str(height), "--fps", str(fps), "--record", rec["robot"],
+                    "--deadline-slack", str(deadline_slack)]
                 + common, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             started = threading.Event()
 
@@ -103,27 +106,31 @@ def run_once(trace: Trace, *, reliability: str = "best_effort", clock_offset: fl
             for f in logs.values():
                 f.close()
     robot, base = (json.load(open(rec[s])) for s in ("robot", "base"))
-    res = figures(trace, robot, base, t0, fps)
+    res = figures(trace, robot, base, t0, fps, deadline_slack)
     res["link_steps"] = follower.steps + [{"t": T, "stats": stats_end}]
     res["wire_use"] = _wire_use(trace, res["link_steps"])
     res.update({"reliability": reliability, "clock_offset_s": clock_offset, "size": [width, height]})
     return res
 
 
-def figures(trace: Trace, robot: dict, base: dict, t0: float, fps: float) -> dict:
+def figures(trace: Trace, robot: dict, base: dict, t0: float, fps: float,
+            deadline_slack: float = ON_TIME_SLACK_S) -> dict:
+    """On time: arrived by the deadline the robot's controller planned for (one interval
+    + its deadline slack after capture); the share by interval + 50 ms is given beside."""
     interval = 1.0 / fps
     T = trace.duration
     status = {f"{f['stamp']:.9f}": f for f in robot["frames"]}
-    recs, lat, sent_frames, on_sent = [], [], 0, 0
+    recs, lat, sent_frames, on_sent, on_sent_50 = [], [], 0, 0, 0
     est = {"t": [], "estimate_bps": []}
     for key, f in sorted(status.items(), key=lambda kv: kv[1]["stamp"]):
         t = f["stamp"] - t0
         shown = base["shown"].get(key)
         arrived = base["arrived"].get(key)
-        on_time = arrived is not None and arrived[0] <= f["stamp"] + interval + ON_TIME_SLACK_S
+        on_time = arrived is not None and arrived[0] <= f["stamp"] + interval + deadline_slack
         if f["channels"] > 0:
             sent_frames += 1
             on_sent += on_time
+            on_sent_50 += arrived is not None and arrived[0] <= f["stamp"] + interval + ON_TIME_SLACK_S
         if shown is not None:
             lat.append(shown - f["stamp"])
         bits = robot["sent"].get(key, 0) * 8
@@ -151,6 +158,7 @@ def figures(trace: Trace, robot: dict, base: dict, t0: float, fps: float) -> dic
         "frames_shown": shown_n, "frames_skipped": skipped, "frames_dropped_stale": stale,
         "frames_unaccounted": len(status) - shown_n - skipped - stale,
         "frames_sent": sent_frames, "on_time_of_sent": on_sent / max(1, sent_frames),
+        "deadline_slack_s": deadline_slack, "on_time_of_sent_50ms": on_sent_50 / max(1, sent_frames),
         "latency_ms_p50": float(np.percentile(lat, 50) * 1000) if lat else math.nan,
         "latency_ms_p95": float(np.percentile(lat, 95) * 1000) if lat else math.nan,
         "max_gap_s": float(gaps.max()) if len(gaps) else T,
@@ -239,7 +247,8 @@ def run(a) -> dict:
         for off in a.clock_offset:
             name = rel + (f" {off:+g} s" if off else "")
             print(f"run {name} ({trace.duration:.0f} s) ...", flush=True)
-            out["runs"][name] = run_once(trace, reliability=rel, clock_offset=off, fps=a.fps, width=a.width,
+            out["runs"][name] = run_once(trace, reliability=rel, clock_offset=off, fps=a.fps,
+                                         deadline_slack=a.deadline_slack, width=a.width,
                                          height=a.height, clip=a.input, workdir=a.workdir,
                                          tag=f"{rel[:2]}{'p' if off > 0 else 'm' if off < 0 else '0'}")
             _print(name, out["runs"][name])
@@ -264,9 +273,12 @@ def _cpu() -> str:
 
 def _print(name: str, m: dict) -> None:
     segs = ", ".join(f"{s['rate_bps'] / 1000:.0f}k: use {s['use']:.2f} k {s['mean_k']:.1f}" for s in m["segments"])
+    wire = ", ".join(f"{w['rate_bps'] / 1000:.0f}k {w['use']:.2f}" for w in m.get("wire_use", []))
     print(f"  {name}: shown {m['frames_shown']}/{m['frames_seen_by_controller']}, skipped {m['frames_skipped']}, "
           f"stale {m['frames_dropped_stale']}, unaccounted {m['frames_unaccounted']}; "
-          f"on time {m['on_time_of_sent']:.3f} of sent ({m['on_time_ratio']:.3f} of all); "
+          f"on time {m['on_time_of_sent']:.3f} of sent ({m['on_time_ratio']:.3f} of all; by interval + 50 ms "
+          f"{m['on_time_of_sent_50ms']:.3f}); "
           f"latency p50 {m['latency_ms_p50']:.0f} ms, p95 "
           f"{m['latency_ms_p95']:.0f} ms; longest gap {m['max_gap_s']:.2f} s (after step downs "
-          f"{', '.join(f'{g:.2f}' for g in m['max_gap_after_step_down_s'])} s); {segs}", flush=True)
+          f"{', '.join(f'{g:.2f}' for g in m['max_gap_after_step_down_s'])} s); {segs}; the bottleneck's "
+          f"use, headers included: {wire}", flush=True)

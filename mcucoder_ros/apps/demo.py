@@ -178,7 +178,7 @@ def link_utilisation(rows, trace, fps: float, settle_s: float = 1.0, headroom: f
             continue
         sent = sum(r["bytes"] for r in win) * 8 / (t1 - w0)      # skipped frames send nothing
         sizes = [r["channel_bytes"] for r in win if r.get("channel_bytes")]
-        cost = [[BitrateController.frame_bytes(c[:k]) * 8 for k in range(1, 13)] for c in sizes]
+        cost = [[BitrateController.stream_bytes(c[:k]) * 8 for k in range(1, 13)] for c in sizes]
         full_bps = sum(c[-1] for c in cost) * fps / len(cost) if cost else float("nan")
         out.append({"t": t0, "bandwidth_bps": bw, "window_s": [w0, t1], "frames": len(win), "sent_bps": sent,
                     "all_channels_bps": full_bps, "utilisation": sent / bw,

@@ -17,8 +17,10 @@ import sys
 import threading
 import time
 
+from ..chunking import PART_OVERHEAD_BYTES
 from ..pipeline import (
     NAMESPACE,
+    NETWORK_DEADLINE_SLACK_S,
     SERIAL_SOURCES,
     default_params_file,
     load_class,
@@ -113,6 +115,11 @@ def run(a) -> None:
             over.setdefault(src_node, {})["video_mode"] = True
         if getattr(a, "fps", None):
             over.setdefault("encoder_node", {})["fps"] = float(a.fps)
+        slack = getattr(a, "deadline_slack", None)
+        ctl = over.setdefault("bitrate_controller_node", {})
+        ctl["deadline_slack_s"] = float(NETWORK_DEADLINE_SLACK_S if slack is None else slack)
+        # the frames go as parts (network_sender_node): their headers are link time too
+        ctl["packet_overhead_bytes"] = float(PART_OVERHEAD_BYTES)
     else:
         # the runner shows nothing itself: the decoder starts without waiting for a viewer
         over["decoder_node"] = {"input_topic": "latent_link", "wait_for_subscriber": False}

@@ -17,6 +17,7 @@ import time
 
 from std_msgs.msg import UInt8
 
+from ..chunking import PART_BYTES, parts_by_k
 from ..codec.geometry import LATENT_CHANNELS
 from ..codec.model import model_channel_gains
 from ..control import (
@@ -47,6 +48,11 @@ class BitrateControllerNode(McuNode):
                                       "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
         "deadline_margin_s": ParamSpec(0.01, "link time left unplanned before each deadline: the hop from this "
                                        "node to the link and scheduling jitter", range=(0.0, 10.0)),
+        "packet_overhead_bytes": ParamSpec(0.0, "a link of packets (the network sender's parts): header bytes "
+                                           "each costs beside its chunks (0: not counted; --split robot: "
+                                           "the parts' measured 250)", range=(0.0, 10000.0)),
+        "packet_payload_bytes": ParamSpec(0, "... and the chunk bytes one packet takes at most (the network "
+                                          "sender's part_bytes; 0: its default)", range=(0, 65000)),
         "skip_late_s": ParamSpec(0.0, "a frame that would arrive later than this past its deadline even with "
                                  "min_channels is not sent (it would only delay the frames behind it)",
                                  range=(0.0, 10.0)),
@@ -101,7 +107,9 @@ class BitrateControllerNode(McuNode):
         return ControllerConfig(headroom=p["headroom"], up_hold_frames=p["up_hold_frames"],
                                 min_channels=p["min_channels"], max_channels=p["max_channels"],
                                 link_stale_s=p["link_stale_s"], deadline_slack_s=p["deadline_slack_s"],
-                                deadline_margin_s=p["deadline_margin_s"], skip_late_s=p["skip_late_s"])
+                                deadline_margin_s=p["deadline_margin_s"], skip_late_s=p["skip_late_s"],
+                                packet_overhead_bytes=p["packet_overhead_bytes"],
+                                packet_payload_bytes=p["packet_payload_bytes"])
 
     def on_parameter_changed(self, name, value):
         for lane in self.lanes.values():
@@ -201,7 +209,7 @@ class _Lane:
         # link times are on the receiver's clock: the estimator uses only their differences
         # and their offset from our send times (its minimum filter absorbs the clocks' offset)
         args = (r.sequence, r.bytes * 8, stamp_to_s(r.link_start), stamp_to_s(r.link_end), r.channels_sent,
-                r.channels_received, time.monotonic(), r.partial)
+                r.channels_received, time.monotonic(), r.partial, float(r.link_rate_bps))
         if self.node.shared is not None:
             self.node.shared.on_delivery_report(self.name, *args)
         else:
@@ -259,6 +267,10 @@ class _Lane:
         out = gate(msg, d.channels)
         self.pub.publish(out)
         bits = message_bytes(out) * 8
+        cfg = self.ctrl.cfg if node.shared is None else node.shared.cfg
+        if cfg.packet_overhead_bytes:
+            bits += 8 * cfg.packet_overhead_bytes * parts_by_k(list(out.chunk_lengths),
+                                                                cfg.packet_payload_bytes or PART_BYTES)[-1]
         if node.shared is not None:
             node.shared.on_sent(self.name, msg.sequence, bits, time.monotonic())
         else:

@@ -22,7 +22,7 @@ from builtin_interfaces.msg import Time
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from ..chunking import Reassembler, join_parts
+from ..chunking import PART_OVERHEAD_BYTES, Reassembler, join_parts
 from ..msg import DeliveryReport, LatentChannels, LatentChunk
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, run_node
 from .network_sender_node import NETWORK_QOS_PARAMS
@@ -40,6 +40,9 @@ class NetworkReceiverNode(McuNode):
                                     range=(0.01, 10.0)),
         "report_clock_offset_s": ParamSpec(0.0, "added to the link times of delivery reports (to test a base "
                                            "station whose clock disagrees with the robot's)", range=(-1e6, 1e6)),
+        "part_overhead_bytes": ParamSpec(float(PART_OVERHEAD_BYTES), "header bytes per part on the wire, counted "
+                                         "in the rate reported (the controller's packet_overhead_bytes)",
+                                         range=(0.0, 10000.0), read_only=True),
         "output_topic": ParamSpec("latent_link", "where whole frames go (the decoder's input_topic)",
                                   read_only=True),
         **NETWORK_QOS_PARAMS,
@@ -49,7 +52,7 @@ class NetworkReceiverNode(McuNode):
 
     def __init__(self, **kwargs):
         super().__init__("network_receiver_node", **kwargs)
-        self.asm = Reassembler(self.p["part_timeout_s"])
+        self.asm = Reassembler(self.p["part_timeout_s"], self.p["part_overhead_bytes"])
         self._lock = threading.Lock()
         self.out = self.create_publisher(LatentChannels, self.p["output_topic"], self.qos())
         self.reports = self.create_publisher(DeliveryReport, "delivery_report", 10)
@@ -112,7 +115,8 @@ class NetworkReceiverNode(McuNode):
                     self.count("frames_incomplete")
             r = DeliveryReport(sequence=rep.sequence, bytes=rep.bytes, link_start=_time_msg(rep.link_start + off),
                                link_end=_time_msg(rep.link_end + off), channels_sent=rep.channels_sent,
-                               channels_received=rep.channels_received, partial=rep.partial)
+                               channels_received=rep.channels_received, partial=rep.partial,
+                               link_rate_bps=rep.rate_bps)
             r.header.stamp = rep.stamp
             self.reports.publish(r)
             self.count("progress_reports" if rep.partial else "delivery_reports")
