@@ -178,6 +178,10 @@ class DeliveryRateEstimator:
             self._delivered.append((bits, link_start, link_end))
         if not math.isnan(rate_bps):
             self._sample(rate_bps if rate_bps > 0 else bits / busy, sequence, was_overdue, probe)
+        elif not partial and math.isnan(self.bps) and sent is not None and channels_received == channels_sent:
+            # the first reports, none of them timed: the link carried the frame within the
+            # time to its report, a first figure that growth and the first timed frame correct
+            self.bps = bits / max(1e-3, now - sent)
         elif not partial and math.isfinite(self.bps) and not was_overdue \
                 and channels_received == channels_sent and self.queue_s < 0.5 * cfg.overuse_queue_s:
             # the receiver could not time this frame (too short a train), but it crossed
@@ -257,7 +261,7 @@ class ControllerConfig:
     deadline_slack_s: float = 0.05  # a frame is due one frame interval + this after capture
     deadline_margin_s: float = 0.01  # link time left unplanned before each deadline (hop to the link, jitter)
     skip_late_s: float = 0.0       # a frame later than this even at min_channels is not sent
-    startup_s: float = 1.0          # min_channels until the first delivery report, for at most this
+    startup_s: float = 1.0          # min_channels until the first delivery report; after this only probes
     probe_after_s: float = 0.5      # nothing sent for this long (and 2 frame intervals): a probe frame
     probe_intervals: float = 2.0
     up_dwell_s: float = 0.0         # k rises to the sustainable level's last step only after this long there
@@ -351,7 +355,7 @@ class BitrateController:
             avail, source = self.link_bps, "link_quality"
         elif math.isfinite(est.bps):
             avail, source = est.rate(), "delivery"
-        elif self.expect_reports and (est.first_sent is None or now - est.first_sent <= self.cfg.startup_s):
+        elif self.expect_reports:       # reports will say; until then small frames (then probes)
             return math.nan, "startup"
         else:
             return math.nan, "default"
@@ -443,6 +447,13 @@ class BitrateController:
         present = len(chunk_lengths)
         if source == "startup":     # small frames until the first delivery report gives a rate
             self.k = cfg.min_channels
+            est = self.estimator
+            if est.first_sent is not None and now - est.first_sent > cfg.startup_s:
+                # still no report: the link may not carry even these (or the receiver has not
+                # matched us yet, and a flood would keep its discovery from crossing): probes only
+                if self.probe_due(now):
+                    return self._probe(present, avail, source, now)
+                return Decision(0, self.k + 1, avail, math.nan, source)
             return Decision(min(self.k, present), self.k + 1, avail, math.nan, source)
         if not math.isfinite(avail):
             self.k = cfg.max_channels

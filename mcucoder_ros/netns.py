@@ -9,7 +9,10 @@ the two namespaces, which `TwoHosts` creates and always removes again (`close`, 
 `with` block).  Each namespace gets its loopback up and a multicast route on its veth, so
 that DDS discovery (ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET) finds the other side.  Root
 is needed (`available()` says why not, for tests to skip with).  netem is not needed:
-the link is a token bucket (`tc qdisc ... tbf`), its rate set from a link trace.
+the link is a token bucket (`tc qdisc ... tbf`), its rate set from a link trace, and
+the trace's packet loss is an nftables rule in the robot's namespace that drops that
+share of the UDP datagrams to the base's address at random (`set_loss`; multicast
+discovery is spared; needs the `nft` tool, Debian's nftables: `loss_available()`).
 """
 from __future__ import annotations
 
@@ -52,6 +55,26 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
+def loss_available() -> tuple[bool, str]:
+    """Whether set_loss can work here (nftables in a namespace), and if not why."""
+    ok, why = available()
+    if not ok:
+        return ok, why
+    if shutil.which("nft") is None:
+        return False, "'nft' (Debian's nftables) is not installed: no packet loss on the link"
+    name = f"mcrl{os.getpid() % 100000}"
+    r = _run("ip", "netns", "add", name, check=False)
+    if r.returncode != 0:
+        return False, f"ip netns add failed: {r.stderr.strip()}"
+    try:
+        r = _run("ip", "netns", "exec", name, "nft", "add", "table", "inet", "t", check=False)
+        if r.returncode != 0:
+            return False, f"nftables does not work here: {r.stderr.strip()}"
+    finally:
+        _run("ip", "netns", "del", name, check=False)
+    return True, ""
+
+
 def dds_environment(domain_id: int, profile: str | None = None) -> dict:
     """What a ROS process inside one of the namespaces needs: discovery on the subnet (the
     two namespaces only), UDP for all traffic (shared memory would bypass the veth and its
@@ -83,6 +106,7 @@ class TwoHosts:
         self.robot_dev, self.base_dev = f"{self.prefix}r"[:15], f"{self.prefix}b"[:15]
         self.queue_s = queue_s
         self.rate_bps = None
+        self.loss = None
         self._made = []
 
     def __enter__(self):
@@ -108,6 +132,19 @@ class TwoHosts:
         except BaseException:
             self.close()
             raise
+
+    def set_loss(self, loss: float) -> None:
+        """Drop this share (0..1) of the robot's unicast UDP datagrams to the base, at random."""
+        ex = ["ip", "netns", "exec", self.robot, "nft"]
+        if self.loss is None:
+            _run(*ex, "add", "table", "inet", "mcr")
+            _run(*ex, "add", "chain", "inet", "mcr", "loss", "{ type filter hook output priority 0; }")
+        _run(*ex, "flush", "chain", "inet", "mcr", "loss")
+        per_mille = max(0, min(1000, round(loss * 1000)))
+        if per_mille:
+            _run(*ex, "add", "rule", "inet", "mcr", "loss", "ip", "daddr", BASE_ADDR, "meta", "l4proto", "udp",
+                 "numgen", "random", "mod", "1000", "<", str(per_mille), "counter", "drop")
+        self.loss = loss
 
     def set_rate(self, rate_bps: float) -> None:
         """The robot -> base bottleneck's rate, now (add the first time, change after)."""
@@ -140,11 +177,12 @@ class TwoHosts:
 
 
 class TraceFollower:
-    """Sets the bottleneck's rate from a link trace (mcucoder_ros.link_emulation.Trace)
-    as time passes, with `tc qdisc change`; records the link's counters at each step."""
+    """Sets the bottleneck's rate (`tc qdisc change`) and loss (nftables) from a link trace
+    (mcucoder_ros.link_emulation.Trace) as time passes; records the link's counters at each step."""
 
-    def __init__(self, hosts: TwoHosts, trace, min_rate_bps: float = 1000.0):
+    def __init__(self, hosts: TwoHosts, trace, min_rate_bps: float = 1000.0, with_loss: bool = True):
         self.hosts, self.trace, self.min_rate = hosts, trace, min_rate_bps
+        self.with_loss = with_loss        # the trace's loss too (nftables); False: rate only
         self.t0 = None
         self.steps: list[dict] = []       # {t, rate_bps, stats} as applied
         self._stop = threading.Event()
@@ -158,8 +196,10 @@ class TraceFollower:
 
     def _apply(self, p) -> None:
         self.hosts.set_rate(max(self.min_rate, p.bandwidth_bps))
+        if self.with_loss and (p.loss or self.hosts.loss):
+            self.hosts.set_loss(p.loss)
         self.steps.append({"t": time.monotonic() - self.t0, "trace_t": p.t, "rate_bps": float(p.bandwidth_bps),
-                           "stats": self.hosts.link_stats()})
+                           "loss": float(p.loss), "stats": self.hosts.link_stats()})
 
     def _run(self) -> None:
         for p in self.trace.points[1:]:

@@ -83,6 +83,12 @@ def main(argv=None):
     p.add_argument("--network-reliability", choices=["best_effort", "reliable"], default=None,
                    help="--split: QoS of latent_chunks, the topic that crosses the network (default: the node's)")
     p.add_argument("--fps", type=float, default=None, help="--split robot: frames/s of a file or camera source")
+    p.add_argument("--network-domain", type=int, default=None, metavar="ID",
+                   help="--split: DDS domain of the topics that cross, the same on both machines (default "
+                   "ROS_DOMAIN_ID + 1; each half's own graph stays on ROS_DOMAIN_ID, this machine only)")
+    p.add_argument("--whole-graph", action="store_true",
+                   help="--split: every node of this half visible on the network (default: only the topics that "
+                   "cross, from a DDS participant of their own; the rest discovers this machine only)")
     p.add_argument("--deadline-slack", type=float, default=None, metavar="S",
                    help="--split robot: frames are due one interval + S after capture (default 0.1 over a network; "
                    "the controller's deadline_slack_s)")

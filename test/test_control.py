@@ -24,17 +24,35 @@ def run(ctrl, bw, frames, t0=0.0, k_enc=12):
     return out
 
 
-def test_without_any_rate_small_frames_then_everything():
-    """No link report and no delivery report: min_channels until startup_s after the
-    first frame (a report would give a rate), then every channel (no feedback at all)."""
+def test_without_any_feedback_everything():
+    """No link report and no one to send delivery reports: every channel."""
+    c = BitrateController()
+    c.expect_reports = False
+    d = c.decide(SIZES, 0.0, 0.0)
+    assert d.channels == 12 and d.source == "default"
+
+
+def test_reports_expected_but_none_yet_small_frames_then_probes():
+    """A receiver is there but nothing has been reported (a link that carries nothing yet,
+    or one whose other end has not matched us): min_channels until startup_s after the
+    first frame, then only probes, never a flood of every channel; the first report ends it."""
     c = BitrateController()
     ds = []
-    for i in range(30):
+    for i in range(60):
         t = i / 15
         ds.append(c.decide(SIZES, t, t))
-        c.on_sent(i, bits_of(ds[-1].channels), t)
+        if ds[-1].channels:
+            c.on_sent(i, bits_of(ds[-1].channels), t)
     assert all(d.channels == 1 and d.source == "startup" for d in ds[:15])
-    assert ds[-1].channels == 12 and ds[-1].source == "default"
+    later = ds[16:]
+    assert all(d.channels <= 1 for d in later) and all(d.source.startswith("startup") for d in later)
+    sent = [i for i, d in enumerate(later) if d.channels]
+    assert 2 <= len(sent) <= 10 and all(b - a >= 7 for a, b in zip(sent, sent[1:]))   # >= 0.5 s apart
+    last = 16 + sent[-1]
+    t = last / 15           # the last probe crossed at once
+    c.on_delivery_report(last, bits_of(1), t + 0.005, t + 0.015, 1, 1, t + 0.02)
+    d = c.decide(SIZES, t + 0.03, t + 0.03)
+    assert d.source.startswith("delivery") and d.channels >= 1
 
 
 def test_step_down_is_immediate_and_fits():
@@ -123,6 +141,7 @@ def test_outage_reported_by_the_link_sends_nothing():
 
 def test_stale_link_report_ignored():
     c = BitrateController()
+    c.expect_reports = False        # no delivery reports either: no rate at all once it is stale
     c.on_link_quality(80_000, 0.0)
     assert c.decide(SIZES, 0.0, 0.1).channels == 1
     c.on_sent(0, bits_of(1), 0.1)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..abr import STRATEGIES, Record, abr_metrics
 from ..link_emulation import Trace, TracePoint
-from ..netns import TraceFollower, TwoHosts, available, dds_environment
+from ..netns import TraceFollower, TwoHosts, available, dds_environment, loss_available
 from ..pipeline import NETWORK_DEADLINE_SLACK_S
 
 DEMO_STEPS = [(0.0, 2_000_000.0), (4.0, 200_000.0), (12.0, 400_000.0)]   # the demo's steps, longer segments
@@ -109,6 +109,9 @@ def run_once(trace: Trace, *, reliability: str = "best_effort", clock_offset: fl
     res = figures(trace, robot, base, t0, fps, deadline_slack)
     res["link_steps"] = follower.steps + [{"t": T, "stats": stats_end}]
     res["wire_use"] = _wire_use(trace, res["link_steps"])
+    ws = res["wire_use"]
+    cap = sum(w["rate_bps"] * (w["t1"] - w["t0"]) for w in ws)
+    res["wire_use_overall"] = sum(w["use"] * w["rate_bps"] * (w["t1"] - w["t0"]) for w in ws) / cap if cap else 0.0
     res.update({"reliability": reliability, "clock_offset_s": clock_offset, "size": [width, height]})
     return res
 
@@ -189,7 +192,7 @@ def _wire_use(trace: Trace, steps: list[dict]) -> list[dict]:
     """The bottleneck's bytes per segment (headers included) over what its rate allowed."""
     out = []
     for a, b in zip(steps, steps[1:]):
-        if "bytes" in a.get("stats", {}) and "bytes" in b.get("stats", {}) and b["t"] > a["t"]:
+        if "bytes" in a.get("stats", {}) and "bytes" in b.get("stats", {}) and b["t"] > a["t"] and a["rate_bps"] > 0:
             rate = a["rate_bps"]
             out.append({"t0": a["t"], "t1": b["t"], "rate_bps": rate,
                         "use": (b["stats"]["bytes"] - a["stats"]["bytes"]) * 8 / (rate * (b["t"] - a["t"])),
@@ -236,6 +239,10 @@ def run(a) -> dict:
     ok, why = available()
     if not ok:
         raise RuntimeError(f"two-host benchmark not possible here: {why}")
+    if a.trace and any(p.loss > 0 for p in Trace.load(a.trace).points):
+        ok, why = loss_available()
+        if not ok:
+            raise RuntimeError(f"the trace {a.trace} has packet loss, which cannot be made here: {why}")
     trace = Trace.load(a.trace) if a.trace else demo_trace(a.duration or 20.0)
     if a.duration and a.trace:
         trace = Trace([p for p in trace.points if p.t < a.duration] + [TracePoint(a.duration, trace.at(a.duration)
@@ -272,8 +279,12 @@ def _cpu() -> str:
 
 
 def _print(name: str, m: dict) -> None:
-    segs = ", ".join(f"{s['rate_bps'] / 1000:.0f}k: use {s['use']:.2f} k {s['mean_k']:.1f}" for s in m["segments"])
-    wire = ", ".join(f"{w['rate_bps'] / 1000:.0f}k {w['use']:.2f}" for w in m.get("wire_use", []))
+    if len(m["segments"]) <= 6:
+        segs = ", ".join(f"{s['rate_bps'] / 1000:.0f}k: use {s['use']:.2f} k {s['mean_k']:.1f}" for s in m["segments"])
+        wire = ", ".join(f"{w['rate_bps'] / 1000:.0f}k {w['use']:.2f}" for w in m.get("wire_use", []))
+    else:       # a trace of many steps: the whole run
+        segs = f"use {m['utilization']:.2f}"
+        wire = f"{m.get('wire_use_overall', 0.0):.2f}"
     print(f"  {name}: shown {m['frames_shown']}/{m['frames_seen_by_controller']}, skipped {m['frames_skipped']}, "
           f"stale {m['frames_dropped_stale']}, unaccounted {m['frames_unaccounted']}; "
           f"on time {m['on_time_of_sent']:.3f} of sent ({m['on_time_ratio']:.3f} of all; by interval + 50 ms "

@@ -42,6 +42,49 @@ def discovery_note() -> str | None:
     return None
 
 
+NETWORK_NODES = ("network_sender_node", "network_receiver_node")
+
+
+def network_domain(requested: int | None = None) -> int:
+    """The DDS domain of the topics that cross: as asked, else ROS_DOMAIN_ID + 1 (the
+    half's own graph stays on ROS_DOMAIN_ID, where rviz and other nodes find it)."""
+    if requested is not None:
+        return requested
+    own = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    return own + 1 if own < 101 else own - 1      # 0..101: Fast DDS's ports stay below Linux's ephemeral range
+
+
+def _contexts(params_file: str, whole_graph: bool = False, net_domain: int | None = None):
+    """(this half's graph, the network's): two DDS participants.  The half's own nodes
+    discover only this machine (LOCALHOST) in ROS_DOMAIN_ID; the network sender's or
+    receiver's helper node alone is in the network's domain (`network_domain`), with the
+    environment's discovery settings, so only the topics that cross are announced across
+    the link (a second context of the same domain on one machine would find the first,
+    and the relays would loop).  whole_graph: one context for all, every endpoint visible
+    on the network (None for the second)."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    def init(env: dict | None, domain: int | None = None):
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})       # rcl reads the discovery settings when a context starts
+        try:
+            ctx = rclpy.Context()
+            rclpy.init(args=["--ros-args", "--params-file", params_file], context=ctx, domain_id=domain,
+                       signal_handler_options=SignalHandlerOptions.NO)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return ctx
+    if whole_graph:
+        return init(None), None
+    local = init({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""})
+    return local, init(None, network_domain(net_domain))
+
+
 def _stamp(s) -> float:
     return s.sec + s.nanosec * 1e-9
 
@@ -90,7 +133,6 @@ def run(a) -> None:
     """a: the parsed `mcucoder-ros pipeline` arguments, with a.split 'robot' or 'base'."""
     import rclpy
     from rclpy.parameter import Parameter
-    from rclpy.signals import SignalHandlerOptions
 
     side = a.split
     if getattr(a, "cameras", None) or getattr(a, "camera", None) or a.trace or a.serial_trace:
@@ -129,9 +171,8 @@ def run(a) -> None:
             over.setdefault(n, {})["network_reliability"] = a.network_reliability
 
     stop = threading.Event()
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--params-file", params_file], context=context,
-               signal_handler_options=SignalHandlerOptions.NO)
+    context, net_context = _contexts(params_file, whole_graph=getattr(a, "whole_graph", False),
+                                     net_domain=getattr(a, "network_domain", None))
     drain = threading.Event()       # the robot: a first Ctrl-C stops the camera and lets its last frames cross
 
     def on_signal(*_):
@@ -148,13 +189,16 @@ def run(a) -> None:
     try:
         for name, spec in reversed(split_nodes(a.source, side)):     # consumers first
             params = [Parameter(k, value=v) for k, v in over.get(name, {}).items()]
-            nodes[name] = load_class(spec)(namespace=ns, parameter_overrides=params, context=context)
+            extra = {"network_context": net_context} if name in NETWORK_NODES and net_context else {}
+            nodes[name] = load_class(spec)(namespace=ns, parameter_overrides=params, context=context, **extra)
         if a.record:
             nodes["observer"] = _observer(side, ns, context, log, nodes.get("network_sender_node"))
         for n in nodes.values():
             executor.add_node(n)
         print(f"mcucoder-ros: {side} half up: {', '.join(n for n in nodes if n != 'observer')} under {ns} "
-              f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')})", flush=True)
+              f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}, this machine only; "
+              + (f"the topics that cross in domain {net_context.get_domain_id()})" if net_context is not None
+                 else "every node on the network)"), flush=True)
         src = nodes.get("encoder_node") or nodes.get("mcu_bridge_node")
         t0, stopped_at = time.monotonic(), None
         while not stop.is_set() and context.ok():
@@ -180,6 +224,8 @@ def run(a) -> None:
             n.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown(context=context)
+        if net_context is not None:
+            rclpy.try_shutdown(context=net_context)
         if a.record:
             log["counters"] = counters
             with open(a.record, "w") as f:

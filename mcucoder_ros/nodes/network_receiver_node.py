@@ -8,8 +8,10 @@ first two parts of a longer frame are in): bytes, link start and end on this
 machine's clock, chunks sent and received.  Link times come from the times DDS
 received the parts (MessageInfo.received_timestamp), not from when a callback ran, so
 a busy executor does not blur the train; the parts are taken by a helper node
-(`<name>_rx`) spun in a thread of its own by a SingleThreadedExecutor, since rclpy's
-EventsExecutor cannot hand callbacks their MessageInfo.  The two machines' clocks
+(`<name>_rx`, or `<name>_net` in a network context: network_sender_node's text) spun in
+a thread of its own by a SingleThreadedExecutor, since rclpy's EventsExecutor cannot
+hand callbacks their MessageInfo.  In a network context `delivery_report` goes out
+there, and the decoder's `receiver_report` is relayed to it.  The two machines' clocks
 need not agree: the controller uses only differences of these times, and their offset
 from its own send times through a minimum filter (docs/bitrate-control.md).
 """
@@ -19,13 +21,11 @@ import threading
 import time
 
 from builtin_interfaces.msg import Time
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
 
 from ..chunking import PART_OVERHEAD_BYTES, Reassembler, join_parts
-from ..msg import DeliveryReport, LatentChannels, LatentChunk
+from ..msg import DeliveryReport, LatentChannels, LatentChunk, ReceiverReport
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, run_node
-from .network_sender_node import NETWORK_QOS_PARAMS
+from .network_sender_node import NETWORK_QOS_PARAMS, NetworkSide
 
 
 def _time_msg(t: float) -> Time:
@@ -50,35 +50,24 @@ class NetworkReceiverNode(McuNode):
         **QOS_PARAMS,
     }
 
-    def __init__(self, **kwargs):
+    def __init__(self, network_context=None, **kwargs):
         super().__init__("network_receiver_node", **kwargs)
         self.asm = Reassembler(self.p["part_timeout_s"], self.p["part_overhead_bytes"])
         self._lock = threading.Lock()
         self.out = self.create_publisher(LatentChannels, self.p["output_topic"], self.qos())
-        self.reports = self.create_publisher(DeliveryReport, "delivery_report", 10)
-        # the parts come in on a helper node with an executor of its own (see the module text)
-        self._rx = Node(f"{self.get_name()}_rx", namespace=self.get_namespace(), context=self.context)
-        self._rx_exec = SingleThreadedExecutor(context=self.context)
-        self._rx_exec.add_node(self._rx)
-        self._rx_stop = threading.Event()
-        self._rx_thread = threading.Thread(target=self._spin_rx, daemon=True)
-        self._rx_thread.start()
+        # the parts come in on a helper node with an executor of its own (see the module
+        # text), in the network's context when there is one (network_sender_node's text)
+        self.net = NetworkSide(self, network_context)
+        self._rx = self.net.node
+        self.reports = self._rx.create_publisher(DeliveryReport, "delivery_report", 10)
+        if self.net.bridged:
+            self.net.relay(ReceiverReport, "receiver_report", False, self)
         self.when_subscribed(self.out, lambda: self._rx.create_subscription(
             LatentChunk, "latent_chunks", self._on_part, self.qos("network")), "taking frames from the robot")
         self.create_timer(0.05, self._expire)
 
-    def _spin_rx(self) -> None:
-        while not self._rx_stop.is_set() and self.context.ok():
-            try:
-                self._rx_exec.spin_once(timeout_sec=0.05)
-            except (ExternalShutdownException, RuntimeError):
-                break
-
     def destroy_node(self):
-        self._rx_stop.set()
-        self._rx_thread.join(timeout=2)
-        self._rx_exec.shutdown()
-        self._rx.destroy_node()
+        self.net.close()
         return super().destroy_node()
 
     def on_parameter_changed(self, name, value):
