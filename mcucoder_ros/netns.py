@@ -16,6 +16,7 @@ discovery is spared; needs the `nft` tool, Debian's nftables: `loss_available()`
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -176,6 +177,10 @@ class TwoHosts:
         self._made.clear()
 
 
+CHANGE_STEP = 0.1           # a rate change of this share applies at once ...
+CHANGE_EVERY_S = 1.0        # ... a smaller one after this long since the last change
+
+
 class TraceFollower:
     """Sets the bottleneck's rate (`tc qdisc change`) and loss (nftables) from a link trace
     (mcucoder_ros.link_emulation.Trace) as time passes; records the link's counters at each step."""
@@ -183,6 +188,7 @@ class TraceFollower:
     def __init__(self, hosts: TwoHosts, trace, min_rate_bps: float = 1000.0, with_loss: bool = True):
         self.hosts, self.trace, self.min_rate = hosts, trace, min_rate_bps
         self.with_loss = with_loss        # the trace's loss too (nftables); False: rate only
+        self._changed = -math.inf
         self.t0 = None
         self.steps: list[dict] = []       # {t, rate_bps, stats} as applied
         self._stop = threading.Event()
@@ -195,10 +201,20 @@ class TraceFollower:
         self._thread.start()
 
     def _apply(self, p) -> None:
-        self.hosts.set_rate(max(self.min_rate, p.bandwidth_bps))
-        if self.with_loss and (p.loss or self.hosts.loss):
+        rate = max(self.min_rate, p.bandwidth_bps)
+        now = time.monotonic() - self.t0
+        cur = self.hosts.rate_bps
+        # tbf refills its bucket (one packet) at every change: on a trace of 0.1-s steps that
+        # made a 100 kbit/s link carry 150.  A small step waits until it has added up to
+        # CHANGE_STEP or CHANGE_EVERY_S has passed (<= one packet of extra per second)
+        if cur is None or abs(rate / cur - 1) >= CHANGE_STEP or now - self._changed >= CHANGE_EVERY_S:
+            self._changed = now
+            self.hosts.set_rate(rate)
+        elif not (self.with_loss and p.loss != (self.hosts.loss or 0.0)):
+            return
+        if self.with_loss and p.loss != (self.hosts.loss or 0.0):
             self.hosts.set_loss(p.loss)
-        self.steps.append({"t": time.monotonic() - self.t0, "trace_t": p.t, "rate_bps": float(p.bandwidth_bps),
+        self.steps.append({"t": time.monotonic() - self.t0, "trace_t": p.t, "rate_bps": float(self.hosts.rate_bps),
                            "loss": float(p.loss), "stats": self.hosts.link_stats()})
 
     def _run(self) -> None:

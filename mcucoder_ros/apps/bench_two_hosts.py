@@ -279,7 +279,9 @@ def _cpu() -> str:
 
 
 def _print(name: str, m: dict) -> None:
-    if len(m["segments"]) <= 6:
+    gaps = m["max_gap_after_step_down_s"]
+    downs = ", ".join(f"{g:.2f}" for g in gaps) if len(gaps) <= 4 else f"at most {max(gaps):.2f}"
+    if len(m.get("wire_use", [])) <= 6:
         segs = ", ".join(f"{s['rate_bps'] / 1000:.0f}k: use {s['use']:.2f} k {s['mean_k']:.1f}" for s in m["segments"])
         wire = ", ".join(f"{w['rate_bps'] / 1000:.0f}k {w['use']:.2f}" for w in m.get("wire_use", []))
     else:       # a trace of many steps: the whole run
@@ -290,6 +292,5 @@ def _print(name: str, m: dict) -> None:
           f"on time {m['on_time_of_sent']:.3f} of sent ({m['on_time_ratio']:.3f} of all; by interval + 50 ms "
           f"{m['on_time_of_sent_50ms']:.3f}); "
           f"latency p50 {m['latency_ms_p50']:.0f} ms, p95 "
-          f"{m['latency_ms_p95']:.0f} ms; longest gap {m['max_gap_s']:.2f} s (after step downs "
-          f"{', '.join(f'{g:.2f}' for g in m['max_gap_after_step_down_s'])} s); {segs}; the bottleneck's "
-          f"use, headers included: {wire}", flush=True)
+          f"{m['latency_ms_p95']:.0f} ms; longest gap {m['max_gap_s']:.2f} s (after step downs {downs} s); "
+          f"{segs}; the bottleneck's use, headers included: {wire}", flush=True)
