@@ -193,6 +193,8 @@ def main(argv=None) -> int:
           f"socket://127.0.0.1:{a.port}", flush=True)
     while not stopping and cam.proc.poll() is None:
         time.sleep(0.1)
+    for sig in (signal.SIGINT, signal.SIGTERM):    # a second Ctrl-C (ros2 launch's own) while exiting
+        signal.signal(sig, signal.SIG_IGN)
     rc = 0 if stopping else cam.proc.returncode
     report = cam.report_text()
     cam.stop()

@@ -43,6 +43,29 @@ def test_node_executable_reports_bad_parameter_clearly():
     assert proc.returncode != 0 and "headroom" in out and "Traceback" not in out
 
 
+def test_node_exits_cleanly_under_repeated_sigint():
+    """Ctrl-C in a terminal reaches every process of the group and ros2 launch then sends
+    its own SIGINT: one arriving while the interpreter exits (default handlers restored)
+    killed a node with -2 and failed its launch (seen in CI with three cameras)."""
+    import signal
+    import time
+    from conftest import ROOT
+    proc = start("encoder_node", "--ros-args", "-p", "source:=video",
+                 "-p", f"input:={ROOT / 'data' / 'clips' / 'traffic.mp4'}")
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            proc.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            break
+        time.sleep(0.002)
+    out = stop(proc)
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{out[-2000:]}"
+    assert "stopping:" in out
+
+
 @pytest.mark.parametrize("source", ["video", "serial"])
 def test_every_value_of_the_params_file_reaches_its_node(tmp_path, source):
     """config/pipeline.yaml with each per-node value changed: the namespaced nodes of the

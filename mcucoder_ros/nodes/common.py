@@ -372,6 +372,11 @@ def run_node(cls, args=None):
         while not stop.is_set() and rclpy.ok(context=node.context):
             executor.spin_once(timeout_sec=0.1)
     finally:
+        # Ctrl-C reaches every process of its group and ros2 launch sends its own SIGINT
+        # after it: a second one during interpreter exit (when Python restores the default
+        # handlers) would kill the node with -2; the watchdog below bounds the shutdown
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         node.get_logger().info(f"stopping: {node.summary()}")
         # a node whose work is done must not hang its launch (ros2 launch escalates 5 s
         # after SIGINT): if destroying it, the executor or DDS do not let go within 4.5 s
