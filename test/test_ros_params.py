@@ -49,6 +49,7 @@ def test_node_exits_cleanly_under_repeated_sigint():
     killed a node with -2 and failed its launch (seen in CI with three cameras)."""
     import signal
     import time
+
     from conftest import ROOT
     proc = start("encoder_node", "--ros-args", "-p", "source:=video",
                  "-p", f"input:={ROOT / 'data' / 'clips' / 'traffic.mp4'}")

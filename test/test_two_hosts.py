@@ -171,6 +171,55 @@ def _netns_or_skip():
         pytest.skip(f"two-host test needs network namespaces: {why}")
 
 
+_COUNT_UDP = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 47001)); s.settimeout(1.5)
+print("ready", flush=True)
+n = 0
+try:
+    while True:
+        s.recv(2000); n += 1
+except socket.timeout:
+    print(n, flush=True)
+"""
+_SEND_UDP = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[2])):
+    try:
+        s.sendto(bytes(200), (sys.argv[1], 47001))
+    except PermissionError:     # the output hook's drop says EPERM to the sender (DDS goes on)
+        pass
+    time.sleep(0.0002)
+"""
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.3])
+def test_namespace_link_drops_the_traces_share_of_packets(loss):
+    """TwoHosts.set_loss (nftables in the robot's namespace): datagrams to the base are
+    dropped at random in the trace's share, and 0 drops none."""
+    import subprocess
+    import sys
+
+    from mcucoder_ros.netns import BASE_ADDR, TwoHosts, loss_available
+    ok, why = loss_available()
+    if not ok:
+        pytest.skip(f"packet loss on the namespace link: {why}")
+    n = 3000
+    with TwoHosts(prefix=f"mcl{int(loss * 10)}") as hosts:
+        hosts.set_rate(50_000_000)
+        hosts.set_loss(0.9)             # a first share replaced by the one under test
+        hosts.set_loss(loss)
+        rx = subprocess.Popen(hosts.exec_prefix("base") + [sys.executable, "-c", _COUNT_UDP],
+                              stdout=subprocess.PIPE, text=True)
+        assert rx.stdout.readline().strip() == "ready"
+        subprocess.run(hosts.exec_prefix("robot") + [sys.executable, "-c", _SEND_UDP, BASE_ADDR, str(n)],
+                       check=True, timeout=60)
+        got = int(rx.communicate(timeout=30)[0].strip())
+    assert abs(got / n - (1 - loss)) < 0.04, (loss, got)
+
+
 @pytest.fixture(scope="module")
 def two_host_runs(tmp_path_factory):
     """The demo's steps (2 Mbit/s -> 200 kbit/s -> 400 kbit/s) through tbf, the latent
@@ -190,7 +239,7 @@ def test_two_namespaces_every_frame_shown_or_reported(two_host_runs):
     for off, m in two_host_runs.items():
         assert m["frames_seen_by_controller"] > 100, off
         assert m["frames_unaccounted"] == 0, (off, m["frames_unaccounted"])
-        assert m["frames_shown"] > 0.3 * m["frames_seen_by_controller"], off
+        assert m["frames_shown"] > 0.7 * m["frames_seen_by_controller"], off
         assert m["controller"].get("delivery_reports", 0) >= m["frames_sent"] - 3, off   # over the real path
 
 
@@ -202,7 +251,12 @@ def test_two_namespaces_follow_the_steps(two_host_runs):
             assert s["use"] < 1.0, (off, rate, s)
         assert seg[2_000_000]["mean_k"] > seg[200_000]["mean_k"], (off, seg)
         assert max(m["max_gap_after_step_down_s"]) <= 1.0, (off, m["max_gap_after_step_down_s"])
-        assert m["latency_ms_p95"] <= 600, (off, m["latency_ms_p95"])
+        # a quiet 2-core host: on time 0.98-0.99, p95 178-198 ms, the bottleneck 0.89-0.98
+        # used at 200 kbit/s (docs/ros.md); here with room for a slower or busier CI machine
+        assert m["latency_ms_p95"] <= 400, (off, m["latency_ms_p95"])
+        assert m["on_time_of_sent"] >= 0.8, (off, m["on_time_of_sent"])
+        wire = {w["rate_bps"]: w for w in m["wire_use"]}
+        assert wire[200_000]["use"] >= 0.6, (off, wire)
 
 
 def test_two_namespaces_clock_offset_keeps_the_controller_on_the_reports(two_host_runs):
