@@ -906,17 +906,27 @@ class FrameRateGate:
     The receiver reports its capacity (ReceiverReport.max_fps); when that is below the
     source's frame rate, frames are skipped evenly (a credit of receiver/source rate
     per frame) instead of being sent and then dropped at the receiver.  Channels are
-    not cut for it: a frame that goes keeps the quality the link allows."""
+    not cut for it: a frame that goes keeps the quality the link allows.
+
+    Several cameras into one decoder: `share_fps` (set by the caller from
+    `share_frame_rate`) replaces the report as this camera's part of the receiver.
+    A source that itself skips frames it was asked not to encode (encoder_node's
+    `frame_rate_limit`) leaves gaps in its sequence numbers: the source rate and the
+    credit count the frames it captured, not only those that came."""
 
     def __init__(self, margin: float = 0.95, stale_s: float = 3.0):
         self.margin, self.stale_s = margin, stale_s
         self.receiver_fps, self._report_t = math.nan, -math.inf
-        self.source_interval, self._last_stamp = math.nan, None
+        self.source_interval, self._last_stamp, self._last_seq = math.nan, None, None
+        self.share_fps = math.nan
         self.credit = 1.0
 
     def on_receiver_fps(self, fps: float, now: float) -> None:
         if fps > 0 and math.isfinite(fps):
             self.receiver_fps, self._report_t = fps, now
+
+    def fresh(self, now: float) -> bool:
+        return now - self._report_t <= self.stale_s and math.isfinite(self.receiver_fps)
 
     @property
     def source_fps(self) -> float:
@@ -925,15 +935,20 @@ class FrameRateGate:
     def forward_fps(self, now: float) -> float:
         """The frame rate to forward: the source's, or the receiver's capacity x margin if lower."""
         src = self.source_fps
-        if now - self._report_t > self.stale_s or not math.isfinite(self.receiver_fps):
+        if not self.fresh(now):
             return src                                   # no (fresh) report: do not hold back
-        cap = self.receiver_fps * self.margin
+        cap = self.share_fps if math.isfinite(self.share_fps) else self.receiver_fps * self.margin
         return cap if not math.isfinite(src) or cap < src else src
 
-    def admit(self, stamp_s: float, now: float) -> bool:
-        """Called for every source frame in order: forward it (True) or skip it."""
+    def admit(self, stamp_s: float, now: float, seq: int | None = None) -> bool:
+        """Called for every frame that comes, in order: forward it (True) or skip it.
+        seq: the source's frame number (gaps: frames the source skipped itself)."""
+        frames = 1
+        if seq is not None and self._last_seq is not None and 0 < seq - self._last_seq <= 1000:
+            frames = seq - self._last_seq
+        self._last_seq = seq
         if self._last_stamp is not None and stamp_s > self._last_stamp:
-            dt = stamp_s - self._last_stamp
+            dt = (stamp_s - self._last_stamp) / frames
             self.source_interval = dt if math.isnan(self.source_interval) else \
                 self.source_interval + 0.2 * (dt - self.source_interval)
         self._last_stamp = stamp_s
@@ -941,9 +956,35 @@ class FrameRateGate:
         if not (math.isfinite(src) and math.isfinite(fwd)) or fwd >= src:
             self.credit = 1.0
             return True
-        self.credit += fwd / src
+        self.credit += frames * fwd / src
         admit = self.credit >= 1.0 - 1e-9
         if admit:
             self.credit -= 1.0
         self.credit = min(self.credit, 1.0)     # capped: skipped frames are not made up in bursts
         return admit
+
+
+def share_frame_rate(capacity_fps: float, source_fps: list[float], weights: list[float]) -> list[float]:
+    """Several cameras into one decoder of `capacity_fps` frames/s in all: each camera's
+    frame rate, weighted max-min fair (water-filling): a camera that needs less than its
+    weighted share keeps its own rate, the others split the rest by weight.  NaN where
+    the capacity is unknown; a camera of unknown rate counts as needing its share."""
+    n = len(source_fps)
+    if not (math.isfinite(capacity_fps) and capacity_fps > 0) or n == 0:
+        return [math.nan] * n
+    need = [s if math.isfinite(s) and s > 0 else math.inf for s in source_fps]
+    w = [max(1e-6, x) for x in weights]
+    out = [math.nan] * n
+    left, todo = capacity_fps, set(range(n))
+    while todo:
+        level = left / sum(w[i] for i in todo)          # frames/s per unit of weight
+        below = [i for i in todo if need[i] <= level * w[i]]
+        if not below:
+            for i in todo:
+                out[i] = level * w[i]
+            break
+        for i in below:
+            out[i] = need[i]
+            left -= need[i]
+            todo.discard(i)
+    return out

@@ -297,7 +297,11 @@ class Pipeline:
 
     @staticmethod
     def _frames_of(src) -> int:
-        return src.seq if hasattr(src, "seq") else src.frames_published
+        """Frames the source published (an encoder's sequence numbers less the frames it
+        skipped for the receiver before encoding)."""
+        if hasattr(src, "seq"):
+            return src.seq - src.counters.get("frames_skipped_receiver", 0)
+        return src.frames_published
 
     @property
     def frames_in(self) -> int:

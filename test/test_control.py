@@ -1,5 +1,9 @@
 """The bitrate controller's decision rule (pure logic)."""
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcucoder_ros.control import BitrateController, ControllerConfig
 
@@ -197,6 +201,48 @@ def test_frame_gate_skips_evenly_not_in_bursts():
         admitted.append(g.admit(i / 30, i / 30))
     runs = "".join("x" if a else "." for a in admitted[6:])
     assert "xx" not in runs and "..." not in runs       # every third frame, evenly
+
+
+def test_frame_gate_after_a_thinning_source_does_not_skip_again():
+    """A host encoder skips to the controller's limit before encoding and leaves the
+    sequence numbers of the frames it skipped out: the gate behind it measures the
+    camera's own rate from the gaps and forwards every frame that comes."""
+    from mcucoder_ros.control import FrameRateGate
+    src_gate, ctl_gate = FrameRateGate(margin=1.0), FrameRateGate(margin=0.95)
+    came = forwarded = 0
+    for i in range(300):                    # 30 frames/s for 10 s, the receiver shows 10
+        t = i / 30
+        ctl_gate.on_receiver_fps(10.0 / 0.95, t)
+        src_gate.on_receiver_fps(ctl_gate.forward_fps(t), t)
+        if src_gate.admit(t, t):
+            came += 1
+            forwarded += ctl_gate.admit(t, t, seq=i)
+    assert ctl_gate.source_fps == pytest.approx(30.0, rel=0.01)
+    assert came == pytest.approx(100, abs=3) and forwarded >= came - 1
+
+
+@pytest.mark.parametrize("capacity,sources,weights,expected", [
+    (30.0, [15.0, 15.0, 15.0], [1, 1, 1], [10.0, 10.0, 10.0]),        # even split
+    (30.0, [5.0, 15.0, 15.0], [1, 1, 1], [5.0, 12.5, 12.5]),          # a slow camera keeps its rate
+    (30.0, [15.0, 15.0, 15.0], [2, 1, 1], [15.0, 7.5, 7.5]),          # weight 2 up to its own rate
+    (60.0, [15.0, 15.0, 15.0], [1, 1, 1], [15.0, 15.0, 15.0]),        # room for all
+])
+def test_share_frame_rate(capacity, sources, weights, expected):
+    from mcucoder_ros.control import share_frame_rate
+    assert share_frame_rate(capacity, sources, weights) == pytest.approx(expected)
+
+
+@given(st.floats(1.0, 200.0), st.lists(st.one_of(st.floats(0.5, 60.0), st.just(math.nan)), min_size=1, max_size=8),
+       st.data())
+def test_share_frame_rate_never_gives_more_than_the_whole_or_a_camera_needs(capacity, sources, data):
+    from mcucoder_ros.control import share_frame_rate
+    weights = data.draw(st.lists(st.floats(0.1, 10.0), min_size=len(sources), max_size=len(sources)))
+    out = share_frame_rate(capacity, sources, weights)
+    assert sum(out) <= capacity * (1 + 1e-9)
+    for s, o in zip(sources, out):
+        assert o > 0 and (math.isnan(s) or o <= s * (1 + 1e-9))
+    if all(math.isfinite(s) for s in sources) and sum(sources) > capacity:
+        assert sum(out) == pytest.approx(capacity)          # the whole decoder is used
 
 
 def test_frame_gate_passes_everything_without_a_fresh_slower_receiver():

@@ -16,12 +16,13 @@ def accounted(out: str, encoded: int = 90) -> int:
     a decoder that could not keep up, or skipped for it by the controller; returns how
     many were decoded (all of them unless the host is overloaded), skipped by the
     controller because the link could not carry them in time."""
-    m = re.search(r"frames encoded (\d+), decoded (\d+), malformed (\d+), dropped stale (\d+), "
-                  r"skipped for the receiver (\d+), skipped for the link (\d+)", out)
+    m = re.search(r"skipped at the source for the receiver (\d+), frames encoded (\d+), decoded (\d+), "
+                  r"malformed (\d+), dropped stale (\d+), skipped for the receiver (\d+), skipped for the link (\d+)",
+                  out)
     assert m, out
-    enc, dec, bad, stale, skipped, skipped_link = map(int, m.groups())
-    assert enc == encoded and bad == 0 and dec + stale + skipped + skipped_link == enc, out
-    assert dec >= enc // 3, f"only {dec} of {enc} frames decoded: {out}"
+    at_source, enc, dec, bad, stale, skipped, skipped_link = map(int, m.groups())
+    assert at_source + enc == encoded and bad == 0 and dec + stale + skipped + skipped_link == enc, out
+    assert dec >= encoded // 3, f"only {dec} of {encoded} frames decoded: {out}"
     return dec
 
 

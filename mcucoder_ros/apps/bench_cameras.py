@@ -109,7 +109,8 @@ def _rss_mb(pid: int) -> float:
 
 
 def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: bool = False,
-        warmup_s: float = 4.0, progress=print, soak_s: float = 0.0, saturate_fps: float = 30.0) -> dict:
+        warmup_s: float = 4.0, progress=print, soak_s: float = 0.0, saturate_fps: float = 30.0,
+        size: tuple[int, int] = (224, 224), modes: tuple[str, ...] = ("batched", "per_camera")) -> dict:
     """soak_s: instead of the comparison, the batched decoder alone for this long, with
     every process's RSS sampled every 10 s and every frame accounted for."""
     import rclpy
@@ -132,7 +133,8 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
     single = Path(tmp.name) / "single.yaml"
     clip = str(default_clip())
     single.write_text(yaml.safe_dump({"/**/encoder_node": {"ros__parameters": {
-        "source": "video", "input": clip, "loop": True, "fps": float(fps)}}}))
+        "source": "video", "input": clip, "loop": True, "fps": float(fps), "width": int(size[0]),
+        "height": int(size[1])}}}))
     frames = None if host_encode else _replay_frames(n_cam)
 
     logs = {}
@@ -168,11 +170,15 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
     rel = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     last = {n: {"stale": 0, "skipped": 0, "decoded": 0} for n in names}   # counters since the start
 
+    seqs = {n: [] for n in names}          # sequences the controller saw while recording
+
     def on_report(m, n):
         last[n]["stale"] = int(m.dropped_stale)
 
     def on_status(m, n):
         last[n]["skipped"] = int(m.frames_skipped)
+        if recording.is_set():
+            seqs[n].append(int(m.sequence))
 
     def on_any_image(m, n):
         last[n]["decoded"] += 1
@@ -200,7 +206,7 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
     results = {}
     try:
         started = False
-        for mode in (("batched",) if soak_s else ("batched", "per_camera")):
+        for mode in (("batched",) if soak_s else modes):
             dec = ({"decoder_node (all cameras)": node_proc("decoder_node", NAMESPACE, multi)} if mode == "batched"
                    else {f"{n}/decoder_node": node_proc("decoder_node", f"{NAMESPACE}/{n}") for n in names})
             procs.update(dec)
@@ -221,6 +227,9 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
             spin_for(warmup_s)
             for a in arrivals.values():
                 a.clear()
+            for q in seqs.values():
+                q.clear()
+            at_start = {n: dict(c) for n, c in last.items()}
             recording.set()
             cpu0 = {k: _cpu_s(p.pid) for k, p in procs.items()}
             self_cpu0 = time.process_time()
@@ -244,6 +253,16 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
             cpu["this process (probe" + (", MCU replay)" if replay else ")")] = \
                 round((time.process_time() - self_cpu0) / dt * 100, 1)
             per = {n: _stats([a for a in arrivals[n] if a is not None], dt) for n in names}
+            for n in names:
+                # where each camera's frames went in the window: captured (its sequence numbers,
+                # with those its encoder skipped before encoding), skipped by the controller,
+                # dropped stale at the decoder
+                captured = max(seqs[n]) - min(seqs[n]) + 1 if seqs[n] else 0
+                stale = last[n]["stale"] - at_start[n]["stale"]
+                per[n].update({"captured": captured, "came_to_controller": len(seqs[n]),
+                               "skipped_at_source": captured - len(seqs[n]),
+                               "skipped_by_controller": last[n]["skipped"] - at_start[n]["skipped"],
+                               "dropped_stale": stale, "stale_ratio": stale / captured if captured else float("nan")})
             results[mode] = {"cameras": per, "total_fps": sum(p["fps"] for p in per.values()),
                              "latency_ms_p95_max": max(p["latency_ms_p95"] for p in per.values()),
                              "cpu_percent_per_process": cpu, "seconds": round(dt, 2)}
@@ -290,7 +309,8 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
         rclpy.try_shutdown(context=ctx)
         tmp.cleanup()
     host = host_info()
-    return {"host": host, "cpu": host["cpu_model"], "cpu_count": os.cpu_count(), "frame_size": [224, 224],
+    return {"host": host, "cpu": host["cpu_model"], "cpu_count": os.cpu_count(),
+            "frame_size": list(size) if any(size) else "native",
             "cameras": n_cam, "requested_fps_per_camera": fps, "offered_fps": n_cam * fps,
             "sources": "host encoders (encoder_node per camera)" if host_encode else
             "pre-encoded latents replayed at the camera rate, as MCUs deliver them",
@@ -301,6 +321,9 @@ def run(n_cam: int = 4, fps: float = 10.0, seconds: float = 20.0, host_encode: b
 
 def _line(mode, r) -> str:
     per = ", ".join(f"{n} {c['fps']:.1f}/s p50 {c['latency_ms_p50']:.0f} p95 {c['latency_ms_p95']:.0f} ms"
+                    + (f" (of {c['captured']} captured: {c['skipped_at_source']} skipped at the source, "
+                       f"{c['skipped_by_controller']} by the controller, {c['dropped_stale']} stale)"
+                       if c.get("captured") else "")
                     for n, c in r["cameras"].items())
     return f"  {mode:10s}: {r['total_fps']:.1f} frames/s in all; {per}"
 
@@ -308,11 +331,15 @@ def _line(mode, r) -> str:
 def main(a) -> None:
     print(f"host: {describe(host_info())}")
     src = "host encoders" if a.host_encode else "pre-encoded latents replayed at the camera rate, as MCUs deliver them"
-    print(f"{a.cameras} cameras at {a.fps:g} frames/s each into one receiver, 224x224; sources: {src}")
+    size = (0, 0) if a.size == "native" else tuple(int(x) for x in a.size.lower().split("x"))
+    if not a.host_encode and size != (224, 224):
+        raise ValueError("--size with --cameras needs --host-encode (the replayed MCU latents are 224x224)")
+    shown = "the clip's own size" if size == (0, 0) else f"{size[0]}x{size[1]}"
+    print(f"{a.cameras} cameras at {a.fps:g} frames/s each into one receiver, {shown}; sources: {src}")
     soak_s = 60.0 * (a.soak_minutes or 0)
     if soak_s and a.host_encode:
         raise ValueError("--soak-minutes replays MCU latents: without --host-encode")
-    res = run(a.cameras, a.fps, a.seconds, a.host_encode, soak_s=soak_s)
+    res = run(a.cameras, a.fps, a.seconds, a.host_encode, soak_s=soak_s, size=size)
     if soak_s:
         r = res["modes"]["batched"]
         rss = r["rss_mb"]

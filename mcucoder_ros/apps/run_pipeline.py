@@ -72,7 +72,8 @@ def run_cameras(a, cams) -> None:
         skipped = {n: ln.skipped for n, ln in ctrl.lanes.items()}
         for name, n_in in p.frames_in_by_camera().items():
             c = dec.get(name, {})
-            print(f"{name}: frames encoded {n_in}, "
+            src_skips = p.sources[name].counters.get("frames_skipped_receiver", 0)
+            print(f"{name}: skipped at the source for the receiver {src_skips}, frames encoded {n_in}, "
                   f"decoded {c.get('frames', 0)}, malformed {c.get('malformed', 0)}, "
                   f"dropped stale {c.get('dropped_stale', 0)}, skipped for the receiver {skipped[name][0]}, "
                   f"skipped for the link {skipped[name][1]}; shown at {timing.get(name, {}).get('fps', 0):.1f} "
@@ -139,7 +140,10 @@ def run(a) -> None:
     finally:
         dec = p.nodes["decoder_node"]
         ctrl = p.nodes["bitrate_controller_node"]
-        print(f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
+        src = p.sources.get("")
+        src_skips = src.counters.get("frames_skipped_receiver", 0) if src is not None else 0
+        print(f"skipped at the source for the receiver {src_skips}, "
+              f"frames encoded {p.frames_in}, decoded {dec.counters.get('frames', 0)}, "
               f"malformed {dec.counters.get('malformed', 0)}, dropped stale {dec.counters.get('dropped_stale', 0)}, "
               f"skipped for the receiver {ctrl.counters.get('frames_skipped', 0)}, "
               f"skipped for the link {ctrl.counters.get('frames_skipped_link', 0)}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 
-from std_msgs.msg import UInt8
+from std_msgs.msg import Float32, UInt8
 
 from ..chunking import PART_BYTES, parts_by_k
 from ..codec.geometry import LATENT_CHANNELS
@@ -27,6 +27,7 @@ from ..control import (
     FrameRateGate,
     LadderController,
     SharedLinkController,
+    share_frame_rate,
 )
 from ..ladder import load_table
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
@@ -44,6 +45,9 @@ class BitrateControllerNode(McuNode):
                                          "(receiver_report.max_fps)"),
         "receiver_fps_margin": ParamSpec(0.95, "share of the receiver's reported rate to forward",
                                          range=(0.1, 1.0)),
+        "cameras_fps_margin": ParamSpec(0.8, "several cameras into one decoder: share of its whole rate to split "
+                                        "among them (their frames come at independent times and queue at the "
+                                        "decoder; one camera's come evenly)", range=(0.1, 1.0)),
         "deadline_slack_s": ParamSpec(0.05, "a frame is due one frame interval + this after capture (its age "
                                       "and the link delay shrink its byte cap)", range=(0.0, 10.0)),
         "deadline_margin_s": ParamSpec(0.01, "link time left unplanned before each deadline: the hop from this "
@@ -146,6 +150,19 @@ class BitrateControllerNode(McuNode):
         st.header.frame_id = "all"
         self.total_pub.publish(st)
 
+    def share_receiver(self, now: float) -> None:
+        """Several cameras into one decoder: the sum of its fresh per-camera parts is its
+        whole; split it by weight, a camera that needs fewer frames keeping its own rate."""
+        if len(self.lanes) < 2:
+            return
+        lanes = list(self.lanes.values())
+        fresh = [ln for ln in lanes if ln.fps_gate.fresh(now)]
+        whole = sum(ln.fps_gate.receiver_fps for ln in fresh) * self.p["cameras_fps_margin"]
+        weights = [self.shared.specs[ln.name].weight for ln in lanes]
+        shares = share_frame_rate(whole if fresh else math.nan, [ln.fps_gate.source_fps for ln in lanes], weights)
+        for ln, share in zip(lanes, shares):
+            ln.fps_gate.share_fps = share
+
     def diagnostics(self):
         now = time.monotonic()
         avail, src = self.ctrl.available(now)
@@ -199,6 +216,8 @@ class _Lane:
         self.last_scale = 1
         self.report_sub = node.create_subscription(DeliveryReport, f"{pre}delivery_report", self._on_report, 10)
         self.fps_gate = FrameRateGate(margin=node.p["receiver_fps_margin"])
+        self.rate_limit, self.arrived = 0.0, 0
+        self.rate_limit_pub = node.create_publisher(Float32, f"{pre}frame_rate_limit", 10)
         node.create_subscription(ReceiverReport, f"{pre}receiver_report", self._on_receiver, 10)
         self.ack_pub = node.create_publisher(ReceiverReport, f"{pre}reference_ack", 10)
         # a relay takes frames in once it can pass them on
@@ -221,6 +240,17 @@ class _Lane:
         self.ack_pub.publish(r)
         self.node.count("receiver_reports")
 
+    def _publish_rate_limit(self, now: float):
+        """Tell a host encoder the frame rate worth encoding (0: all), on a change of 5 %
+        and every 10 frames: it skips the others before encoding, so a CPU the decoder
+        shares is not spent on frames that would be skipped here."""
+        g = self.fps_gate
+        src, fwd = g.source_fps, g.forward_fps(now)
+        limit = fwd if math.isfinite(src) and math.isfinite(fwd) and fwd < 0.98 * src else 0.0
+        if abs(limit - self.rate_limit) > 0.05 * max(limit, self.rate_limit) or self.arrived % 10 == 0:
+            self.rate_limit_pub.publish(Float32(data=float(limit)))
+        self.rate_limit = limit
+
     def _decide(self, lengths, stamp, now, age):
         node = self.node
         self.ctrl.expect_reports = node.count_publishers(self.report_sub.topic_name) > 0
@@ -238,7 +268,14 @@ class _Lane:
     def _on_latent(self, msg: LatentChannels):
         node = self.node
         stamp = stamp_to_s(msg.header.stamp)
-        if node.p["follow_receiver_fps"] and not self.fps_gate.admit(stamp, time.monotonic()):
+        now = time.monotonic()
+        self.arrived += 1
+        if node.p["follow_receiver_fps"]:
+            node.share_receiver(now)
+        admit = self.fps_gate.admit(stamp, now, int(msg.sequence))
+        if node.p["follow_receiver_fps"]:
+            self._publish_rate_limit(now)
+        if node.p["follow_receiver_fps"] and not admit:
             node.count("frames_skipped")          # the receiver could not show it: spend no link time
             self.skipped[0] += 1
             self._note_sent(0)

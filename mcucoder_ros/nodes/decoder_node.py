@@ -78,6 +78,10 @@ class DecoderNode(McuNode):
         "drop_stale": ParamSpec(True, "live: a waiting frame with a newer one behind it is dropped once it has "
                                 "waited stale_after_ms (at most 8 waiting); false: every frame in order, for "
                                 "replays (at most 1000 waiting)", read_only=True),
+        "max_batch": ParamSpec(1, "several cameras: frames decoded together at most, the longest waiting "
+                               "first (1: one at a time, the least latency where a batch buys no throughput, as "
+                               "on a CPU: a batch of three made each frame wait for all three; 0: one of every "
+                               "camera waiting, for a GPU)", range=(0, 64), read_only=True),
         "stale_after_ms": ParamSpec(100.0, "drop_stale: how long a frame may wait behind a newer one before it is "
                                     "dropped (a short hiccup of the computer then costs no frame)",
                                     range=(0.0, 10000.0)),
@@ -111,6 +115,7 @@ class DecoderNode(McuNode):
         self.decode_ms = 0.0
         self.decode_ms_avg = 0.0
         self._recent_ms: deque[float] = deque(maxlen=25)
+        self._recent_fps: deque[float] = deque(maxlen=25)     # frames / s of each recent batch
         self.batch_sizes: list[int] = []
         self.last_error = ""
         self.counters["dropped_stale"] = 0
@@ -132,7 +137,10 @@ class DecoderNode(McuNode):
             with self._lock:
                 for ln in self.lanes:
                     ln.drop_stale()
-                batch = [(ln, ln.pending.popleft()[1]) for ln in self.lanes if ln.pending]
+                waiting = sorted((ln for ln in self.lanes if ln.pending), key=lambda ln: ln.pending[0][0])
+                if self.p["max_batch"]:
+                    waiting = waiting[:self.p["max_batch"]]
+                batch = [(ln, ln.pending.popleft()[1]) for ln in waiting]
                 if not any(ln.pending for ln in self.lanes):
                     self._wake.clear()
             if batch:
@@ -171,6 +179,7 @@ class DecoderNode(McuNode):
         # slow decode (a new size's session, another process taking the core) must not make
         # the cameras skip frames the receiver could have shown
         self._recent_ms.append(self.decode_ms)
+        self._recent_fps.append(len(good) * 1000.0 / max(self.decode_ms, 1e-3))
         self.decode_ms_avg = float(np.median(self._recent_ms))
         self.batch_sizes = (self.batch_sizes + [len(good)])[-200:]
         now = self.get_clock().now().nanoseconds * 1e-9
@@ -179,11 +188,19 @@ class DecoderNode(McuNode):
 
     @property
     def max_fps(self) -> float:
-        """Frames/s this receiver can decode and show: one decode (of a batch) at a time,
-        back to back."""
-        if self.decode_ms_avg <= 0 or len(self._recent_ms) < 5:
+        """Frames/s this receiver can decode and show, all its cameras together: decodes
+        back to back, at the median frames/s of the recent batches."""
+        if len(self._recent_fps) < 5:
             return 0.0          # unknown until a few frames are decoded: the first ones are slower
-        return 1000.0 / self.decode_ms_avg
+        return float(np.median(self._recent_fps))
+
+    def camera_share_fps(self) -> float:
+        """Each camera's part of max_fps: split evenly among the cameras that sent a frame
+        in the last 2 s (a controller of several cameras sums the parts and splits the
+        whole by its weights and the cameras' own rates)."""
+        now = time.monotonic()
+        active = sum(1 for ln in self.lanes if now - ln.last_arrival <= 2.0)
+        return self.max_fps / max(1, active)
 
     def camera_counters(self) -> dict[str, dict]:
         return {ln.name: dict(ln.counters) for ln in self.lanes}
@@ -313,7 +330,7 @@ class _Lane:
             refresh = time.monotonic() - self._last_refresh_request >= 1.0     # rate-limited
             self._last_refresh_request = time.monotonic() if refresh else self._last_refresh_request
         rep = ReceiverReport(sequence=msg.sequence, decode_ms=float(node.decode_ms),
-                             max_fps=float(node.max_fps), dropped_stale=int(self.counters["dropped_stale"]),
+                             max_fps=float(node.camera_share_fps()), dropped_stale=int(self.counters["dropped_stale"]),
                              lost_references=int(node.counters["lost_references"]), refresh_request=refresh)
         rep.header = msg.header
         rep.channels_decoded = array("B", [c for c in frame.channel_indices if c not in lost])

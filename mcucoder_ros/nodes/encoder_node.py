@@ -10,21 +10,28 @@ resize).  Runs the exact INT8 encoder, quantisation and rANS coding of the first
 coded at 1/2 or 1/4 of that size (integer box decimation, as the firmware does; bitstream
 v4), and the decoder shows them back at the full size.
 
+`frame_rate_limit` (std_msgs/Float32, from the bitrate controller: the frames/s the
+receiver can show of this camera): frames beyond it are skipped evenly before they are
+encoded, so a host CPU the decoder shares is not spent on frames that would be dropped;
+their sequence numbers are left out, which tells the controller the camera's own rate.
+
 `video_mode`: channels are coded against references the receiver acknowledged
 (`reference_ack`, forwarded by the bitrate controller from the decoder), bitstream v2;
 without acknowledgements the stream stays intra.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import UInt8
+from std_msgs.msg import Float32, UInt8
 
 from ..codec.geometry import LATENT_CHANNELS, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_SIDE, SizeError, check_size, scales_for
 from ..codec.images import ImageError, fit_size, resize_to
 from ..codec.inter import MAX_REFERENCE_DELTA, ReferenceState
 from ..codec.model import EncoderModel
+from ..control import FrameRateGate
 from ..msg import LatentChannels, ReceiverReport
 from ..sources import FrameSource
 from .common import (
@@ -82,6 +89,10 @@ class EncoderNode(McuNode):
         self.encode_ms = 0.0
         self.pub = self.create_publisher(LatentChannels, "latent", self.qos())
         self.create_subscription(UInt8, "channel_budget", self._on_budget, 10)
+        # frames the receiver could not show are skipped here, before they cost an encode
+        # (the controller's frame_rate_limit; 0 or none for 3 s: every frame)
+        self.thinning = FrameRateGate(margin=1.0, stale_s=3.0)
+        self.create_subscription(Float32, "frame_rate_limit", self._on_rate_limit, 10)
         self.scale_shift = 0
         self.create_subscription(UInt8, "picture_scale", self._on_scale, 10)
         self.references = None
@@ -127,6 +138,12 @@ class EncoderNode(McuNode):
             self.budget = int(msg.data)
         else:
             self.count("invalid_budgets")
+
+    def _on_rate_limit(self, msg: Float32):
+        if msg.data > 0 and math.isfinite(msg.data):
+            self.thinning.on_receiver_fps(float(msg.data), time.monotonic())
+        else:
+            self.thinning.receiver_fps = math.nan
 
     def _on_scale(self, msg: UInt8):
         shift = {1: 0, 2: 1, 4: 2}.get(int(msg.data))
@@ -208,6 +225,10 @@ class EncoderNode(McuNode):
         self.encode_and_publish(rgb, self.get_clock().now().to_msg(), self.p["frame_id"])
 
     def encode_and_publish(self, rgb, stamp, frame_id):
+        if not self.thinning.admit(stamp.sec + stamp.nanosec * 1e-9, time.monotonic()):
+            self.seq += 1           # the gap tells the controller this camera's own rate
+            self.count("frames_skipped_receiver")
+            return
         t0 = time.perf_counter()
         try:
             rgb = resize_to(rgb, self.coded_size(rgb.shape[1], rgb.shape[0]))
