@@ -47,6 +47,25 @@ static uint8_t a2_ring[A2_RING][MCU_A2_ROW_BYTES] __attribute__((aligned(4)));
 #define ZERO_ROW_BYTES (MCU_IN_ROW_BYTES(MCU_MAX_PW) > MCU_A2_ROW_BYTES ? MCU_IN_ROW_BYTES(MCU_MAX_PW) \
                                                                        : MCU_A2_ROW_BYTES)
 static const uint8_t zero_row[ZERO_ROW_BYTES];       /* in flash */
+
+/* Chunks are coded once the convolutions are done, so the conv1 ring holds the chunk
+ * and the camera ring video mode's second one, where they are large enough (up to
+ * 1280 wide, and 896 high; else buffers of their own).  Both rings are cleared at each
+ * frame's start. */
+#if MCU_MAX_CHUNK <= A1_RING * MCU_A1_ROW_BYTES
+#define CHUNK0 (&a1_ring[0][0])
+#else
+static uint8_t chunk0[MCU_MAX_CHUNK];
+#define CHUNK0 chunk0
+#endif
+#if MCU_MAX_CHUNK <= IN_RING_BYTES
+#define CHUNK1 in_ring
+#else
+static uint8_t chunk1[MCU_MAX_CHUNK];
+#define CHUNK1 chunk1
+#endif
+uint8_t *mcu_chunk_buffer(int which) { return which ? CHUNK1 : CHUNK0; }
+
 static int in_stride;                                /* bytes per camera ring row at this geometry */
 
 static void clear(uint8_t *p, size_t n) {
@@ -133,11 +152,49 @@ static int coded_row(mcu_row_reader read_row, void *ctx, int y, uint8_t *dst, in
     return 0;
 }
 
-int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx, int8_t *latent) {
+/* int8 latent value of channel c -> its 6-bit symbol (the quantiser of docs/bitstream.md) */
+static inline uint8_t quantize(int c, int32_t v) {
+    int32_t lo = mcu_latent_lo[c], hi = mcu_latent_hi[c], span = hi - lo;
+    if (v < lo) v = lo;
+    if (v > hi) v = hi;
+    return (uint8_t)((2 * 63 * (v - lo) + span) / (2 * span));
+}
+
+/* one latent row of every channel, between conv3 and the packed symbols */
+static int8_t latent_row[MCU_CHANNELS * MCU_MAX_LW];
+
+/* latent_row -> row y of every channel's packed symbols, a group of four at a time (a
+ * group the row shares with the row above keeps that row's symbols) */
+static void pack_row(uint8_t *packed, int y) {
+    const int lw = mcu_geo.lw, plane = MCU_PACKED_BYTES(mcu_geo.n);
+    for (int c = 0; c < MCU_CHANNELS; c++) {
+        const int8_t *v = latent_row + c * lw;
+        int i = y * lw;
+        uint8_t *q = packed + c * plane + 3 * (i >> 2);
+        uint32_t w = (i & 3) ? (q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16) : 0;
+        for (int x = 0; x < lw; x++, i++) {
+            const int sh = 6 * (i & 3);
+            w = (w & ~(63u << sh)) | (uint32_t)quantize(c, v[x]) << sh;
+            if ((i & 3) == 3 || x == lw - 1) {
+                q[0] = (uint8_t)w;
+                q[1] = (uint8_t)(w >> 8);
+                q[2] = (uint8_t)(w >> 16);
+                q += 3;
+                w = 0;
+            }
+        }
+    }
+}
+
+/* latent: the int8 latent, or 0: packed symbols */
+static int encode_rows(mcu_row_reader read_row, void *ctx, int8_t *latent, uint8_t *packed) {
     const mcu_geometry_t *g = &mcu_geo;
     const int a1_h = g->ph / 2, a1_w = g->pw / 2;
     int next_in = 0, next_a1 = 0, next_a2 = 0, next_cam = 0;
-    clear(a1_ring[A1_RING - 1], sizeof a1_ring[0]);      /* conv1 row -1: zeros until conv1 row 4 */
+    /* conv1 row -1 (zeros until conv1 row 4) and the padding columns: the rings held the
+     * last frame's chunks (mcu_chunk_buffer) */
+    clear(&a1_ring[0][0], sizeof a1_ring);
+    clear(in_ring, sizeof in_ring);
     for (int oy3 = 0; oy3 < g->lh; oy3++) {
         int last2 = oy3 + 1 < g->lh ? oy3 + 1 : g->lh - 1;
         for (; next_a2 <= last2; next_a2++) {
@@ -175,8 +232,16 @@ int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx, int8_t *latent) {
             rows[ky] = y < 0 || y >= g->lh ? zero_row : a2_ring[y % A2_RING];
         }
         stage_begin();
-        mcu_conv3_row(rows, latent + oy3 * g->lw, g->lw, g->n);
+        if (latent) {
+            mcu_conv3_row(rows, latent + oy3 * g->lw, g->lw, g->n);
+            stage_end(MCU_STAGE_CONV3);
+            continue;
+        }
+        mcu_conv3_row(rows, latent_row, g->lw, g->lw);
         stage_end(MCU_STAGE_CONV3);
+        stage_begin();
+        pack_row(packed, oy3);
+        stage_end(MCU_STAGE_CODE);
     }
     (void)a1_h;
     (void)next_cam;          /* every camera row has been read: the last coded row reads up to row height-1 */
@@ -189,23 +254,22 @@ static int frame_row(void *ctx, int y, uint8_t *dst) {
     return 0;
 }
 
+int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx, int8_t *latent) {
+    return encode_rows(read_row, ctx, latent, 0);
+}
+
+int mcu_encode_symbols_rows(mcu_row_reader read_row, void *ctx, uint8_t *packed) {
+    return encode_rows(read_row, ctx, 0, packed);
+}
+
 void mcu_encode_latent(const uint8_t *rgb, int8_t *latent) {
     mcu_encode_latent_rows(frame_row, (void *)rgb, latent);
 }
 
 void mcu_quantize(const int8_t *latent, int channels, uint8_t *sym) {
-    stage_begin();
     const int n = mcu_geo.n;
-    for (int c = 0; c < channels; c++) {
-        int32_t lo = mcu_latent_lo[c], hi = mcu_latent_hi[c], span = hi - lo;
-        for (int i = c * n; i < (c + 1) * n; i++) {
-            int32_t v = latent[i];
-            if (v < lo) v = lo;
-            if (v > hi) v = hi;
-            sym[i] = (uint8_t)((2 * 63 * (v - lo) + span) / (2 * span));
-        }
-    }
-    stage_end(MCU_STAGE_CODE);
+    for (int c = 0; c < channels; c++)
+        for (int i = c * n; i < (c + 1) * n; i++) sym[i] = quantize(c, latent[i]);
 }
 
 /* Context models of docs/bitstream.md.  Intra: MED prediction, spatial activity
@@ -238,71 +302,72 @@ static uint32_t cum_freq(const uint16_t freq[64], int r) {
     return (1u << RANS_PROB_BITS) - c;
 }
 
+/* The symbols and video mode's reference are kept packed: rows y and y-1 of each are
+ * unpacked as the coder reaches them. */
+static uint8_t sym_rows[2][MCU_MAX_LW];
 #if MCU_HAVE_INTER
-/* Video mode's reference, kept packed (6-bit symbols, 4 in 3 bytes: mcu_video.c): rows y
- * and y-1 are unpacked as the coder reaches them, into two rows of scratch. */
 static uint8_t ref_rows[2][MCU_MAX_LW];
+#endif
 
 static void unpack_row(const uint8_t *packed, int y, uint8_t *row) {
     const int lw = mcu_geo.lw;
-    int i = y * lw, x = 0;
-    for (; x < lw && (i & 3); x++, i++) {              /* up to a whole group of four */
-        const uint8_t *q = packed + 3 * (i >> 2);
+    int x = 0, i = y * lw;
+    for (; x < lw && (i & 3); x++, i++) row[x] = (uint8_t)mcu_packed_get(packed, i);     /* to a group's start */
+    for (const uint8_t *q = packed + 3 * (i >> 2); x < lw; q += 3) {                   /* then whole groups */
         uint32_t v = q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
-        row[x] = (uint8_t)((v >> (6 * (i & 3))) & 63);
-    }
-    for (const uint8_t *q = packed + 3 * (i >> 2); x + 4 <= lw; x += 4, i += 4, q += 3) {
-        uint32_t v = q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
-        row[x] = (uint8_t)(v & 63);
-        row[x + 1] = (uint8_t)((v >> 6) & 63);
-        row[x + 2] = (uint8_t)((v >> 12) & 63);
-        row[x + 3] = (uint8_t)(v >> 18);
-    }
-    for (; x < lw; x++, i++) {
-        const uint8_t *q = packed + 3 * (i >> 2);
-        uint32_t v = q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
-        row[x] = (uint8_t)((v >> (6 * (i & 3))) & 63);
+        for (int j = 0; j < 4 && x < lw; j++, x++, v >>= 6) row[x] = (uint8_t)(v & 63);
     }
 }
-#endif
 
-static size_t code_channel(const uint16_t freq[8][64], const uint8_t *sym, const uint8_t *ref, int edge,
+/* Rows y and y-1 of a packed channel into row and up, for the coder that goes from the
+ * last symbol to the first: at a new row the old row y becomes row y+1's "up". */
+static void next_rows(const uint8_t *packed, int i, int y, uint8_t **row, uint8_t **up) {
+    if (i == mcu_geo.n - 1) {
+        unpack_row(packed, y, *row);
+    } else {
+        uint8_t *t = *row;
+        *row = *up;
+        *up = t;
+    }
+    if (y) unpack_row(packed, y - 1, *up);
+}
+
+/* out 0: a dry run, the length only */
+static size_t code_channel(const uint16_t freq[8][64], const uint8_t *packed, const uint8_t *ref, int edge,
                            uint8_t *out) {
     /* rANS codes backwards: bytes are emitted last-first into out + 4, then reversed */
-    uint8_t *emitted = out + 4;
+    uint8_t *emitted = out ? out + 4 : 0;
     uint32_t x = RANS_L;
     size_t n = 0;
     const int lw = mcu_geo.lw;
     int px = lw - 1;                   /* column of symbol i */
+    uint8_t *row = sym_rows[0], *up = sym_rows[1];              /* rows y and y - 1 */
 #if MCU_HAVE_INTER
-    uint8_t *ref_row = ref_rows[0], *ref_up = ref_rows[1];      /* video mode: rows y and y - 1 */
+    uint8_t *ref_row = ref_rows[0], *ref_up = ref_rows[1];      /* video mode: the same of the reference */
 #endif
     for (int i = mcu_geo.n - 1; i >= 0; i--, px = px ? px - 1 : lw - 1) {
-        int a = px ? sym[i - 1] : edge;
-        int b = i >= lw ? sym[i - lw] : edge;
+        if (px == lw - 1) {                  /* a new row y (coded last to first) */
+            int y = i / lw;
+            next_rows(packed, i, y, &row, &up);
+#if MCU_HAVE_INTER
+            if (ref) next_rows(ref, i, y, &ref_row, &ref_up);
+#endif
+        }
+        const int s = row[px];
+        int a = px ? row[px - 1] : edge;
+        int b = i >= lw ? up[px] : edge;
         int r, ctx;
         if (!ref) {
-            int c = (px && i >= lw) ? sym[i - lw - 1] : edge;
+            int c = (px && i >= lw) ? up[px - 1] : edge;
             int mn = a < b ? a : b, mx = a < b ? b : a;
             int pred = c >= mx ? mn : (c <= mn ? mx : a + b - c);
-            r = (sym[i] - pred) & 63;
+            r = (s - pred) & 63;
             ctx = activity_bucket((a > c ? a - c : c - a) + (b > c ? b - c : c - b));
         } else {
 #if MCU_HAVE_INTER
-            if (px == lw - 1) {              /* a new row y (coded last to first): the one above it */
-                int y = i / lw;
-                if (i == mcu_geo.n - 1) {
-                    unpack_row(ref, y, ref_row);
-                } else {                     /* the row above the last one is this one */
-                    uint8_t *t = ref_row;
-                    ref_row = ref_up;
-                    ref_up = t;
-                }
-                if (y) unpack_row(ref, y - 1, ref_up);
-            }
             int ar = px ? ref_row[px - 1] : edge;
             int br = i >= lw ? ref_up[px] : edge;
-            r = (sym[i] - ref_row[px]) & 63;
+            r = (s - ref_row[px]) & 63;
             ctx = temporal_bucket((a > ar ? a - ar : ar - a) + (b > br ? b - br : br - b));
 #else
             r = ctx = 0;
@@ -311,11 +376,13 @@ static size_t code_channel(const uint16_t freq[8][64], const uint8_t *sym, const
         uint32_t f = freq[ctx][r];
         uint32_t xmax = ((RANS_L >> RANS_PROB_BITS) << 8) * f;
         while (x >= xmax) {
-            emitted[n++] = (uint8_t)(x & 0xff);
+            if (emitted) emitted[n] = (uint8_t)(x & 0xff);
+            n++;
             x >>= 8;
         }
         x = ((x / f) << RANS_PROB_BITS) + (x % f) + cum_freq(freq[ctx], r);
     }
+    if (!out) return 4 + n;
     out[0] = (uint8_t)(x >> 24);
     out[1] = (uint8_t)(x >> 16);
     out[2] = (uint8_t)(x >> 8);
@@ -328,17 +395,17 @@ static size_t code_channel(const uint16_t freq[8][64], const uint8_t *sym, const
     return 4 + n;
 }
 
-size_t mcu_code_channel(int ch, const uint8_t *sym, uint8_t *out) {
+size_t mcu_code_channel(int ch, const uint8_t *packed, uint8_t *out) {
     stage_begin();
-    size_t n = code_channel(mcu_rans_freq[ch], sym, 0, mcu_edge_symbol[ch], out);
+    size_t n = code_channel(mcu_rans_freq[ch], packed, 0, mcu_edge_symbol[ch], out);
     stage_end(MCU_STAGE_CODE);
     return n;
 }
 
 #if MCU_HAVE_INTER
-size_t mcu_code_channel_inter(int ch, const uint8_t *sym, const uint8_t *ref, uint8_t *out) {
+size_t mcu_code_channel_inter(int ch, const uint8_t *packed, const uint8_t *ref, uint8_t *out) {
     stage_begin();
-    size_t n = code_channel(mcu_inter_freq[ch], sym, ref, mcu_edge_symbol[ch], out);
+    size_t n = code_channel(mcu_inter_freq[ch], packed, ref, mcu_edge_symbol[ch], out);
     stage_end(MCU_STAGE_CODE);
     return n;
 }
@@ -351,12 +418,10 @@ static void put_u32(uint8_t *p, uint32_t v) {
 static void put_u16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 
 size_t mcu_encode_frame(const uint8_t *rgb, int channels, uint32_t sequence, uint8_t *out) {
-    static int8_t latent_buf[MCU_CHANNELS * MCU_MAX_SYMBOLS];
-    uint8_t *sym_buf = (uint8_t *)latent_buf;
+    static uint8_t packed[MCU_CHANNELS * MCU_MAX_PACKED];
     if (channels < 0) channels = 0;
     if (channels > MCU_CHANNELS) channels = MCU_CHANNELS;
-    mcu_encode_latent(rgb, latent_buf);
-    mcu_quantize(latent_buf, channels, sym_buf);     /* in place */
+    mcu_encode_symbols_rows(frame_row, (void *)rgb, packed);
     const int version = mcu_bitstream_version();
     out[0] = 'M'; out[1] = 'C'; out[2] = (uint8_t)version; out[3] = (uint8_t)mcu_geo.shift;
     put_u32(out + 4, MCU_MODEL_ID);
@@ -374,7 +439,7 @@ size_t mcu_encode_frame(const uint8_t *rgb, int channels, uint32_t sequence, uin
     }
     size_t pos = head + entry * (size_t)channels;
     for (int c = 0; c < channels; c++) {
-        size_t len = mcu_code_channel(c, sym_buf + c * mcu_geo.n, out + pos);
+        size_t len = mcu_code_channel(c, packed + c * MCU_PACKED_BYTES(mcu_geo.n), out + pos);
         uint8_t *e = out + head + entry * c;
         e[0] = (uint8_t)c; e[1] = (uint8_t)len; e[2] = (uint8_t)(len >> 8);
         if (entry == 4) e[3] = 0;                 /* intra */

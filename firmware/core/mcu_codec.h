@@ -34,6 +34,10 @@
 #define MCU_HEADER_BYTES 16           /* versions 1 and 2 */
 #define MCU_HEADER_BYTES_V3 18        /* versions 3 and 4: the picture's size */
 #define MCU_MAX_FRAME (MCU_HEADER_BYTES_V3 + MCU_CHANNELS * (4 + MCU_MAX_CHUNK))
+/* 6-bit symbols packed 4 in 3 bytes (little-endian, symbol j of a group at bits 6j): one
+ * channel of n symbols; a last group of fewer than four is padded */
+#define MCU_PACKED_BYTES(n) ((((n) + 3) / 4) * 3)
+#define MCU_MAX_PACKED MCU_PACKED_BYTES(MCU_MAX_SYMBOLS)
 #define MCU_MAX_SHIFT 2               /* scales 1, 1/2, 1/4 of the camera's picture */
 
 uint32_t mcu_model_id(void);
@@ -67,11 +71,20 @@ int mcu_bitstream_version(void);
 typedef int (*mcu_row_reader)(void *ctx, int y, uint8_t *dst);
 
 /* Row-streaming encoder: the three convolutions run on small row rings as camera rows
- * arrive (no frame buffer; scaled frames are decimated as the rows stream in); the
- * latent (12 channels of mcu_geo.n symbols, channel after channel, row-major) is kept
- * whole because its channels are sent in importance order.  Returns 0, or the
- * camera's error. */
+ * arrive (no frame buffer; scaled frames are decimated as the rows stream in).  The
+ * latent is kept whole because its channels are sent in importance order, as 6-bit
+ * symbols: each latent row is quantised as conv3 makes it and packed (MCU_PACKED_BYTES
+ * per channel, channel after channel, row-major; 3/4 of the int8 latent's RAM).
+ * Returns 0, or the camera's error. */
+int mcu_encode_symbols_rows(mcu_row_reader read_row, void *ctx, uint8_t *packed);
+/* The same, keeping the int8 latent (12 channels of mcu_geo.n, channel after channel):
+ * the golden vectors' check of the convolutions. */
 int mcu_encode_latent_rows(mcu_row_reader read_row, void *ctx, int8_t *latent);
+/* Symbol i of a packed channel. */
+static inline int mcu_packed_get(const uint8_t *packed, int i) {
+    const uint8_t *q = packed + 3 * (i >> 2);
+    return (int)(((q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16) >> (6 * (i & 3))) & 63);
+}
 
 /* The same from a whole uint8 RGB camera picture in memory (row-major HWC). */
 void mcu_encode_latent(const uint8_t *rgb, int8_t *latent);
@@ -85,9 +98,14 @@ extern uint32_t mcu_stage_ticks[MCU_STAGES];
 /* int8 latent -> 6-bit symbols, the first `channels` channels (sym may alias latent). */
 void mcu_quantize(const int8_t *latent, int channels, uint8_t *sym);
 
-/* One channel's mcu_geo.n symbols -> its chunk; returns the chunk length
- * (<= MCU_CHUNK_BOUND(n)).  Time spent here and in mcu_quantize counts in MCU_STAGE_CODE. */
-size_t mcu_code_channel(int channel, const uint8_t *sym, uint8_t *out);
+/* Two buffers (which: 0, 1) of MCU_MAX_CHUNK bytes for chunks, valid from the end of one
+ * frame's encoding to the start of the next (they share the convolutions' memory). */
+uint8_t *mcu_chunk_buffer(int which);
+
+/* One channel's mcu_geo.n symbols, packed -> its chunk; returns the chunk length
+ * (<= MCU_CHUNK_BOUND(n)).  out 0: only the length.  Time spent here and in quantising
+ * counts in MCU_STAGE_CODE. */
+size_t mcu_code_channel(int channel, const uint8_t *packed, uint8_t *out);
 
 /* Whole intra frame of the current geometry: header, chunk table and the chunks of
  * channels 0..channels-1 (version 1 at 224x224, else 3, or 4 when scaled).  Returns the

@@ -23,9 +23,8 @@
 #define MCU_HAVE_INTER 0
 #endif
 
-/* Scratch memory shared by the SIMD kernels' im2col (two pixels x 200 pairs) and
- * video-mode coding (the inter chunk). */
-#define MCU_SCRATCH_WORDS ((MCU_MAX_CHUNK + 3) / 4 > 400 ? (MCU_MAX_CHUNK + 3) / 4 : 400)
+/* Scratch memory of the SIMD kernels' im2col: two pixels x 200 pairs. */
+#define MCU_SCRATCH_WORDS 400
 extern uint32_t mcu_scratch[MCU_SCRATCH_WORDS];
 
 #if MCU_CONV1_IN_ZP != -128 || MCU_CONV2_IN_ZP != -128 || MCU_CONV3_IN_ZP != -128

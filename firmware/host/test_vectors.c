@@ -24,6 +24,11 @@ static int compare(const char *what, const char *name, const uint8_t *a, const u
     return 0;
 }
 
+static int rgb_row(void *ctx, int y, uint8_t *dst) {
+    memcpy(dst, (const uint8_t *)ctx + (size_t)y * mcu_geo.width * 3, (size_t)mcu_geo.width * 3);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     /* usage: test_vectors DIR [NAME[@WxH]...]; names default to the manifest's three
      * 224x224 vectors, each encoded with its index as the sequence number; @WxH: a
@@ -60,6 +65,13 @@ int main(int argc, char **argv) {
         mcu_quantize(latent, 12, sym);
         read_file(dir, name, "sym", ref, sizeof ref);
         failures += compare("symbols", name, sym, ref, n);
+        /* the firmware's path: quantised row by row into packed symbols */
+        static uint8_t packed[MCU_CHANNELS * MCU_MAX_PACKED];
+        mcu_encode_symbols_rows(rgb_row, rgb, packed);
+        for (int c = 0; c < MCU_CHANNELS; c++)
+            for (int i = 0; i < mcu_geo.n; i++)
+                sym[c * mcu_geo.n + i] = (uint8_t)mcu_packed_get(packed + c * MCU_PACKED_BYTES(mcu_geo.n), i);
+        failures += compare("packed symbols", name, sym, ref, n);
         long n_ref = read_file(dir, name, "mcf", ref, sizeof ref);
         size_t len = mcu_encode_frame(rgb, 12, (uint32_t)v, frame);
         if ((long)len != n_ref) {

@@ -137,6 +137,9 @@ class ReferenceState:
     so an acknowledgement that arrives a few frames late still promotes it."""
     max_age: int = 30                # frames; older references are not used
     refresh_period: int = 60         # frames; each channel is sent intra once per period (0: never)
+    # how many of the most important channels keep references; the rest always go intra
+    # (the firmware holds references to 64 KB: 9 channels at 640x480, see reference_channels_for)
+    reference_channels: int = LATENT_CHANNELS
     acked: dict = field(default_factory=dict)
     candidate: dict = field(default_factory=dict)
     refresh_all: bool = False
@@ -145,7 +148,7 @@ class ReferenceState:
         """(delta, symbols) to predict this channel of frame `sequence` from, or None: intra.
         With `shape` (the channel's latent height and width), a reference of another size
         (the camera changed its resolution) is not used."""
-        if self.refresh_all:
+        if self.refresh_all or channel >= self.reference_channels:
             return None
         if self.refresh_period and (sequence + channel * self.refresh_period // LATENT_CHANNELS) \
                 % self.refresh_period == 0:
@@ -160,6 +163,8 @@ class ReferenceState:
 
     def sent(self, sequence: int, channel: int, symbols: np.ndarray) -> None:
         """This channel of this frame went out; it becomes the candidate if the slot is free."""
+        if channel >= self.reference_channels:
+            return
         cand = self.candidate.get(channel)
         if cand is None or (sequence - cand.sequence) % 2**32 > self.max_age or cand.symbols.shape != symbols.shape:
             self.candidate[channel] = _Slot(sequence, symbols.copy())
@@ -183,6 +188,14 @@ class ReferenceState:
     def request_refresh(self) -> None:
         """The receiver lost its references: the next frame is all intra."""
         self.refresh_all = True
+
+
+def reference_channels_for(max_width: int, max_height: int, budget: int = 65536) -> int:
+    """How many channels the firmware keeps references for, built for cameras of at most
+    max_width x max_height (MCU_REF_BUDGET in firmware/core/mcu_video.c): two slots of
+    packed 6-bit symbols and an 8-byte header per channel within `budget` bytes."""
+    n = ((max_width + 7) // 8) * ((max_height + 7) // 8)
+    return min(LATENT_CHANNELS, budget // (2 * (((n + 3) // 4) * 3 + 8)))
 
 
 class ReceivedReferences:

@@ -12,11 +12,9 @@
  * camera's size as SET_BUDGET's second byte asks (bitstream v4, FRAME_HEADER with the scale) */
 #define FIRMWARE_VERSION 0x0102u
 
-/* No frame buffer: the encoder pulls camera rows into its own ring (mcu_codec.c). The
- * symbols overwrite the latent in place: 12 channels of mcu_geo.n symbols. */
-static int8_t latent[MCU_CHANNELS * MCU_MAX_SYMBOLS + 4];
-static uint8_t *const sym = (uint8_t *)latent;
-static uint8_t chunk[MCU_MAX_CHUNK];
+/* No frame buffer: the encoder pulls camera rows into its own ring (mcu_codec.c) and
+ * keeps the latent as packed 6-bit symbols: 12 channels of MCU_PACKED_BYTES(mcu_geo.n). */
+static uint8_t symbols[MCU_CHANNELS * MCU_MAX_PACKED];
 static void on_ack(uint32_t seq, uint16_t channels, uint8_t flags) {
     mcu_video_ack(seq, channels);
     if (flags & 1) mcu_video_request_refresh();
@@ -192,11 +190,10 @@ int main(void) {
             ctl.scale_shift = (uint8_t)mcu_geo.shift;
         /* camera rows are read as the encoder needs them; their wait is not encode time */
         uint32_t t0 = port_ticks(), camera0 = mcu_stage_ticks[MCU_STAGE_CAMERA];
-        if (camera_start(seq) || mcu_encode_latent_rows(camera_read_row, 0, latent)) {
+        if (camera_start(seq) || mcu_encode_symbols_rows(camera_read_row, 0, symbols)) {
             console_write("camera: read failed\n");
             return 1;
         }
-        mcu_quantize(latent, k, sym);
         uint32_t ticks = port_ticks() - t0 - (mcu_stage_ticks[MCU_STAGE_CAMERA] - camera0);
         /* 224x224: the 13 bytes of before (version 1, or 2 when chunks may come as
          * CHUNK_INTER); any other size: version 3 and the picture's width and height;
@@ -210,10 +207,12 @@ int main(void) {
         h[15] = (uint8_t)mcu_geo.height; h[16] = (uint8_t)(mcu_geo.height >> 8);
         h[17] = (uint8_t)mcu_geo.shift;
         send(MCU_PKT_FRAME_HEADER, h, version == 1 ? 13 : version == 3 ? 17 : 18, 0, 0);
+        uint8_t *chunk = mcu_chunk_buffer(0);
         for (int c = 0; c < k; c++) {
             uint32_t tc = port_ticks();
             int delta;
-            size_t len = mcu_code_channel_video((uint32_t)seq, c, sym + c * mcu_geo.n, chunk, &delta);
+            size_t len = mcu_code_channel_video((uint32_t)seq, c, symbols + c * MCU_PACKED_BYTES(mcu_geo.n), chunk,
+                                                &delta);
             ticks += port_ticks() - tc;
             uint8_t ch[6];
             le32(ch, (uint32_t)seq); ch[4] = (uint8_t)c; ch[5] = (uint8_t)delta;
