@@ -64,7 +64,11 @@ static uint8_t chunk0[MCU_MAX_CHUNK];
 static uint8_t chunk1[MCU_MAX_CHUNK];
 #define CHUNK1 chunk1
 #endif
-uint8_t *mcu_chunk_buffer(int which) { return which ? CHUNK1 : CHUNK0; }
+static int in_ring_dirty;        /* the camera ring held a chunk: clear it before the next frame */
+uint8_t *mcu_chunk_buffer(int which) {
+    if (which) in_ring_dirty = 1;
+    return which ? CHUNK1 : CHUNK0;
+}
 
 static int in_stride;                                /* bytes per camera ring row at this geometry */
 
@@ -194,7 +198,10 @@ static int encode_rows(mcu_row_reader read_row, void *ctx, int8_t *latent, uint8
     /* conv1 row -1 (zeros until conv1 row 4) and the padding columns: the rings held the
      * last frame's chunks (mcu_chunk_buffer) */
     clear(&a1_ring[0][0], sizeof a1_ring);
-    clear(in_ring, sizeof in_ring);
+    if (in_ring_dirty) {
+        clear(in_ring, sizeof in_ring);
+        in_ring_dirty = 0;
+    }
     for (int oy3 = 0; oy3 < g->lh; oy3++) {
         int last2 = oy3 + 1 < g->lh ? oy3 + 1 : g->lh - 1;
         for (; next_a2 <= last2; next_a2++) {
