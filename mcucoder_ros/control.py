@@ -108,11 +108,15 @@ class DeliveryRateEstimator:
         self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
         self.bound_bps = math.inf       # the rate an overdue report leaves possible
         self._restart_after = None      # after an overdue report: the next frame's sample is taken whole
+        self._straddled: dict = {}      # frame key -> (bits, link_end) of its progress report, crossed after a stall
+        self.progress_bits = math.nan   # bits a progress report covers (the last one's): the first report's size
+        self._progressed: set = set()   # keys of frames in flight whose progress report came
         # frame key (a sequence; (camera, sequence) on a shared link) -> (bits, sent), in sending order
         self.inflight: OrderedDict = OrderedDict()
         self.anchor = -math.inf         # sender-clock time the link finished the last reported frame
         self.planned_free_at = -math.inf  # the controllers' own virtual queue, for links without reports
         self.reports = 0
+        self.last_report_at = -math.inf  # when any report (a progress report too) last came
         self.first_sent = None          # when the first frame went (start-up: waiting for a report)
         self.last_sent = None           # when the last frame went (liveness: a probe after a silence)
         self.next_is_probe = False      # the controller marks its probe; on_sent records its key
@@ -138,12 +142,19 @@ class DeliveryRateEstimator:
         gives no rate sample; 0: bits / (link_end - link_start), a link emulator's report)."""
         cfg = self.cfg
         self.at_receiver = self.at_receiver or rate_bps != 0     # (NaN != 0 too)
+        self.last_report_at = now
         sent = None
         if partial:
             sent = self.inflight.get(sequence, (0.0, None))[1]
+            self.progress_bits = bits
+            if sent is not None:
+                self._progressed.add(sequence)
         elif sequence in self.inflight:
             while self.inflight:    # reports come in link order: a frame sent before without one lost it
                 s, (_, t) = self.inflight.popitem(last=False)
+                self._progressed.discard(s)
+                if s != sequence:
+                    self._straddled.pop(s, None)
                 if s == sequence:
                     sent = t
                     break
@@ -174,9 +185,22 @@ class DeliveryRateEstimator:
         self.probes.discard(sequence)
         if busy <= 0 and rate_bps == 0:     # (a frame of one packet over a network: rate_bps NaN)
             return
-        if not partial:
-            self._delivered.append((bits, link_start, link_end))
-        if not math.isnan(rate_bps):
+        straddled = None if partial else self._straddled.pop(sequence, None)
+        if partial and was_overdue and rate_bps == 0:
+            # the first chunk of a frame that was on the link through a stall or a dip: its
+            # time holds the dip, so its rate is far below the link's now; the rest of the
+            # frame, which crosses after it, is not
+            self._straddled[sequence] = (bits, link_end)
+        if straddled is not None:
+            if link_end > straddled[1] and bits > straddled[0]:
+                # that rest: the link's rate now, taken whole (the frame was queued, the link
+                # never idled); it alone enters the delivered run of overuse detection
+                bits, link_start = bits - straddled[0], straddled[1]
+                self.bps, self._restart_after = bits / (link_end - link_start), None
+                self._delivered.append((bits, link_start, link_end))
+        elif not math.isnan(rate_bps):
+            if not partial:
+                self._delivered.append((bits, link_start, link_end))
             self._sample(rate_bps if rate_bps > 0 else bits / busy, sequence, was_overdue, probe)
         elif not partial and math.isnan(self.bps) and sent is not None and channels_received == channels_sent:
             # the first reports, none of them timed: the link carried the frame within the
@@ -225,11 +249,17 @@ class DeliveryRateEstimator:
         for s in [s for s, (_, t) in self.inflight.items() if now - t > cfg.report_timeout_s]:
             del self.inflight[s]
             self.probes.discard(s)
+            self._straddled.pop(s, None)
+            self._progressed.discard(s)
         if not self.inflight or not self.reports or not math.isfinite(self.bps) or self.bps <= 0:
             return              # a stall lasts until a report comes (the probe's, or a late one)
-        bits, sent = next(iter(self.inflight.values()))
+        key, (bits, sent) = next(iter(self.inflight.items()))
         start = max(self.anchor, sent)
         on_link = now - start - (0.0 if math.isnan(self.report_delay_s) else self.report_delay_s)
+        if key not in self._progressed and self.progress_bits < bits:
+            # its first report is the progress report, due once its first chunk has crossed:
+            # an outage shows a chunk's time after it began, not a whole frame's
+            bits = self.progress_bits
         if on_link > bits / self.bps + cfg.overdue_margin_s:
             # no report yet: the link carried less than `bits` in `on_link` seconds
             self.overdue = True
@@ -403,6 +433,10 @@ class BitrateController:
             self._probe_backoff = 2.0
             self._reports_at_probe = est.reports
         gap = max(self.cfg.probe_after_s, self.cfg.probe_intervals * self.interval)
+        if est.inflight and not est.stalled and now - est.last_report_at < gap:
+            # frames still in flight whose reports are coming (one came within the gap): the
+            # link is carrying them, and they will show its rate; a probe would only queue
+            return False
         gap = min(gap * self._probe_backoff, max(gap, est.cfg.report_timeout_s))
         return now - est.last_sent >= gap
 

@@ -254,3 +254,22 @@ def test_frame_gate_passes_everything_without_a_fresh_slower_receiver():
     assert _gate_run(g, 15.0, 2.0) < 10.0                          # fresh report: held back
     assert _gate_run(g, 15.0, 4.0, t0=2.0) > 11.5                  # the report went stale at 3 s
     assert g.forward_fps(6.0) == pytest.approx(15.0)
+
+
+def test_no_probe_while_frames_in_flight_are_still_reporting():
+    """A probe measures a link nothing is crossing; while the frames in flight are still
+    reporting (a progress report came within the probe gap) they are the measurement, and
+    a probe would only queue behind them (after an outage: the frames captured when the
+    link is back wait for it)."""
+    ctrl = BitrateController(ControllerConfig(default_interval_s=0.1))
+    est = ctrl.estimator
+    for seq in range(10):                   # 100 kbit/s, reports 20 ms after each frame
+        t = seq / 10
+        ctrl.on_sent(seq, 4000, t)
+        ctrl.on_delivery_report(seq, 4000, t, t + 0.04, 3, 3, t + 0.06)
+    ctrl.on_sent(10, 40_000, 1.0)            # a long frame on a link that slowed down
+    ctrl.on_delivery_report(10, 4000, 1.0, 1.3, 3, 1, 1.32, partial=True)
+    est.tick(1.55)
+    assert not est.stalled
+    assert not ctrl.probe_due(1.55)         # nothing sent for 0.55 s, but A reported 0.23 s ago
+    assert ctrl.probe_due(1.85)             # no report for 0.53 s: probe

@@ -85,6 +85,64 @@ def test_outage_stalls_within_half_a_second_and_restarts_cleanly():
     assert t_ok is not None and t_ok - 7.0 <= 0.7, t_ok             # back within 0.7 s of the return
 
 
+def warmed_up(rate_bps=100e3, frames=20):
+    """An estimator after `frames` frames at 10 frames/s over a link of rate_bps, 20 ms to each report."""
+    est = DeliveryRateEstimator()
+    for seq in range(frames):
+        t = seq / 10
+        est.on_sent(seq, FRAME * 8, t)
+        first_end, end = t + FIRST * 8 / rate_bps, t + FRAME * 8 / rate_bps
+        est.on_report(seq, FIRST * 8, t, first_end, 6, 1, first_end + 0.02, partial=True)
+        est.on_report(seq, FRAME * 8, t, end, 6, 6, end + 0.02)
+    return est
+
+
+def test_an_outage_is_seen_by_the_first_chunk_before_the_whole_frame():
+    """A frame's first report is its progress report: once the first chunk is overdue the
+    rate is bounded, while the whole frame is not yet due (so the next frame is judged
+    against it, not sent blind into the outage)."""
+    est = warmed_up(250e3)
+    t0 = 2.0                        # the link goes down as this frame leaves
+    est.on_sent(99, FRAME * 8, t0)
+    first_due = t0 + FIRST * 8 / est.bps + est.report_delay_s + est.cfg.overdue_margin_s
+    whole_due = t0 + FRAME * 8 / est.bps + est.report_delay_s + est.cfg.overdue_margin_s
+    assert whole_due - first_due > 0.01
+    est.tick(first_due - 0.002)
+    assert not est.overdue
+    est.tick(first_due + 0.002)
+    assert est.overdue and est.rate() < 0.9 * est.bps, (est.rate(), est.bps)
+    # once the progress report has come, the rest of the frame is what is waited for
+    est.on_report(99, FIRST * 8, t0, first_due, 6, 1, first_due + 0.02, partial=True)
+    est.tick(first_due + 0.025)
+    assert not est.overdue
+
+
+def test_a_frame_that_straddled_an_outage_measures_the_link_after_it():
+    """The frame on the link when an outage began crosses after it: its first chunk's time
+    holds the outage (no rate), the rest of it crossed at the link's new rate.  A probe sent
+    into the outage queues behind it; the queue it meets is the outage's, and the delivered
+    rate over the two must not count the outage as link time (it did: the estimate fell to
+    a tenth of the link, and the frames after the outage were skipped)."""
+    est = warmed_up(100e3)
+    est.on_sent("A", FRAME * 8, 2.0)                    # the link goes down as A leaves
+    probe = (16 + 3 + CHUNKS[0]) * 8
+    for t in (2.1, 2.2, 2.3, 2.4):
+        est.tick(t)
+    assert est.stalled
+    est.on_sent("B", probe, 2.5)                        # a probe into the outage
+    for t in (2.6, 2.8, 3.0):
+        est.tick(t)
+    new = 40e3                                          # the link returns at 3.0, at 40 kbit/s
+    a_first = 3.0 + FIRST * 8 / new
+    a_end = a_first + (FRAME - FIRST) * 8 / new
+    b_end = a_end + probe / new
+    est.on_report("A", FIRST * 8, 2.0, a_first, 6, 1, a_first + 0.02, partial=True)
+    est.on_report("A", FRAME * 8, 2.0, a_end, 6, 6, a_end + 0.02)
+    assert abs(est.bps - new) <= 0.05 * new, est.bps    # the rest of A: the new rate
+    est.on_report("B", probe, a_end, b_end, 1, 1, b_end + 0.02)
+    assert est.bps >= 0.8 * new, est.bps
+
+
 def test_burst_loss_is_not_taken_for_a_slower_link():
     pts = [(0, 200_000.0, 0.005, 20)]
     for b in (3.0, 6.0, 9.0):                                       # 40 % chunk loss for 0.5 s, thrice
@@ -117,9 +175,8 @@ def test_acceptance_of_issue_21_on_the_shipped_traces():
     enc, dec = EncoderModel.load(), DecoderModel.load(threads=2)
     for clip in ("traffic", "pan"):
         bank = FrameBank(data_path(f"clips/{clip}.mp4"), enc, dec, max_frames=30, progress=False)
-        # issue 21's traces (outage_lossy is issue 28's: test_abr_properties.py and docs/abr.md)
-        for path in sorted(p for p in (Path(__file__).parents[1] / "config" / "traces").glob("*.csv")
-                           if p.stem != "outage_lossy"):
+        # issue 21's traces and issue 28's outage_lossy
+        for path in sorted((Path(__file__).parents[1] / "config" / "traces").glob("*.csv")):
             trace, name = Trace.load(path), path.stem
             r = {s: simulate(STRATEGIES[s], bank, trace, 10.0) for s in ("ours", "ours_no_link_quality", "ours_video")}
             ours, blind, video = r["ours"], r["ours_no_link_quality"], r["ours_video"]
