@@ -108,8 +108,8 @@ class DeliveryRateEstimator:
         self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
         self.bound_bps = math.inf       # the rate an overdue report leaves possible
         self._restart_after = None      # after an overdue report: the next frame's sample is taken whole
-        self._straddled: dict = {}      # frame key -> (bits, link_end) of its progress report, crossed after a stall
-        self.progress_bits = math.nan   # bits a progress report covers (the last one's): the first report's size
+        self._straddled: dict = {}      # frame key -> (bits, link_end) of its progress report, late (a stall or dip)
+        self._first_bits: dict = {}     # frame key -> bits its progress report covers (its first chunk)
         self._progressed: set = set()   # keys of frames in flight whose progress report came
         # frame key (a sequence; (camera, sequence) on a shared link) -> (bits, sent), in sending order
         self.inflight: OrderedDict = OrderedDict()
@@ -125,8 +125,12 @@ class DeliveryRateEstimator:
         self._prev_queue = 0.0
         self._delivered: deque = deque(maxlen=8)   # (bits, link_start, link_end) of the last reports
 
-    def on_sent(self, sequence: int, bits: float, now: float) -> None:
+    def on_sent(self, sequence: int, bits: float, now: float, first_bits: float = math.nan) -> None:
+        """first_bits: what the frame's progress report will cover (its first chunk with the
+        header and chunk table: `first_chunk_bytes`); NaN where it will have none."""
         self.inflight[sequence] = (bits, now)
+        if 0 < first_bits < bits:
+            self._first_bits[sequence] = first_bits
         if self.first_sent is None:
             self.first_sent = now
         self.last_sent = now
@@ -146,13 +150,13 @@ class DeliveryRateEstimator:
         sent = None
         if partial:
             sent = self.inflight.get(sequence, (0.0, None))[1]
-            self.progress_bits = bits
             if sent is not None:
                 self._progressed.add(sequence)
         elif sequence in self.inflight:
             while self.inflight:    # reports come in link order: a frame sent before without one lost it
                 s, (_, t) = self.inflight.popitem(last=False)
                 self._progressed.discard(s)
+                self._first_bits.pop(s, None)
                 if s != sequence:
                     self._straddled.pop(s, None)
                 if s == sequence:
@@ -251,15 +255,16 @@ class DeliveryRateEstimator:
             self.probes.discard(s)
             self._straddled.pop(s, None)
             self._progressed.discard(s)
+            self._first_bits.pop(s, None)
         if not self.inflight or not self.reports or not math.isfinite(self.bps) or self.bps <= 0:
             return              # a stall lasts until a report comes (the probe's, or a late one)
         key, (bits, sent) = next(iter(self.inflight.items()))
         start = max(self.anchor, sent)
         on_link = now - start - (0.0 if math.isnan(self.report_delay_s) else self.report_delay_s)
-        if key not in self._progressed and self.progress_bits < bits:
+        if key in self._first_bits and key not in self._progressed:
             # its first report is the progress report, due once its first chunk has crossed:
             # an outage shows a chunk's time after it began, not a whole frame's
-            bits = self.progress_bits
+            bits = self._first_bits[key]
         if on_link > bits / self.bps + cfg.overdue_margin_s:
             # no report yet: the link carried less than `bits` in `on_link` seconds
             self.overdue = True
@@ -353,8 +358,8 @@ class BitrateController:
         self.estimator.on_report(sequence, bits, link_start, link_end, channels_sent, channels_received, now,
                                  partial, rate_bps)
 
-    def on_sent(self, sequence: int, bits: float, now: float) -> None:
-        self.estimator.on_sent(sequence, bits, now)
+    def on_sent(self, sequence: int, bits: float, now: float, first_bits: float = math.nan) -> None:
+        self.estimator.on_sent(sequence, bits, now, first_bits)
 
     @property
     def delay_s(self) -> float:
@@ -871,8 +876,8 @@ class SharedLinkController:
         if c is not None:
             c.estimator.on_report((camera, sequence), *args, **kw)
 
-    def on_sent(self, camera: str, sequence: int, bits: float, now: float) -> None:
-        self.ctrls[camera].estimator.on_sent((camera, sequence), bits, now)
+    def on_sent(self, camera: str, sequence: int, bits: float, now: float, first_bits: float = math.nan) -> None:
+        self.ctrls[camera].estimator.on_sent((camera, sequence), bits, now, first_bits)
 
     def decide(self, camera: str, chunk_lengths: list[int], stamp_s: float, now: float,
                age_s: float = 0.0) -> Decision:

@@ -90,6 +90,13 @@ class Delivery:
     first_end: float = math.nan   # when the first `first_bytes` crossed (a progress report's time)
 
 
+def first_chunk_bytes(frame_bytes: int, chunk_lengths) -> int:
+    """Bytes a frame's progress report covers: its header, chunk table and chunk 0, which
+    cross first (0: a frame of one chunk, which has no progress report)."""
+    lens = list(chunk_lengths)
+    return frame_bytes - sum(lens) + lens[0] if len(lens) > 1 else 0
+
+
 class LinkEmulator:
     """FIFO serialisation at the trace's bandwidth; each chunk lost with the trace's loss ratio."""
 

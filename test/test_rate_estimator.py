@@ -24,7 +24,7 @@ def drive(points, seconds, offset=0.0, fps=10.0):
         t, kind, data = heapq.heappop(events)
         if kind == 0:                   # a frame leaves
             est.tick(t)
-            est.on_sent(data, FRAME * 8, t)
+            est.on_sent(data, FRAME * 8, t, FIRST * 8)
             d = link.send(t, FRAME, len(CHUNKS), FIRST)
             late = d.delivered - d.end
             n += 1
@@ -90,7 +90,7 @@ def warmed_up(rate_bps=100e3, frames=20):
     est = DeliveryRateEstimator()
     for seq in range(frames):
         t = seq / 10
-        est.on_sent(seq, FRAME * 8, t)
+        est.on_sent(seq, FRAME * 8, t, FIRST * 8)
         first_end, end = t + FIRST * 8 / rate_bps, t + FRAME * 8 / rate_bps
         est.on_report(seq, FIRST * 8, t, first_end, 6, 1, first_end + 0.02, partial=True)
         est.on_report(seq, FRAME * 8, t, end, 6, 6, end + 0.02)
@@ -103,7 +103,7 @@ def test_an_outage_is_seen_by_the_first_chunk_before_the_whole_frame():
     against it, not sent blind into the outage)."""
     est = warmed_up(250e3)
     t0 = 2.0                        # the link goes down as this frame leaves
-    est.on_sent(99, FRAME * 8, t0)
+    est.on_sent(99, FRAME * 8, t0, FIRST * 8)
     first_due = t0 + FIRST * 8 / est.bps + est.report_delay_s + est.cfg.overdue_margin_s
     whole_due = t0 + FRAME * 8 / est.bps + est.report_delay_s + est.cfg.overdue_margin_s
     assert whole_due - first_due > 0.01
@@ -124,7 +124,7 @@ def test_a_frame_that_straddled_an_outage_measures_the_link_after_it():
     rate over the two must not count the outage as link time (it did: the estimate fell to
     a tenth of the link, and the frames after the outage were skipped)."""
     est = warmed_up(100e3)
-    est.on_sent("A", FRAME * 8, 2.0)                    # the link goes down as A leaves
+    est.on_sent("A", FRAME * 8, 2.0, FIRST * 8)         # the link goes down as A leaves
     probe = (16 + 3 + CHUNKS[0]) * 8
     for t in (2.1, 2.2, 2.3, 2.4):
         est.tick(t)

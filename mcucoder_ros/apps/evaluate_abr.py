@@ -17,6 +17,7 @@ every quality is MS-SSIM at the camera's size.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from tqdm import tqdm
@@ -31,7 +32,7 @@ from ..codec.metrics import ms_ssim
 from ..control import JPEG_LADDER, BitrateController, ControllerConfig, JpegLadder, LadderController
 from ..evaluation import collect_frames, write_json
 from ..ladder import load_table
-from ..link_emulation import LinkEmulator, Trace, TracePoint
+from ..link_emulation import LinkEmulator, Trace, TracePoint, first_chunk_bytes
 
 
 class FrameBank:
@@ -207,10 +208,9 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
                 frame_scale = 0
             sized = getattr(bank, "sized", False)      # a bank of another size than 224x224
             bits = frame_bits(sizes[:level], inter, sized)
+            first = first_chunk_bytes(bits // 8, sizes[:level])
             if strategy.kind == "ours":
-                ctrl.on_sent(i, bits, t)
-            entry = frame_bits([0], inter, sized) // 8 - frame_bits([], inter, sized) // 8
-            first = frame_bits(sizes[:1], inter, sized) // 8 + entry * (level - 1) if level > 1 else 0
+                ctrl.on_sent(i, bits, t, 8 * first or math.nan)
             d = link.send(t, bits // 8, level, first)
             if d.first_end == d.first_end:     # a progress report once the first chunk crossed
                 pending.append((d.first_end + (d.delivered - d.end),

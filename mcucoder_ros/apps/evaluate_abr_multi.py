@@ -18,12 +18,13 @@ weighted on time and MS-SSIM (by camera weight), link use, mean k per camera.
 from __future__ import annotations
 
 import heapq
+import math
 from pathlib import Path
 
-from ..abr import HEADER, Record, Strategy, abr_metrics, frame_bits
+from ..abr import Record, Strategy, abr_metrics, frame_bits
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
 from ..control import CameraSpec, ControllerConfig, SharedLinkController
-from ..link_emulation import LinkEmulator, Trace
+from ..link_emulation import LinkEmulator, Trace, first_chunk_bytes
 
 SHARING = ("shared", "equal", "independent")
 CLIPS = ("traffic", "pan")
@@ -67,8 +68,8 @@ def simulate_cameras(sharing: str, banks: list, trace: Trace, fps: float, weight
             continue
         level = d.channels
         bits = frame_bits(sizes[:level])
-        ctrl.on_sent(names[i], j, bits, t)
-        first = frame_bits(sizes[:1]) // 8 + (frame_bits([0]) // 8 - HEADER) * (level - 1) if level > 1 else 0
+        first = first_chunk_bytes(bits // 8, sizes[:level])
+        ctrl.on_sent(names[i], j, bits, t, 8 * first or math.nan)
         dl = link.send(t, bits // 8, level, first)
         sent_total += bits
         back = dl.delivered - dl.end

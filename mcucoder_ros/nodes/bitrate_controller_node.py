@@ -30,6 +30,7 @@ from ..control import (
     share_frame_rate,
 )
 from ..ladder import load_table
+from ..link_emulation import first_chunk_bytes
 from ..msg import BitrateStatus, DeliveryReport, LatentChannels, LinkQuality, ReceiverReport
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, gate, message_bytes, run_node, stamp_to_s
 
@@ -308,10 +309,11 @@ class _Lane:
         if cfg.packet_overhead_bytes:
             bits += 8 * cfg.packet_overhead_bytes * parts_by_k(list(out.chunk_lengths),
                                                                 cfg.packet_payload_bytes or PART_BYTES)[-1]
+        first = 8 * first_chunk_bytes(message_bytes(out), out.chunk_lengths) or math.nan
         if node.shared is not None:
-            node.shared.on_sent(self.name, msg.sequence, bits, time.monotonic())
+            node.shared.on_sent(self.name, msg.sequence, bits, time.monotonic(), first)
         else:
-            self.ctrl.on_sent(msg.sequence, bits, time.monotonic())
+            self.ctrl.on_sent(msg.sequence, bits, time.monotonic(), first)
         self._note_sent(bits)
         if d.budget != self.last_k or self.frames % 10 == 0:
             self.budget_pub.publish(UInt8(data=d.budget))

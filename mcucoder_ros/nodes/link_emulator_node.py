@@ -19,7 +19,7 @@ import heapq
 import math
 import time
 
-from ..link_emulation import LinkEmulator, Trace
+from ..link_emulation import LinkEmulator, Trace, first_chunk_bytes
 from ..msg import DeliveryReport, LatentChannels, LinkQuality
 from .common import QOS_PARAMS, WAIT_PARAM, McuNode, ParamSpec, message_bytes, run_node
 
@@ -94,7 +94,7 @@ class LinkEmulatorNode(McuNode):
         n_chunks = len(m.channel_indices)
         nbytes = message_bytes(m)
         lens = list(m.chunk_lengths)
-        first = nbytes - sum(lens) + lens[0] if n_chunks > 1 else 0     # header, chunk table, chunk 0
+        first = first_chunk_bytes(nbytes, lens)
         d = self.link.send(t, nbytes, n_chunks, first)
         kept = set(d.kept)
         out = LatentChannels()
