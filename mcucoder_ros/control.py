@@ -645,6 +645,7 @@ class LadderController(BitrateController):
         self._scale_switch = -math.inf
         self._goal_scale, self._goal_scale_since = 0, math.inf
         self.goal_rung = ""
+        self._age: dict = {}                # per scale: smoothed age of its frames at decision
 
     def estimates(self, shift: int) -> list[float]:
         """Chunk sizes expected at a scale: its own smoothed sizes if seen in the last
@@ -659,8 +660,28 @@ class LadderController(BitrateController):
             return [PRIOR_CHUNK_BYTES * self.ratio[shift][c] for c in range(LATENT_CHANNELS)]
         return [base[c] * self.ratio[shift][c] / self.ratio[src][c] for c in range(LATENT_CHANNELS)]
 
-    def best_rung(self, per_frame_bytes: float) -> tuple[int, int]:
-        """(scale shift, k) of the most expected quality whose frame fits per_frame_bytes,
+    def age_of(self, shift: int) -> float:
+        """How old a frame of this scale is when it is decided on (capture, coding, transfer
+        to here): its own smoothed figure, else the nearest seen scale's scaled by the area
+        (the source's coding time grows with the pixels); 0 when no frame told."""
+        if shift in self._age:
+            return self._age[shift]
+        if not self._age:
+            return 0.0
+        near = min(self._age, key=lambda s: abs(s - shift))
+        return self._age[near] * 4.0 ** (near - shift)
+
+    def frame_caps(self, avail: float) -> dict:
+        """Bytes a frame of each scale may take: the rate the level rule plans with, and no
+        more than the deadline leaves the link after the scale's age (at a camera's size the
+        source's coding alone can take most of a frame interval; a smaller picture is
+        coded sooner)."""
+        rate, due = self._rate_bytes(avail), self._due() - self.delay_s
+        return {s: min(rate, avail * max(0.0, due - self.age_of(s)) / 8.0) for s in self.shifts}
+
+    def best_rung(self, per_frame_bytes) -> tuple[int, int]:
+        """(scale shift, k) of the most expected quality whose frame fits per_frame_bytes
+        (one figure, or one per scale: `frame_caps`),
         a smaller picture only where it is expected better by scale_margin (the table is
         an average over photos; on other content the larger picture may be worth more,
         and perception nodes want the pixels); the cheapest rung when none fits."""
@@ -668,11 +689,12 @@ class LadderController(BitrateController):
         cheapest = None
         for s in self.shifts:
             by_k = self.frame_bytes_by_k(self.estimates(s))
+            cap = per_frame_bytes[s] if isinstance(per_frame_bytes, dict) else per_frame_bytes
             for k in range(self.cfg.min_channels, self.cfg.max_channels + 1):
                 q = self.quality[s][k - 1]
                 if cheapest is None or by_k[k] < cheapest[0]:
                     cheapest = (by_k[k], s, k)
-                if by_k[k] <= per_frame_bytes and (s not in best or q > best[s][0]):
+                if by_k[k] <= cap and (s not in best or q > best[s][0]):
                     best[s] = (q, k)
         if not best:
             return cheapest[1], cheapest[2]
@@ -696,6 +718,9 @@ class LadderController(BitrateController):
                 self.k = goal_k
                 self._last_switch = now
         self.frame_scale = s_f
+        if age_s > 0:
+            a = self._age.get(s_f)
+            self._age[s_f] = age_s if a is None else a + 0.3 * (age_s - a)
         self.chunk_est, self._seen = self._est[s_f], self._seen_by[s_f]
         dec = super().decide(chunk_lengths, stamp_s, now, age_s, share_bps)
         self._est[s_f], self._seen_by[s_f], self._seen_at[s_f] = self.chunk_est, self._seen, now
@@ -712,26 +737,27 @@ class LadderController(BitrateController):
         avail, _ = self.available(now)
         if not math.isfinite(avail) or avail <= 0:
             return 0
-        s, k = self.best_rung(self._rate_bytes(avail))
+        caps = self.frame_caps(avail)
+        s, k = self.best_rung(caps)
         if s == shift:
             return k
         by_k = self.frame_bytes_by_k(self.estimates(shift))
-        return max([k for k in range(1, len(by_k)) if by_k[k] <= self._rate_bytes(avail)],
+        return max([k for k in range(1, len(by_k)) if by_k[k] <= caps.get(shift, self._rate_bytes(avail))],
                    default=self.cfg.min_channels)
 
     def _choose_scale(self, dec: Decision, now: float) -> None:
         avail = dec.available_bps
         if not math.isfinite(avail) or avail <= 0 or "probe" in dec.source or "startup" in dec.source:
             return          # no rate to plan with (outage, probing, startup): keep the scale
-        per_frame = self._rate_bytes(avail)
-        s_goal, k_goal = self.best_rung(per_frame)
+        caps = self.frame_caps(avail)
+        s_goal, k_goal = self.best_rung(caps)
         self.goal_rung = f"1/{1 << s_goal} k={k_goal}" if s_goal else f"k={k_goal}"
         if s_goal != self._goal_scale:
             self._goal_scale, self._goal_scale_since = s_goal, now
         if s_goal == self.scale:
             return
         cur_min = self.frame_bytes_by_k(self.estimates(self.scale))[self.cfg.min_channels]
-        forced = s_goal > self.scale and cur_min > per_frame / self.cfg.up_margin
+        forced = s_goal > self.scale and cur_min > caps.get(self.scale, self._rate_bytes(avail)) / self.cfg.up_margin
         settled = now - self._goal_scale_since >= self.scale_dwell_s - 1e-9 and \
             now - self._scale_switch >= self.scale_dwell_s - 1e-9
         if forced or settled:

@@ -162,7 +162,7 @@ def main(argv=None):
     e.add_argument("--size", default="224x224", metavar="WxH",
                    help="the camera's size (the clip resized to it, cv2.INTER_AREA); other than 224x224 adds the "
                         "resolution ladder: ours_ladder picks (scale, k), jpeg_size_ladder changes size and quality; "
-                        "MS-SSIM at the camera's size (simulated only)")
+                        "MS-SSIM at the camera's size (with --live, the JPEG size ladder is left out: simulated only)")
     e.add_argument("--cameras", type=int, default=1,
                    help="several cameras on the one link (2 or more): per camera on time, k and MS-SSIM, link use, "
                         "for each --sharing strategy")

@@ -371,15 +371,13 @@ def main(a) -> None:
     from ..sources import default_clip
     clip = a.input or default_clip()
     size = parse_size(getattr(a, "size", "224x224"))
-    if a.live and size != (IMAGE_SIZE, IMAGE_SIZE):
-        raise SystemExit("--size is for the simulated evaluation; the live one runs at 224x224")
     results, bank = [], None
     for trace_path in a.trace:          # every trace readable before minutes of coding frames
         Trace.load(trace_path)
     for trace_path in a.trace:
         if a.live:
             from .evaluate_abr_live import evaluate_live
-            res = evaluate_live(trace_path, clip, a.fps, a.max_frames, a.strategies, a.duration)
+            res = evaluate_live(trace_path, clip, a.fps, a.max_frames, a.strategies, a.duration, size=size)
         else:
             if bank is None:
                 names = a.strategies or default_strategies(size)

@@ -29,7 +29,7 @@ import numpy as np
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # DDS stays on this machine
 
-from ..abr import DEFAULT_STRATEGIES, STRATEGIES, Record, abr_metrics  # noqa: E402
+from ..abr import STRATEGIES, Record, abr_metrics  # noqa: E402
 from ..codec.geometry import IMAGE_SIZE  # noqa: E402
 from ..codec.metrics import ms_ssim  # noqa: E402
 from ..control import JPEG_LADDER, JpegLadder  # noqa: E402
@@ -81,6 +81,7 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str, camera: str = ""):
                 self.create_subscription(Image, pre + "image_decoded", self._on_decoded, reliable)
                 self.create_subscription(BitrateStatus, pre + "bitrate_status", self._on_status, 10)
             self.estimate = {"t": [], "available_bps": [], "delivery_bps": [], "target_bps": []}
+            self.scale_by_stamp = {}      # stamp key -> the picture scale its frame was coded at
 
         def now(self) -> float:
             return time.monotonic() - self.t0
@@ -97,8 +98,8 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str, camera: str = ""):
         def _tick(self):
             i = len(self.captured)
             fi = i % len(frames)
-            m = Image(height=IMAGE_SIZE, width=IMAGE_SIZE, encoding="rgb8", step=IMAGE_SIZE * 3,
-                      data=frames[fi].tobytes())
+            h, w = frames[fi].shape[:2]
+            m = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=frames[fi].tobytes())
             m.header.stamp = self.get_clock().now().to_msg()
             m.header.frame_id = camera or "abr_eval"
             self.captured.append((_key(m.header.stamp), self.now(), fi))
@@ -112,6 +113,7 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str, camera: str = ""):
                 self.link_arrival.setdefault(_key(m.header.stamp), self.now())
 
         def _on_status(self, m):
+            self.scale_by_stamp[_key(m.header.stamp)] = max(1, int(m.frame_scale))
             if self.t0 is None:
                 return
             for key, v in (("t", self.now()), ("available_bps", m.available_bps),
@@ -132,6 +134,10 @@ def _make_harness(frames, fps, jpeg: bool, namespace: str, camera: str = ""):
             bgr = cv2.imdecode(np.frombuffer(bytes(m.data), np.uint8), cv2.IMREAD_COLOR)
             if bgr is not None:
                 self.shown[k] = (self.now(), np.ascontiguousarray(bgr[..., ::-1]))
+
+        def scales(self) -> list[int]:
+            """Per captured frame, the scale it was coded at (1, 2, 4), from bitrate_status."""
+            return [self.scale_by_stamp.get(k, 1) for k, _, _ in self.captured]
 
         def records(self) -> list[Record]:
             recs = []
@@ -240,6 +246,8 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
     from rclpy.parameter import Parameter
 
     strat = STRATEGIES[name]
+    if strat.kind == "jpeg" and strat.ladder:
+        raise SystemExit(f"{name}: the JPEG size ladder is evaluated in simulated time only (leave out --live)")
     trace = Trace.load(trace_path)
     T = duration or trace.duration
     jpeg = strat.kind == "jpeg"
@@ -263,10 +271,12 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
         nodes = [h, sender, link]
     else:
         from ..pipeline import Pipeline
-        over = {"encoder_node": {"qos_reliability": "reliable", "frame_id": "abr_eval"}}
+        over = {"encoder_node": {"qos_reliability": "reliable", "frame_id": "abr_eval"},
+                # channels only unless the strategy is the resolution ladder (as simulated)
+                "bitrate_controller_node": {"ladder": strat.ladder}}
         if strat.kind == "fixed":
             # every frame at k, late or not, as in simulated time (no skipping)
-            over["bitrate_controller_node"] = {"min_channels": strat.k, "max_channels": strat.k, "skip_late_s": 10.0}
+            over["bitrate_controller_node"].update(min_channels=strat.k, max_channels=strat.k, skip_late_s=10.0)
             over["encoder_node"]["channel_budget"] = strat.k
         if strat.video:                   # acknowledgements flow back through the controller
             over["encoder_node"]["video_mode"] = True
@@ -302,25 +312,31 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
                 n.destroy_node()
             rclpy.try_shutdown(context=context)
     recs = h.records()
-    res = abr_metrics(strat, recs, trace, T, 1.0 / fps)
+    res = abr_metrics(strat, recs, trace, T, 1.0 / fps, h.scales() if strat.ladder else None)
     res["frames_shown"] = len(h.shown)
     if not jpeg:
         res["series"]["estimate"] = h.estimate
     return res
 
 
+def default_live_strategies(size) -> list[str]:
+    """The simulated evaluation's strategies less the JPEG size ladder (simulated only)."""
+    from .evaluate_abr import default_strategies
+    return [n for n in default_strategies(size) if not (STRATEGIES[n].kind == "jpeg" and STRATEGIES[n].ladder)]
+
+
 def evaluate_live(trace_path, clip, fps=10.0, max_frames=30, strategies=None, duration=None,
-                  progress=True) -> dict:
+                  progress=True, size=(IMAGE_SIZE, IMAGE_SIZE)) -> dict:
     from tqdm import tqdm
 
     from ..evaluation import collect_frames
     trace = Trace.load(trace_path)
-    frames = [f for _, f in collect_frames([clip], max_frames)]
+    frames = [f for _, f in collect_frames([clip], max_frames, tuple(size))]
     out = {"mode": "live", "trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
                                      "points": [p.__dict__ for p in trace.points]},
-           "fps": fps, "frame_size": [IMAGE_SIZE, IMAGE_SIZE], "clip": str(clip), "frames_in_bank": len(frames),
+           "fps": fps, "frame_size": list(size), "clip": str(clip), "frames_in_bank": len(frames),
            "strategies": {}}
-    names = list(strategies or DEFAULT_STRATEGIES)
+    names = list(strategies or default_live_strategies(size))
     for name in tqdm(names, desc=f"live runs ({duration or trace.duration:.0f} s each)", unit="strategy",
                      disable=not progress):
         out["strategies"][name] = run_strategy(name, trace_path, frames, fps, duration)
