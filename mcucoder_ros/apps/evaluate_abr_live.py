@@ -246,8 +246,6 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
     from rclpy.parameter import Parameter
 
     strat = STRATEGIES[name]
-    if strat.kind == "jpeg" and strat.ladder:
-        raise SystemExit(f"{name}: the JPEG size ladder is evaluated in simulated time only (leave out --live)")
     trace = Trace.load(trace_path)
     T = duration or trace.duration
     jpeg = strat.kind == "jpeg"
@@ -330,13 +328,16 @@ def evaluate_live(trace_path, clip, fps=10.0, max_frames=30, strategies=None, du
     from tqdm import tqdm
 
     from ..evaluation import collect_frames
+    names = list(strategies or default_live_strategies(size))
+    for name in names:              # before minutes of live runs
+        if STRATEGIES[name].kind == "jpeg" and STRATEGIES[name].ladder:
+            raise SystemExit(f"{name}: the JPEG size ladder is evaluated in simulated time only (leave out --live)")
     trace = Trace.load(trace_path)
     frames = [f for _, f in collect_frames([clip], max_frames, tuple(size))]
     out = {"mode": "live", "trace": {"name": trace.name, "path": str(trace_path), "duration_s": trace.duration,
                                      "points": [p.__dict__ for p in trace.points]},
            "fps": fps, "frame_size": list(size), "clip": str(clip), "frames_in_bank": len(frames),
            "strategies": {}}
-    names = list(strategies or default_live_strategies(size))
     for name in tqdm(names, desc=f"live runs ({duration or trace.duration:.0f} s each)", unit="strategy",
                      disable=not progress):
         out["strategies"][name] = run_strategy(name, trace_path, frames, fps, duration)
