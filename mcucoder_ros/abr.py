@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codec import bitstream
-from .codec.geometry import LATENT_CHANNELS
+from .codec.geometry import IMAGE_SIZE, LATENT_CHANNELS
 
 HEADER = bitstream.HEADER.size
 ENTRY = bitstream.CHUNK_ENTRY.size
@@ -62,6 +62,14 @@ LADDER_STRATEGIES = {
     "jpeg_size_ladder": Strategy("jpeg_size_ladder", "jpeg", ladder=True),
 }
 STRATEGIES.update(LADDER_STRATEGIES)
+
+
+def default_strategies(size, live: bool = False) -> list[str]:
+    """All strategies; at a camera size other than 224x224 the resolution ladder's too
+    (live: less the JPEG size ladder, which is evaluated in simulated time only)."""
+    extra = list(LADDER_STRATEGIES) if tuple(size) != (IMAGE_SIZE, IMAGE_SIZE) else []
+    names = list(DEFAULT_STRATEGIES) + extra
+    return [n for n in names if not (live and STRATEGIES[n].kind == "jpeg" and STRATEGIES[n].ladder)]
 
 
 def abr_metrics(strategy, recs, trace, T, interval, scales=None) -> dict:

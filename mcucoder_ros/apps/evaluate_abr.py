@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..abr import DEFAULT_STRATEGIES, LADDER_STRATEGIES, STRATEGIES, Record, Strategy, abr_metrics, frame_bits
+from ..abr import STRATEGIES, Record, Strategy, abr_metrics, default_strategies, frame_bits
 from ..codec import bitstream
 from ..codec.geometry import IMAGE_SIZE, LATENT_CHANNELS, decimate, scales_for
 from ..codec.images import upscale
@@ -238,12 +238,6 @@ def simulate(strategy: Strategy, bank: FrameBank, trace: Trace, fps: float, dura
     if est_t:       # what the controller believed: the bandwidth it planned with, and the delivery estimate
         m["series"]["estimate"] = {"t": est_t, "available_bps": est_avail, "delivery_bps": est_delivery}
     return m
-
-
-def default_strategies(size) -> list[str]:
-    """All strategies; at a camera size other than 224x224 the resolution ladder's too."""
-    extra = list(LADDER_STRATEGIES) if tuple(size) != (IMAGE_SIZE, IMAGE_SIZE) else []
-    return list(DEFAULT_STRATEGIES) + extra
 
 
 def evaluate(trace_path, clip, encoder, decoder, fps=10.0, max_frames=30, strategies=None, progress=True,

@@ -29,7 +29,7 @@ import numpy as np
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # DDS stays on this machine
 
-from ..abr import STRATEGIES, Record, abr_metrics  # noqa: E402
+from ..abr import STRATEGIES, Record, abr_metrics, default_strategies  # noqa: E402
 from ..codec.geometry import IMAGE_SIZE  # noqa: E402
 from ..codec.metrics import ms_ssim  # noqa: E402
 from ..control import JPEG_LADDER, JpegLadder  # noqa: E402
@@ -317,18 +317,12 @@ def run_strategy(name: str, trace_path, frames, fps: float, duration: float | No
     return res
 
 
-def default_live_strategies(size) -> list[str]:
-    """The simulated evaluation's strategies less the JPEG size ladder (simulated only)."""
-    from .evaluate_abr import default_strategies
-    return [n for n in default_strategies(size) if not (STRATEGIES[n].kind == "jpeg" and STRATEGIES[n].ladder)]
-
-
 def evaluate_live(trace_path, clip, fps=10.0, max_frames=30, strategies=None, duration=None,
                   progress=True, size=(IMAGE_SIZE, IMAGE_SIZE)) -> dict:
     from tqdm import tqdm
 
     from ..evaluation import collect_frames
-    names = list(strategies or default_live_strategies(size))
+    names = list(strategies or default_strategies(size, live=True))
     for name in names:              # before minutes of live runs
         if STRATEGIES[name].kind == "jpeg" and STRATEGIES[name].ladder:
             raise SystemExit(f"{name}: the JPEG size ladder is evaluated in simulated time only (leave out --live)")
