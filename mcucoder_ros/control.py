@@ -50,6 +50,17 @@ PRIOR_CHUNK_BYTES = 420.0   # typical chunk of the shipped model at 224x224 (bef
 
 
 @dataclass
+class FrameInFlight:
+    """A frame sent and not yet fully reported, as the rate estimator follows it."""
+    bits: float
+    sent: float                     # sender clock
+    first_bits: float = math.nan    # what its progress report covers (its first chunk); NaN: none
+    progressed: bool = False        # its progress report came
+    probe: bool = False             # the controller sent it as a probe (liveness)
+    straddled: tuple | None = None  # (bits, link_end) of a progress report that came late (a stall or dip)
+
+
+@dataclass
 class EstimatorConfig:
     up_smoothing: float = 0.3       # EWMA weight of a rate sample above the estimate
     down_smoothing: float = 0.7     # ... and of one below it (a slower link is believed fast)
@@ -108,19 +119,15 @@ class DeliveryRateEstimator:
         self.overdue = False            # a report overdue by overdue_margin_s: the link is slower
         self.bound_bps = math.inf       # the rate an overdue report leaves possible
         self._restart_after = None      # after an overdue report: the next frame's sample is taken whole
-        self._straddled: dict = {}      # frame key -> (bits, link_end) of its progress report, late (a stall or dip)
-        self._first_bits: dict = {}     # frame key -> bits its progress report covers (its first chunk)
-        self._progressed: set = set()   # keys of frames in flight whose progress report came
-        # frame key (a sequence; (camera, sequence) on a shared link) -> (bits, sent), in sending order
-        self.inflight: OrderedDict = OrderedDict()
+        # frame key (a sequence; (camera, sequence) on a shared link) -> FrameInFlight, in sending order
+        self.inflight: OrderedDict[object, FrameInFlight] = OrderedDict()
         self.anchor = -math.inf         # sender-clock time the link finished the last reported frame
         self.planned_free_at = -math.inf  # the controllers' own virtual queue, for links without reports
         self.reports = 0
         self.last_report_at = -math.inf  # when any report (a progress report too) last came
         self.first_sent = None          # when the first frame went (start-up: waiting for a report)
         self.last_sent = None           # when the last frame went (liveness: a probe after a silence)
-        self.next_is_probe = False      # the controller marks its probe; on_sent records its key
-        self.probes: set = set()        # keys of probe frames in flight
+        self.next_is_probe = False      # the controller marks its probe; on_sent records it
         self._delays: deque = deque()   # (now, link_start - sent) for the minimum filter
         self._prev_queue = 0.0
         self._delivered: deque = deque(maxlen=8)   # (bits, link_start, link_end) of the last reports
@@ -128,15 +135,12 @@ class DeliveryRateEstimator:
     def on_sent(self, sequence: int, bits: float, now: float, first_bits: float = math.nan) -> None:
         """first_bits: what the frame's progress report will cover (its first chunk with the
         header and chunk table: `first_chunk_bytes`); NaN where it will have none."""
-        self.inflight[sequence] = (bits, now)
-        if 0 < first_bits < bits:
-            self._first_bits[sequence] = first_bits
+        self.inflight[sequence] = FrameInFlight(bits, now, first_bits if 0 < first_bits < bits else math.nan,
+                                                probe=self.next_is_probe)
+        self.next_is_probe = False
         if self.first_sent is None:
             self.first_sent = now
         self.last_sent = now
-        if self.next_is_probe:
-            self.probes.add(sequence)
-            self.next_is_probe = False
 
     def on_report(self, sequence: int, bits: float, link_start: float, link_end: float,
                   channels_sent: int, channels_received: int, now: float, partial: bool = False,
@@ -147,26 +151,19 @@ class DeliveryRateEstimator:
         cfg = self.cfg
         self.at_receiver = self.at_receiver or rate_bps != 0     # (NaN != 0 too)
         self.last_report_at = now
-        sent = None
-        if partial:
-            sent = self.inflight.get(sequence, (0.0, None))[1]
-            if sent is not None:
-                self._progressed.add(sequence)
-        elif sequence in self.inflight:
+        frame = self.inflight.get(sequence)
+        if frame is not None and partial:
+            frame.progressed = True
+        elif frame is not None:
             while self.inflight:    # reports come in link order: a frame sent before without one lost it
-                s, (_, t) = self.inflight.popitem(last=False)
-                self._progressed.discard(s)
-                self._first_bits.pop(s, None)
-                if s != sequence:
-                    self._straddled.pop(s, None)
-                if s == sequence:
-                    sent = t
+                if self.inflight.popitem(last=False)[0] == sequence:
                     break
             self.reports += 1
             if channels_sent > 0:
                 self.loss += 0.2 * ((1 - channels_received / channels_sent) - self.loss)
         busy = link_end - link_start
-        if sent is not None:
+        if frame is not None:
+            sent = frame.sent
             w = link_start - sent
             # sliding minimum over base_window_s (a monotonic deque: O(1) per report)
             while self._delays and self._delays[-1][1] >= w:
@@ -185,16 +182,15 @@ class DeliveryRateEstimator:
         was_overdue = self.overdue
         self.stalled = self.overdue = False
         self.bound_bps = math.inf
-        probe = not partial and sequence in self.probes
-        self.probes.discard(sequence)
+        probe = not partial and frame is not None and frame.probe
         if busy <= 0 and rate_bps == 0:     # (a frame of one packet over a network: rate_bps NaN)
             return
-        straddled = None if partial else self._straddled.pop(sequence, None)
-        if partial and was_overdue and rate_bps == 0:
+        straddled = None if partial or frame is None else frame.straddled
+        if partial and was_overdue and rate_bps == 0 and frame is not None:
             # the first chunk of a frame that was on the link through a stall or a dip: its
             # time holds the dip, so its rate is far below the link's now; the rest of the
             # frame, which crosses after it, is not
-            self._straddled[sequence] = (bits, link_end)
+            frame.straddled = (bits, link_end)
         if straddled is not None:
             if link_end > straddled[1] and bits > straddled[0]:
                 # that rest: the link's rate now, taken whole (the frame was queued, the link
@@ -206,10 +202,10 @@ class DeliveryRateEstimator:
             if not partial:
                 self._delivered.append((bits, link_start, link_end))
             self._sample(rate_bps if rate_bps > 0 else bits / busy, sequence, was_overdue, probe)
-        elif not partial and math.isnan(self.bps) and sent is not None and channels_received == channels_sent:
+        elif not partial and math.isnan(self.bps) and frame is not None and channels_received == channels_sent:
             # the first reports, none of them timed: the link carried the frame within the
             # time to its report, a first figure that growth and the first timed frame correct
-            self.bps = bits / max(1e-3, now - sent)
+            self.bps = bits / max(1e-3, now - frame.sent)
         elif not partial and math.isfinite(self.bps) and not was_overdue \
                 and channels_received == channels_sent and self.queue_s < 0.5 * cfg.overuse_queue_s:
             # the receiver could not time this frame (too short a train), but it crossed
@@ -250,21 +246,16 @@ class DeliveryRateEstimator:
     def tick(self, now: float) -> None:
         """Forget frames whose reports never came; bound the rate by a report overdue."""
         cfg = self.cfg
-        for s in [s for s, (_, t) in self.inflight.items() if now - t > cfg.report_timeout_s]:
+        for s in [s for s, f in self.inflight.items() if now - f.sent > cfg.report_timeout_s]:
             del self.inflight[s]
-            self.probes.discard(s)
-            self._straddled.pop(s, None)
-            self._progressed.discard(s)
-            self._first_bits.pop(s, None)
         if not self.inflight or not self.reports or not math.isfinite(self.bps) or self.bps <= 0:
             return              # a stall lasts until a report comes (the probe's, or a late one)
-        key, (bits, sent) = next(iter(self.inflight.items()))
-        start = max(self.anchor, sent)
+        frame = next(iter(self.inflight.values()))
+        start = max(self.anchor, frame.sent)
         on_link = now - start - (0.0 if math.isnan(self.report_delay_s) else self.report_delay_s)
-        if key in self._first_bits and key not in self._progressed:
-            # its first report is the progress report, due once its first chunk has crossed:
-            # an outage shows a chunk's time after it began, not a whole frame's
-            bits = self._first_bits[key]
+        # its first report is the progress report where it has one, due once its first chunk
+        # has crossed: an outage shows a chunk's time after it began, not a whole frame's
+        bits = frame.first_bits if math.isfinite(frame.first_bits) and not frame.progressed else frame.bits
         if on_link > bits / self.bps + cfg.overdue_margin_s:
             # no report yet: the link carried less than `bits` in `on_link` seconds
             self.overdue = True
@@ -279,8 +270,8 @@ class DeliveryRateEstimator:
     def link_free_at(self, rate_bps: float) -> float:
         """When the link finishes the frames in flight, at this rate (sender clock)."""
         f = self.anchor
-        for bits, sent in self.inflight.values():
-            f = max(f, sent) + bits / rate_bps
+        for frame in self.inflight.values():
+            f = max(f, frame.sent) + frame.bits / rate_bps
         return f
 
 
