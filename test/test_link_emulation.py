@@ -95,8 +95,10 @@ def test_evaluate_abr_live_at_a_camera_size_with_the_ladder(tmp_path):
     """--live --size: the harness publishes frames at the camera's size, the ladder codes
     them smaller on a thin link, and what the receiver shows is compared at the camera's
     size (MS-SSIM > 0 only where image_decoded had the camera's size)."""
-    trace = tmp_path / "thin.csv"         # 320x240: one channel at full size ~21 kbit a frame
-    trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,60000,0,20\n8,60000,0,20\n")
+    # the clip at 320x240: one channel at full size is ~4.8 kbit, 48 kbit/s at 10 frames/s
+    # (measured), so this link carries the camera's size at no k: only smaller pictures fit
+    trace = tmp_path / "thin.csv"
+    trace.write_text("t,bandwidth_bps,loss,delay_ms\n0,30000,0,20\n8,30000,0,20\n")
     out = tmp_path / "live.json"
     r = subprocess.run([str(Path(sys.executable).parent / "mcucoder-ros"), "evaluate-abr", "--live", "--size",
                         "320x240", "--trace", str(trace), "--json", str(out), "--max-frames", "4",
@@ -105,8 +107,8 @@ def test_evaluate_abr_live_at_a_camera_size_with_the_ladder(tmp_path):
     res = json.loads(out.read_text())
     assert res["frame_size"] == [320, 240]
     m = res["strategies"]["ours_ladder"]
-    assert m["frames_delivered"] > 20 and m["mean_ms_ssim"] > 0.5
-    assert m["scale_share"]["2"] + m["scale_share"]["4"] > 0.5, m["scale_share"]    # smaller pictures sent
+    assert m["frames_delivered"] > 20 and m["mean_ms_ssim"] > 0.5 and m["on_time_ratio"] > 0.8, m
+    assert m["scale_share"]["1"] < 0.2, m["scale_share"]      # smaller pictures sent (at most a start-up frame)
     # the JPEG size ladder is simulated only: a clear error before any live run
     r = subprocess.run([str(Path(sys.executable).parent / "mcucoder-ros"), "evaluate-abr", "--live", "--size",
                         "320x240", "--trace", str(trace), "--json", str(out), "--strategies", "jpeg_size_ladder"],
