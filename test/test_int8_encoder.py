@@ -51,6 +51,36 @@ def test_fixed_point_helpers_match_tflite_reference():
     assert np.all(np.abs(got - acc * 0.001) <= 0.5 + 1e-9)
 
 
+def _srdhm_scalar(a: int, b: int) -> int:
+    """TFLite's SaturatingRoundingDoublingHighMul, transcribed literally (Python ints)."""
+    if a == b == -2**31:
+        return 2**31 - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    t = ab + nudge
+    return t // 2**31 if t >= 0 else -((-t) // 2**31)      # C division: toward zero
+
+
+def test_vectorised_fixed_point_equals_the_scalar_definition():
+    """The vectorised, in-place helper against the literal one, on generated values with
+    the edges (int32 limits, ties, zero, the saturating pair) mixed in."""
+    rng = np.random.default_rng(7)
+    edges = [-2**31, 2**31 - 1, 0, -1, 1, 3, -3, 1 << 30, -(1 << 30)]
+    for trial in range(60):
+        n = int(rng.integers(1, 400))
+        a = rng.integers(-2**31, 2**31, n, dtype=np.int64)
+        b = rng.integers(-2**31, 2**31, n, dtype=np.int64)
+        a[rng.random(n) < 0.3] = rng.choice(edges)
+        b[rng.random(n) < 0.3] = rng.choice(edges + [-2**31] * 3)
+        got = saturating_rounding_doubling_high_mul(a, b)
+        assert got.tolist() == [_srdhm_scalar(int(x), int(y)) for x, y in zip(a, b)], trial
+        # per-channel multipliers broadcast as in conv_int8 (positive, as the exporter makes them)
+        m = rng.integers(1 << 30, 1 << 31, 5, dtype=np.int64)
+        acc = rng.integers(-2**24, 2**24, (n, 5), dtype=np.int64)
+        got = saturating_rounding_doubling_high_mul(acc, m)
+        assert got.tolist() == [[_srdhm_scalar(int(x), int(y)) for x, y in zip(row, m)] for row in acc]
+
+
 def test_int8_encoder_close_to_float_encoder(encoder, photos):
     torch = pytest.importorskip("torch")
     from conftest import ROOT

@@ -1,10 +1,12 @@
-/* Host-side rANS decoding of one latent channel, in C for speed.
+/* Host-side rANS coding of one latent channel, in C for speed.
  *
- * The same model as ChannelCoder.decode in entropy.py (which stays the reference and
- * the fallback when this extension is not built): MED prediction from the left, top
- * and top-left symbols, an activity context, byte-wise rANS with a 32-bit state and
- * 12-bit probabilities.  The Python side checks the chunk length and raises the
- * errors; this returns a status code.
+ * Decoding: the same model as ChannelCoder.decode in entropy.py (which stays the
+ * reference and the fallback when this extension is not built): MED prediction from
+ * the left, top and top-left symbols, an activity context, byte-wise rANS with a 32-bit
+ * state and 12-bit probabilities.  The Python side checks the chunk length and raises
+ * the errors; this returns a status code.
+ * Encoding: RansTables.encode's loop (the residuals and contexts come from Python,
+ * vectorised, for the intra and the inter model alike).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -107,12 +109,61 @@ static PyObject *decode_channel(PyObject *self, PyObject *args) {
     return PyErr_Occurred() ? NULL : PyLong_FromLong(status);
 }
 
+/* encode_residuals(res u8[n], ctx u8[n], freq u16[8*64], cum u16[8*65]) -> chunk bytes:
+ * the final state (big endian), then the renormalisation bytes, as RansTables.encode */
+static PyObject *encode_residuals(PyObject *self, PyObject *args) {
+    Py_buffer res, ctx, freq_b, cum_b;
+    PyObject *chunk = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*", &res, &ctx, &freq_b, &cum_b))
+        return NULL;
+    Py_ssize_t n = res.len;
+    if (ctx.len != n || freq_b.len != NCTX * NSYM * 2 || cum_b.len != NCTX * (NSYM + 1) * 2) {
+        PyErr_SetString(PyExc_ValueError, "encode_residuals: wrong table or buffer size");
+        goto done;
+    }
+    const uint8_t *r = res.buf, *k = ctx.buf;
+    const uint16_t *freq = freq_b.buf, *cum = cum_b.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (r[i] >= NSYM || k[i] >= NCTX) {
+            PyErr_SetString(PyExc_ValueError, "encode_residuals: residual >= 64 or context >= 8");
+            goto done;
+        }
+    /* at most 12 bits a symbol (every frequency >= 1 of 4096) plus the 4-byte state */
+    Py_ssize_t cap = 4 + (n * PROB_BITS + 7) / 8 + 4;
+    uint8_t *buf = PyMem_Malloc((size_t)cap), *p = buf + cap;
+    if (!buf) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint32_t x = RANS_L;
+    const uint32_t xmax_base = (RANS_L >> PROB_BITS) << 8;
+    for (Py_ssize_t i = n - 1; i >= 0; i--) {        /* rANS codes backwards */
+        uint32_t f = freq[k[i] * NSYM + r[i]];
+        while (x >= xmax_base * f) {
+            *--p = (uint8_t)x;
+            x >>= 8;
+        }
+        x = ((x / f) << PROB_BITS) + (x % f) + cum[k[i] * (NSYM + 1) + r[i]];
+    }
+    for (int b = 0; b < 4; b++) {
+        *--p = (uint8_t)x;
+        x >>= 8;
+    }
+    chunk = PyBytes_FromStringAndSize((const char *)p, buf + cap - p);
+    PyMem_Free(buf);
+done:
+    PyBuffer_Release(&res), PyBuffer_Release(&ctx), PyBuffer_Release(&freq_b), PyBuffer_Release(&cum_b);
+    return chunk;
+}
+
 static PyMethodDef methods[] = {
+    {"encode_residuals", encode_residuals, METH_VARARGS, "rANS-encode one channel's residuals and contexts"},
     {"decode_channel", decode_channel, METH_VARARGS, "rANS-decode one channel of h x w symbols; returns 0 ok, 1 truncated, 2 corrupted"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rans", "rANS channel decoder (C)", -1, methods,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rans", "rANS channel coder (C)", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__rans(void) { return PyModule_Create(&module); }

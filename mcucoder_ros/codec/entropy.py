@@ -20,10 +20,11 @@ import numpy as np
 
 from .geometry import LATENT_SIZE, MAX_LONG_SIDE, MAX_SHORT_SIDE, NUM_SYMBOLS, latent_shape
 
-try:    # the C decoder (same model, about 100x faster); the Python one below is the reference
+try:    # the C coder (same model, about 100x faster); the Python one below is the reference
     from ._rans import decode_channel as _c_decode
-except ImportError:     # built without a C compiler: decode in Python
-    _c_decode = None
+    from ._rans import encode_residuals as _c_encode
+except ImportError:     # built without a C compiler: code in Python
+    _c_decode = _c_encode = None
 
 
 def c_decoder_built() -> bool:
@@ -107,6 +108,13 @@ class RansTables:
 
     def encode(self, res: np.ndarray, ctx: np.ndarray) -> bytes:
         """Residuals and contexts in raster order -> chunk (final state, then the bytes)."""
+        if _c_encode is not None:
+            return _c_encode(np.ascontiguousarray(res, np.uint8).tobytes(), np.ascontiguousarray(ctx, np.uint8).tobytes(),
+                             *self.c_tables[:2])
+        return self.encode_python(res, ctx)
+
+    def encode_python(self, res: np.ndarray, ctx: np.ndarray) -> bytes:
+        """The reference of encode (and its fallback without the C extension)."""
         freq, cum = self.freq, self.cum
         out = bytearray()
         x = RANS_L

@@ -47,32 +47,48 @@ class ConvLayer:
 
 # --- TFLite fixed-point helpers (reference_ops semantics, vectorised) ----------------
 
+_LOW31 = np.int64((1 << 31) - 1)
+
+
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.astype(np.int64)
+    a = np.asarray(a, np.int64)
     b = np.asarray(b, dtype=np.int64)
-    overflow = (a == -2**31) & (b == -2**31)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    t = ab + nudge
-    # C integer division by 2**31 truncates toward zero
-    res = np.where(t >= 0, t >> 31, -((-t) >> 31))
-    return np.where(overflow, 2**31 - 1, res)
+    t = a * b
+    # nudge: 2**30 where the product is >= 0, 1 - 2**30 where it is negative (sign masks,
+    # in place: this runs on every activation of a frame)
+    s = t >> 63
+    s &= _LOW31
+    t += 1 << 30
+    t -= s
+    # C integer division by 2**31 truncates toward zero: add 2**31 - 1 to a negative t
+    np.right_shift(t, 63, out=s)
+    s &= _LOW31
+    t += s
+    t >>= 31
+    if np.any(b == -2**31):         # the one product that overflows int32: saturate
+        t = np.where((a == -2**31) & (b == -2**31), 2**31 - 1, t)
+    return t
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    x = x.astype(np.int64)
+    x = np.asarray(x, np.int64)
     exponent = np.asarray(exponent, dtype=np.int64)
     mask = (np.int64(1) << exponent) - 1
     remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
+    threshold = x >> 63                 # -1 where x < 0: the threshold is one higher there
+    np.subtract(mask >> 1, threshold, out=threshold)
+    out = x >> exponent
+    out += remainder > threshold
+    return out
 
 
 def multiply_by_quantized_multiplier(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
     shift = np.asarray(shift, dtype=np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    x = acc.astype(np.int64) * (np.int64(1) << left)
+    x = np.asarray(acc, np.int64)
+    if np.any(left):
+        x = x * (np.int64(1) << left)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
 
 
@@ -106,18 +122,24 @@ def conv_int8(x: np.ndarray, layer: ConvLayer) -> np.ndarray:
     xp = np.pad(xc, ((0, 0), (p, p), (p, p)))                      # padding == zero point
     win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::s, ::s]  # [cin, Ho, Wo, k, k] (a view)
     ho, wo = win.shape[1:3]
-    wmat = layer.weight.reshape(layer.out_channels, -1).astype(np.float32).T
-    zp_out = layer.output_zero_point.astype(np.int64)
+    wmat = layer.weight.reshape(layer.out_channels, -1).astype(np.float32)
+    col = (slice(None), None)           # per output channel, along the rows of [cout, pixels]
+    zp_out = layer.output_zero_point.astype(np.int64)[col]
     lo = zp_out if layer.relu else np.int64(-128)
+    bias, mult, shift = layer.bias.astype(np.int64)[col], layer.multiplier[col], layer.shift[col]
     out = np.empty((layer.out_channels, ho, wo), np.int8)
     rows = max(1, BAND_ELEMENTS // (wo * cin * k * k))
     for r0 in range(0, ho, rows):
         band = win[:, r0:r0 + rows]
         n = band.shape[1]
-        cols = band.transpose(1, 2, 0, 3, 4).reshape(n * wo, cin * k * k)
-        acc = (cols @ wmat).astype(np.int64) + layer.bias.astype(np.int64)  # [n*Wo, cout]
-        q = multiply_by_quantized_multiplier(acc, layer.multiplier, layer.shift) + zp_out
-        out[:, r0:r0 + n] = np.clip(q, lo, 127).astype(np.int8).T.reshape(layer.out_channels, n, wo)
+        # im2col as [cin*k*k, pixels]: the copy runs along output columns, and the product
+        # comes out [cout, pixels], the output's own layout
+        cols = band.transpose(0, 3, 4, 1, 2).reshape(cin * k * k, n * wo)
+        acc = (wmat @ cols).astype(np.int64)
+        acc += bias
+        q = multiply_by_quantized_multiplier(acc, mult, shift)
+        q += zp_out
+        out[:, r0:r0 + n] = np.clip(q, lo, 127).astype(np.int8).reshape(layer.out_channels, n, wo)
     return out
 
 
