@@ -416,7 +416,9 @@ def test_provisioning_needs_the_operator_to_name_the_device_and_works_once(tmp_p
     from mcucoder_ros.qemu import QemuCamera
     key_file = tmp_path / "cam.key"
     key = sealed.write_key_file(key_file)
-    cam = QemuCamera("m33", str(CLIP), max_frames=30)           # a device without a key
+    # a device without a key, streaming until stopped (a fixed number of frames could end,
+    # and the device with it, before the last step on a fast host)
+    cam = QemuCamera("m33", str(CLIP), max_frames=4, stream_frames=100000)
     url = cam.start()
     stored = os.path.join(cam.dir, "link.key")
     try:
