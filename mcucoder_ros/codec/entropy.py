@@ -109,8 +109,8 @@ class RansTables:
     def encode(self, res: np.ndarray, ctx: np.ndarray) -> bytes:
         """Residuals and contexts in raster order -> chunk (final state, then the bytes)."""
         if _c_encode is not None:
-            return _c_encode(np.ascontiguousarray(res, np.uint8).tobytes(),
-                             np.ascontiguousarray(ctx, np.uint8).tobytes(), *self.c_tables[:2])
+            return _c_encode(np.ascontiguousarray(res, np.uint8), np.ascontiguousarray(ctx, np.uint8),
+                             *self.c_tables[:2])
         return self.encode_python(res, ctx)
 
     def encode_python(self, res: np.ndarray, ctx: np.ndarray) -> bytes:
